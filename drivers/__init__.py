@@ -1,0 +1,1 @@
+"""Device drivers: transport, then codec (no I/O), then typed device model."""

@@ -1,0 +1,79 @@
+"""Configuration shared by every device driver.
+
+Each driver defines its device model by subclassing :class:`DeviceConfigBase`
+with a ``type`` literal; the site config combines them into one discriminated
+union, so ``type`` selects the driver.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drivers.model import DeviceKind
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceLimits(StrictModel):
+    """Bounds the edge enforces for every caller before anything is sent."""
+
+    min_brightness: int = Field(0, ge=0, le=100, description="Lowest brightness, percent.")
+    max_brightness: int = Field(100, ge=0, le=100, description="Highest brightness, percent.")
+    min_color_temp_k: int = Field(2000, ge=1000, le=10000, description="Warmest colour, K.")
+    max_color_temp_k: int = Field(6500, ge=1000, le=10000, description="Coolest colour, K.")
+    min_target_c: float = Field(16.0, ge=-10, le=130, description="Lowest setpoint, degC.")
+    max_target_c: float = Field(28.0, ge=-10, le=130, description="Highest setpoint, degC.")
+    hard_max_c: float | None = Field(
+        None,
+        ge=-10,
+        le=130,
+        description=(
+            "Heaters (sauna, steam): a measured temperature above this turns the "
+            "heater off at once, whatever any caller asked."
+        ),
+    )
+    auto_off_minutes: float | None = Field(
+        None,
+        gt=0,
+        le=24 * 60,
+        description="Heaters: turn off after this long in a heating mode.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeviceLimits:
+        if self.min_brightness > self.max_brightness:
+            raise ValueError("min_brightness must not exceed max_brightness")
+        if self.min_color_temp_k > self.max_color_temp_k:
+            raise ValueError("min_color_temp_k must not exceed max_color_temp_k")
+        if self.min_target_c > self.max_target_c:
+            raise ValueError("min_target_c must not exceed max_target_c")
+        if self.hard_max_c is not None and self.max_target_c > self.hard_max_c:
+            raise ValueError("max_target_c must not exceed hard_max_c")
+        return self
+
+
+class DeviceConfigBase(StrictModel):
+    """Fields every device has, whatever its driver."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Unique within the room.")
+    kind: DeviceKind = Field(description="light, climate, lock or sensor.")
+    name: str | None = Field(None, max_length=80, description="Label shown to people.")
+    heater: bool = Field(
+        False, description="A sauna or steam heater: hard_max_c and auto_off_minutes apply."
+    )
+    limits: DeviceLimits = Field(default_factory=DeviceLimits)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _heater_rules(self) -> DeviceConfigBase:
+        if self.heater:
+            if self.kind is not DeviceKind.CLIMATE:
+                raise ValueError("heater = true needs kind = 'climate'")
+            if self.limits.hard_max_c is None or self.limits.auto_off_minutes is None:
+                raise ValueError("a heater needs limits.hard_max_c and limits.auto_off_minutes")
+        return self

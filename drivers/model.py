@@ -1,0 +1,240 @@
+"""Typed device model: the only view of hardware that ``edge/`` gets.
+
+Every driver (MQTT, Modbus, ...) turns its wire format into these types in its
+codec layer and exposes each physical device as a :class:`Device`.  Values are
+in human units everywhere above the codec: brightness in percent (0-100),
+colour temperature in kelvin, temperatures in degrees Celsius.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TypeAlias
+
+
+class Availability(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+
+
+class DeviceKind(StrEnum):
+    LIGHT = "light"
+    CLIMATE = "climate"
+    LOCK = "lock"
+    SENSOR = "sensor"
+
+
+class ClimateMode(StrEnum):
+    OFF = "off"
+    HEAT = "heat"
+    COOL = "cool"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class LightState:
+    on: bool | None = None
+    brightness: int | None = None  # percent, 0-100
+    color_temp_k: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClimateState:
+    mode: ClimateMode | None = None
+    target_c: float | None = None
+    current_c: float | None = None
+    humidity: float | None = None  # percent relative humidity
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    locked: bool | None = None
+    door_open: bool | None = None
+    jammed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SensorState:
+    values: Mapping[str, float] = field(default_factory=dict)
+
+
+DeviceState: TypeAlias = LightState | ClimateState | LockState | SensorState
+
+
+@dataclass(frozen=True, slots=True)
+class LightCommand:
+    on: bool | None = None
+    brightness: int | None = None
+    color_temp_k: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClimateCommand:
+    mode: ClimateMode | None = None
+    target_c: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockCommand:
+    locked: bool
+
+
+Command: TypeAlias = LightCommand | ClimateCommand | LockCommand
+
+EMPTY_STATE: dict[DeviceKind, DeviceState] = {
+    DeviceKind.LIGHT: LightState(),
+    DeviceKind.CLIMATE: ClimateState(),
+    DeviceKind.LOCK: LockState(),
+    DeviceKind.SENSOR: SensorState(),
+}
+
+COMMAND_FOR_KIND: dict[DeviceKind, type[Command] | None] = {
+    DeviceKind.LIGHT: LightCommand,
+    DeviceKind.CLIMATE: ClimateCommand,
+    DeviceKind.LOCK: LockCommand,
+    DeviceKind.SENSOR: None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    """What is known about one device at one moment."""
+
+    device_id: str  # "<room_id>/<device_id>", unique on the site
+    kind: DeviceKind
+    availability: Availability
+    last_seen: datetime | None
+    state: DeviceState
+
+
+def command_satisfied(state: DeviceState, command: Command) -> bool:
+    """True when ``state`` shows every field the command asked for.
+
+    Used to confirm a command from the state a device reports back.  Float
+    setpoints compare to 0.05 degC, the resolution of common thermostats.
+    """
+    if isinstance(command, LightCommand) and isinstance(state, LightState):
+        if command.on is not None and state.on != command.on:
+            return False
+        if command.on is False:
+            return True  # brightness of a light that is off is not reported reliably
+        if command.brightness is not None and (
+            state.brightness is None or abs(state.brightness - command.brightness) > 1
+        ):
+            return False  # 0-254 <-> 0-100 round trips lose up to one percent
+        if command.color_temp_k is not None and (
+            state.color_temp_k is None or abs(state.color_temp_k - command.color_temp_k) > 30
+        ):
+            return False  # mired conversion loses a few kelvin
+        return True
+    if isinstance(command, ClimateCommand) and isinstance(state, ClimateState):
+        if command.mode is not None and state.mode != command.mode:
+            return False
+        if command.target_c is not None and (
+            state.target_c is None or abs(state.target_c - command.target_c) > 0.05
+        ):
+            return False
+        return True
+    if isinstance(command, LockCommand) and isinstance(state, LockState):
+        return state.locked == command.locked
+    return False
+
+
+Listener: TypeAlias = Callable[[DeviceSnapshot], None]
+
+
+class Device(ABC):
+    """One physical device, as a driver exposes it.
+
+    Drivers update state through :meth:`_publish`; listeners (the edge core)
+    are called synchronously on the event loop for each change and must not
+    block.
+    """
+
+    def __init__(self, device_id: str, kind: DeviceKind) -> None:
+        self.device_id = device_id
+        self.kind = kind
+        self._snapshot = DeviceSnapshot(
+            device_id, kind, Availability.UNKNOWN, None, EMPTY_STATE[kind]
+        )
+        self._listeners: list[Listener] = []
+        self._changed = asyncio.Event()
+
+    def snapshot(self) -> DeviceSnapshot:
+        return self._snapshot
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on every change; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @abstractmethod
+    async def send(self, command: Command, *, timeout: float = 5.0) -> None:
+        """Send ``command`` and return once it is confirmed.
+
+        Confirmed means: the device reported a state that satisfies the
+        command (MQTT) or the registers read back to the written values
+        (Modbus).  Raises :class:`drivers.errors.DeviceUnavailable` when the
+        device is known offline, :class:`drivers.errors.DeviceTimeout` when no
+        confirmation arrives in ``timeout`` seconds,
+        :class:`drivers.errors.DeviceRejected` when the device refused it and
+        :class:`drivers.errors.TransportError` for I/O failure.
+        """
+
+    # -- for drivers -------------------------------------------------------
+    def _publish(
+        self,
+        *,
+        state: DeviceState | None = None,
+        availability: Availability | None = None,
+        seen: bool = True,
+    ) -> None:
+        snap = self._snapshot
+        new = replace(
+            snap,
+            state=state if state is not None else snap.state,
+            availability=availability if availability is not None else snap.availability,
+            last_seen=datetime.now(UTC) if seen else snap.last_seen,
+        )
+        if new == snap:
+            return
+        self._snapshot = new
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for listener in list(self._listeners):
+            listener(new)
+
+    async def _wait_for(self, predicate: Callable[[DeviceSnapshot], bool], timeout: float) -> bool:
+        """Wait until ``predicate(snapshot)`` holds; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self._snapshot):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            event = self._changed
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return predicate(self._snapshot)
+        return True
+
+
+def iter_fields(obj: object) -> Iterator[tuple[str, object]]:
+    """(name, value) of a command or state dataclass, skipping unset fields."""
+    for name in getattr(obj, "__slots__", ()):
+        value = getattr(obj, name)
+        if value is not None:
+            yield name, value
