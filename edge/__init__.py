@@ -1,0 +1,1 @@
+"""CoreSync Edge: the spa controller daemon (rooms, door, shop, sync)."""
