@@ -249,3 +249,39 @@ class FaceDetector:
             if found:
                 return found
         return self.hog.detect(image_bgr) if self.hog is not None else []
+
+    def detect_all(self, image_bgr: npt.NDArray[np.uint8], floor: float = 0.5) -> list[Detection]:
+        """Every face any model sees, for counting faces (enrollment, not the door path).
+
+        A candidate between ``floor`` and the detector's ``min_score`` counts only
+        when another model corroborates it, which keeps a weak false positive of
+        one model (a logo) out while still counting a small second face.
+        """
+        per_model: list[list[Detection]] = []
+        for model in self.blaze:
+            strict = model.min_score
+            model.min_score = floor
+            try:
+                per_model.append(model.detect(image_bgr))
+            finally:
+                model.min_score = strict
+        if self.hog is not None:
+            per_model.append(self.hog.detect(image_bgr))
+        strong = self.blaze[0].min_score if self.blaze else 0.0
+        kept: list[Detection] = []
+        for i, found in enumerate(per_model):
+            others = [d for j, ds in enumerate(per_model) if j != i for d in ds]
+            for det in found:
+                corroborated = any(box_iou(det.box, o.box) > NMS_IOU for o in others)
+                if det.score >= strong or corroborated:
+                    kept.append(det)
+        kept.sort(key=lambda d: -d.score)
+        merged: list[Detection] = []
+        for det in kept:
+            if all(box_iou(det.box, m.box) <= NMS_IOU for m in merged):
+                merged.append(det)
+        return merged
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    return float(_iou(np.asarray(a, np.float32), np.asarray([b], np.float32))[0])
