@@ -1,0 +1,269 @@
+"""A tiny DB layer so the shop rules are written once for SQLite and PostgreSQL.
+
+SQL is written with ``?`` placeholders and portable syntax; the PostgreSQL
+side swaps them for ``%s``.  Rows come back as plain dicts.
+
+Concurrency choice (both dialects): writes run in READ COMMITTED (PostgreSQL)
+or under SQLite's single writer lock (``BEGIN IMMEDIATE``), and every rule
+that races is a *conditional* statement — ``UPDATE products SET stock = stock
+- ? WHERE id = ? AND stock >= ?`` and ``UPDATE ... SET status = ? WHERE id = ?
+AND status IN (...)`` — whose row count says whether it won.  PostgreSQL
+re-checks the WHERE clause after waiting on the row lock, so two buyers of the
+last unit cannot both succeed, and unlike SERIALIZABLE no caller needs a retry
+loop.  Rows are always locked in product-id order, so orders do not deadlock.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from edge.shop.errors import Conflict, StorageFailure
+
+Dialect = Literal["sqlite", "postgres"]
+Row = dict[str, Any]
+Params = Sequence[Any]
+
+
+class Tx(ABC):
+    """One open transaction; leaving the ``with`` block commits or rolls back."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; returns the number of rows it touched."""
+
+    @abstractmethod
+    def all(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Params = ()) -> Any:
+        row = self.one(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    @property
+    def for_update(self) -> str:
+        """Row-lock suffix for SELECTs (SQLite already holds the write lock)."""
+        return " FOR UPDATE" if self.dialect == "postgres" else ""
+
+
+class Database(ABC):
+    dialect: Dialect
+
+    @abstractmethod
+    def write(self) -> Any:
+        """Context manager yielding a :class:`Tx` that may write."""
+
+    @abstractmethod
+    def read(self) -> Any:
+        """Context manager yielding a :class:`Tx` for a consistent read."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: \w+\.(\w+)")
+_PG_UNIQUE = re.compile(r"Key \(([^)]*)\)")
+
+
+def _unique_conflict(field: str) -> Conflict:
+    return Conflict(f"{field} already exists", field=field)
+
+
+class _SqliteTx(Tx):
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            return self._conn.execute(sql, tuple(params)).rowcount
+        except sqlite3.IntegrityError as exc:
+            match = _SQLITE_UNIQUE.search(str(exc))
+            if match:
+                raise _unique_conflict(match.group(1)) from exc
+            raise StorageFailure(str(exc)) from exc
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            cur = self._conn.execute(sql, tuple(params))
+            return [dict(r) for r in cur.fetchall()]
+        except sqlite3.IntegrityError as exc:
+            raise StorageFailure(str(exc)) from exc
+
+
+class SqliteDatabase(Database):
+    """A SQLite file in WAL mode; one connection per thread, writes ``BEGIN IMMEDIATE``."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str, busy_timeout_ms: int = 30_000) -> None:
+        self.path = path
+        self._busy_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StorageFailure("database is closed")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self, begin: str) -> Iterator[Tx]:
+        conn = self.connection()
+        try:
+            conn.execute(begin)
+        except sqlite3.Error as exc:
+            raise StorageFailure(str(exc)) from exc
+        try:
+            yield _SqliteTx(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageFailure(str(exc)) from exc
+
+    def write(self) -> Any:
+        return self._tx("BEGIN IMMEDIATE")
+
+    def read(self) -> Any:
+        return self._tx("BEGIN")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+
+class _PgTx(Tx):
+    dialect: Dialect = "postgres"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def _run(self, sql: str, params: Params) -> Any:
+        import psycopg
+
+        # Portable SQL never holds a literal % or ?; the swap below is safe.
+        try:
+            return self._conn.execute(sql.replace("?", "%s"), tuple(params))
+        except psycopg.errors.UniqueViolation as exc:
+            detail = exc.diag.message_detail or ""
+            match = _PG_UNIQUE.search(detail)
+            raise _unique_conflict(match.group(1) if match else "key") from exc
+        except psycopg.errors.IntegrityError as exc:
+            raise StorageFailure(str(exc)) from exc
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return int(self._run(sql, params).rowcount)
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        cur = self._run(sql, params)
+        return list(cur.fetchall()) if cur.description else []
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through psycopg 3, a small fixed pool, READ COMMITTED transactions."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(self, dsn: str, schema: str | None = None, pool_size: int = 10) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._sem = threading.BoundedSemaphore(pool_size)
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        opts = f"-c search_path={self.schema}" if self.schema else ""
+        try:
+            conn = psycopg.connect(self.dsn, row_factory=dict_row, options=opts, autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageFailure(f"cannot connect to PostgreSQL: {exc}") from exc
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        self._sem.acquire()
+        try:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            if conn.closed:
+                conn = self._connect()
+            try:
+                yield conn
+            finally:
+                self._pool.put(conn)
+        finally:
+            self._sem.release()
+
+    @contextmanager
+    def _tx(self, read_only: bool) -> Iterator[Tx]:
+        import psycopg
+
+        with self.connection() as conn:
+            try:
+                with conn.transaction():
+                    if read_only:
+                        conn.execute("SET TRANSACTION READ ONLY")
+                    yield _PgTx(conn)
+            except psycopg.OperationalError as exc:
+                raise StorageFailure(str(exc)) from exc
+
+    def write(self) -> Any:
+        return self._tx(read_only=False)
+
+    def read(self) -> Any:
+        return self._tx(read_only=True)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+
+def open_database(target: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
+    """``postgresql://...`` (or ``postgres://``) selects PostgreSQL; anything else is a path."""
+    if target.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(target, schema=schema, pool_size=pool_size)
+    return SqliteDatabase(target)

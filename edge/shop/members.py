@@ -1,0 +1,79 @@
+"""Members and their memberships (tier, active flag); adults only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.shop.base import ShopBase, new_id
+from edge.shop.db import Tx
+from edge.shop.errors import NotFound, ValidationFailed
+from edge.shop.inputs import MemberInput, Tier
+from edge.shop.records import Member
+
+_COLUMNS = "id, name, email, phone, date_of_birth, tier, active"
+
+
+class MembersMixin(ShopBase):
+    def create_member(self, data: MemberInput | dict[str, Any]) -> Member:
+        m = self._input(MemberInput, data)
+        self._check_adult(m)
+        mid, now = new_id(), self.stamp()
+        with self.db.write() as tx:
+            tx.execute(
+                f"INSERT INTO members ({_COLUMNS}, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    mid,
+                    m.name,
+                    m.email.lower(),
+                    m.phone,
+                    m.date_of_birth.isoformat(),
+                    m.tier,
+                    int(m.active),
+                    now,
+                    now,
+                ),
+            )
+            member = self._member(tx, mid)
+            self.record_change(tx, "member", mid, "create", member.to_json())
+        return member
+
+    def _check_adult(self, m: MemberInput) -> None:
+        today = self.today()
+        born = m.date_of_birth
+        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+        if age < self.config.adult_age:
+            raise ValidationFailed(
+                "date_of_birth", f"members must be at least {self.config.adult_age}"
+            )
+
+    def set_membership(self, member_id: str, *, tier: Tier, active: bool) -> Member:
+        if tier not in ("basic", "premium", "unlimited"):
+            raise ValidationFailed("tier", f"unknown tier {tier!r}")
+        with self.db.write() as tx:
+            self._member(tx, member_id)
+            tx.execute(
+                "UPDATE members SET tier = ?, active = ?, updated_at = ? WHERE id = ?",
+                (tier, int(active), self.stamp(), member_id),
+            )
+            member = self._member(tx, member_id)
+            self.record_change(tx, "member", member_id, "update", member.to_json())
+        return member
+
+    def get_member(self, member_id: str) -> Member:
+        with self.db.read() as tx:
+            return self._member(tx, member_id)
+
+    def find_member_by_email(self, email: str) -> Member:
+        with self.db.read() as tx:
+            row = tx.one(f"SELECT {_COLUMNS} FROM members WHERE email = ?", (email.lower(),))
+        if row is None:
+            raise NotFound("member", email)
+        return Member.from_row(row)
+
+    @staticmethod
+    def _member(tx: Tx, member_id: str) -> Member:
+        row = tx.one(f"SELECT {_COLUMNS} FROM members WHERE id = ?", (member_id,))
+        if row is None:
+            raise NotFound("member", member_id)
+        return Member.from_row(row)

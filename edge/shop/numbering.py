@@ -1,0 +1,102 @@
+"""Order and request numbers unique across the cloud and every edge, offline too.
+
+``PO-YYYY-NNNNNN``: the six digits are ``block * 1000 + offset``.  Each year
+and kind has 1000 blocks of 1000 numbers; a block belongs to exactly one
+node.  The *authority* (the cloud, or a stand-alone edge) hands blocks out;
+an edge spends the blocks it was leased and can keep trading offline until
+they run out.  See docs/numbering.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from edge.shop.db import Tx
+from edge.shop.errors import Conflict, NumbersExhausted
+
+Kind = Literal["PO", "CR"]
+BLOCK_SIZE = 1000
+BLOCKS_PER_YEAR = 1000
+_MAX_RACES = 200
+
+
+def format_number(kind: Kind, year: int, serial: int) -> str:
+    return f"{kind}-{year:04d}-{serial:06d}"
+
+
+def allocate(tx: Tx, kind: Kind, year: int, node: str, *, authority: bool) -> str:
+    """Take the next number from this node's blocks (leasing one when authority)."""
+    for _ in range(_MAX_RACES):
+        row = tx.one(
+            "SELECT block, next_offset FROM number_blocks WHERE kind = ? AND year = ?"
+            " AND node = ? AND next_offset < ? ORDER BY block LIMIT 1",
+            (kind, year, node, BLOCK_SIZE),
+        )
+        if row is None:
+            if not authority:
+                raise NumbersExhausted(
+                    f"node {node!r} has no unused {kind} numbers for {year}; "
+                    "it must lease a block from the cloud"
+                )
+            lease_block(tx, kind, year, node)
+            continue
+        block, offset = int(row["block"]), int(row["next_offset"])
+        # Compare-and-set: a concurrent writer that took this offset first makes
+        # this update touch no row, and we read again.
+        won = tx.execute(
+            "UPDATE number_blocks SET next_offset = next_offset + 1"
+            " WHERE kind = ? AND year = ? AND block = ? AND next_offset = ?",
+            (kind, year, block, offset),
+        )
+        if won == 1:
+            return format_number(kind, year, block * BLOCK_SIZE + offset)
+    raise Conflict(f"could not allocate a {kind} number (contention)")
+
+
+def lease_block(tx: Tx, kind: Kind, year: int, node: str) -> int:
+    """Authority side: give the next free block of ``year`` to ``node``."""
+    for _ in range(_MAX_RACES):
+        nxt = int(
+            tx.scalar(
+                "SELECT COALESCE(MAX(block), -1) + 1 AS nxt FROM number_blocks"
+                " WHERE kind = ? AND year = ?",
+                (kind, year),
+            )
+        )
+        if nxt >= BLOCKS_PER_YEAR:
+            raise NumbersExhausted(f"all {kind} numbers of {year} are leased")
+        inserted = tx.execute(
+            "INSERT INTO number_blocks (kind, year, block, node, next_offset)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (kind, year, nxt, node, 1 if nxt == 0 else 0),
+        )
+        if inserted == 1:
+            return nxt
+    raise Conflict(f"could not lease a {kind} block (contention)")
+
+
+def accept_lease(tx: Tx, kind: Kind, year: int, block: int, node: str) -> None:
+    """Edge side: record a block the authority leased to this node."""
+    if not 0 <= block < BLOCKS_PER_YEAR:
+        raise Conflict(f"block {block} is outside 0..{BLOCKS_PER_YEAR - 1}", field="block")
+    tx.execute(
+        "INSERT INTO number_blocks (kind, year, block, node, next_offset)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (kind, year, block, node, 1 if block == 0 else 0),
+    )
+    owner = tx.scalar(
+        "SELECT node FROM number_blocks WHERE kind = ? AND year = ? AND block = ?",
+        (kind, year, block),
+    )
+    if owner != node:
+        raise Conflict(f"{kind} block {block} of {year} belongs to {owner!r}", field="block")
+
+
+def spare_numbers(tx: Tx, kind: Kind, year: int, node: str) -> int:
+    """Numbers this node can still issue for ``year`` without asking anyone."""
+    left = tx.scalar(
+        "SELECT COALESCE(SUM(? - next_offset), 0) AS left FROM number_blocks"
+        " WHERE kind = ? AND year = ? AND node = ?",
+        (BLOCK_SIZE, kind, year, node),
+    )
+    return int(left)

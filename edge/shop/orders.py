@@ -1,0 +1,214 @@
+"""Pickup orders: created in one transaction, priced exactly, cancelled via the ledger."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from edge.shop.base import ShopBase, new_id
+from edge.shop.catalog import CatalogMixin
+from edge.shop.db import Tx
+from edge.shop.errors import Conflict, InvalidTransition, NotFound, OutOfStock, ValidationFailed
+from edge.shop.inputs import OrderInput, OrderStatusInput, PaymentInput
+from edge.shop.members import MembersMixin
+from edge.shop.money import round_cents, to_cents
+from edge.shop.numbering import allocate
+from edge.shop.records import Order, Page, Product
+
+_NEXT_STATUS = {"processing": "pending", "ready": "processing", "completed": "ready"}
+CANCELLABLE = ("pending", "processing")
+_ORDER_COLUMNS = (
+    "id, number, member_id, status, pickup_date, booking_ref, subtotal_cents, tax_cents,"
+    " total_cents, tax_rate, payment_ref, paid_at, customer_notes, staff_notes,"
+    " accounting_synced, invoice_id, accounting_error, created_at, updated_at"
+)
+
+
+class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
+    def create_order(
+        self, member_id: str, data: OrderInput | dict[str, Any], *, actor: str | None = None
+    ) -> Order:
+        """All of it or none of it: number, order row, items, stock and ledger rows."""
+        order = self._input(OrderInput, data)
+        if order.pickup_date is not None and order.pickup_date < self.today():
+            raise ValidationFailed("pickup_date", "must not be in the past")
+        oid, now, rate = new_id(), self.stamp(), self.config.tax_rate
+        with self.db.write() as tx:
+            member = self._member(tx, member_id)
+            lines: list[tuple[int, Product, int, Decimal, str | None]] = []
+            for i, item in enumerate(order.items):
+                row = tx.one("SELECT id FROM products WHERE slug = ?", (item.product,))
+                product = None if row is None else self._product_by(tx, "id", row["id"])
+                if product is None or not product.active:
+                    raise ValidationFailed(
+                        f"items[{i}].product", f"no such product {item.product!r}"
+                    )
+                member_price = member.active and product.member_price is not None
+                unit = product.member_price if member_price else product.price
+                assert unit is not None
+                lines.append((i, product, item.quantity, unit, item.note))
+            subtotal = sum((unit * qty for _, _, qty, unit, _ in lines), Decimal("0.00"))
+            tax = round_cents(subtotal * rate)
+            number = allocate(
+                tx, "PO", self.today().year, self.config.node_id,
+                authority=self.config.number_authority,
+            )  # fmt: skip
+            tx.execute(
+                f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES"
+                " (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, NULL, NULL, ?, '', 0, NULL, NULL,"
+                " ?, ?, ?)",
+                (
+                    oid,
+                    number,
+                    member.id,
+                    None if order.pickup_date is None else order.pickup_date.isoformat(),
+                    order.booking_ref,
+                    to_cents(subtotal),
+                    to_cents(tax),
+                    to_cents(subtotal + tax),
+                    str(rate),
+                    order.customer_notes,
+                    now,
+                    now,
+                    self.config.node_id,
+                ),
+            )
+            # Lock products in id order so concurrent orders cannot deadlock.
+            for i, product, qty, unit, note in sorted(lines, key=lambda line: line[1].id):
+                try:
+                    self._move_stock(tx, product.id, -qty, "sale", actor or member.id, order_id=oid)
+                except OutOfStock as exc:
+                    exc.field = f"items[{i}].quantity"
+                    raise
+                self._insert_item(tx, oid, i, product, qty, unit, note)
+            result = self._order(tx, oid)
+            self.record_change(tx, "order", oid, "create", result.to_json())
+        return result
+
+    def _insert_item(
+        self, tx: Tx, order_id: str, position: int, product: Product, qty: int,
+        unit: Decimal, note: str | None,
+    ) -> None:  # fmt: skip
+        tx.execute(
+            "INSERT INTO order_items (id, order_id, position, product_id, product_name, quantity,"
+            " unit_price_cents, line_total_cents, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id(), order_id, position, product.id, product.name, qty,
+             to_cents(unit), to_cents(unit * qty), note),
+        )  # fmt: skip
+
+    def get_order(self, order_id: str, *, member_id: str | None = None) -> Order:
+        """``member_id`` restricts to that member's orders (others look absent)."""
+        with self.db.read() as tx:
+            order = self._order(tx, order_id)
+        if member_id is not None and order.member_id != member_id:
+            raise NotFound("order", order_id)
+        return order
+
+    def list_orders(
+        self,
+        *,
+        member_id: str | None = None,
+        status: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+    ) -> Page[Order]:
+        where: list[str] = []
+        params: list[Any] = []
+        if member_id is not None:
+            where.append("member_id = ?")
+            params.append(member_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        with self.db.read() as tx:
+            total = int(tx.scalar(f"SELECT COUNT(*) AS n FROM orders{clause}", params))
+            rows = tx.all(
+                f"SELECT id FROM orders{clause} ORDER BY created_at DESC, number DESC"
+                " LIMIT ? OFFSET ?",
+                [*params, page_size, (page - 1) * page_size],
+            )
+            orders = tuple(self._order(tx, r["id"]) for r in rows)
+        return Page(orders, total, page, page_size)
+
+    def cancel_order(
+        self, order_id: str, *, member_id: str | None = None, actor: str = "system"
+    ) -> Order:
+        """Only while pending or processing; every item's stock comes back as ledger rows."""
+        with self.db.write() as tx:
+            order = self._order(tx, order_id)
+            if member_id is not None and order.member_id != member_id:
+                raise NotFound("order", order_id)
+            changed = tx.execute(
+                "UPDATE orders SET status = 'cancelled', updated_at = ?"
+                " WHERE id = ? AND status IN ('pending', 'processing')",
+                (self.stamp(), order_id),
+            )
+            if changed != 1:
+                raise InvalidTransition(f"order {order.number}", order.status, "cancelled")
+            for item in sorted(order.items, key=lambda it: it.product_id):
+                self._move_stock(
+                    tx, item.product_id, item.quantity, "cancellation", actor, order_id=order_id
+                )
+            result = self._order(tx, order_id)
+            self.record_change(tx, "order", order_id, "cancel", result.to_json())
+        return result
+
+    def set_order_status(
+        self, order_id: str, data: OrderStatusInput | dict[str, Any], *, actor: str = "system"
+    ) -> Order:
+        s = self._input(OrderStatusInput, data)
+        with self.db.write() as tx:
+            order = self._order(tx, order_id)
+            changed = tx.execute(
+                "UPDATE orders SET status = ?, staff_notes = COALESCE(?, staff_notes),"
+                " updated_at = ? WHERE id = ? AND status = ?",
+                (s.status, s.staff_notes, self.stamp(), order_id, _NEXT_STATUS[s.status]),
+            )
+            if changed != 1:
+                raise InvalidTransition(f"order {order.number}", order.status, s.status)
+            result = self._order(tx, order_id)
+            self.record_change(tx, "order", order_id, "status", result.to_json())
+        return result
+
+    def record_payment(self, order_id: str, data: PaymentInput | dict[str, Any]) -> Order:
+        p = self._input(PaymentInput, data)
+        with self.db.write() as tx:
+            changed = tx.execute(
+                "UPDATE orders SET payment_ref = ?, paid_at = ?, updated_at = ?"
+                " WHERE id = ? AND paid_at IS NULL AND status <> 'cancelled'",
+                (p.payment_ref, self.stamp(), self.stamp(), order_id),
+            )
+            if changed != 1:
+                self._order(tx, order_id)
+                raise Conflict("order is already paid or cancelled", field="payment_ref")
+            result = self._order(tx, order_id)
+            self.record_change(tx, "order", order_id, "payment", result.to_json())
+        return result
+
+    def record_accounting(
+        self, order_id: str, *, invoice_id: str | None = None, error: str | None = None
+    ) -> Order:
+        """Outcome of pushing the order to accounting: an invoice id, or the error."""
+        with self.db.write() as tx:
+            self._order(tx, order_id)
+            tx.execute(
+                "UPDATE orders SET accounting_synced = ?, invoice_id = COALESCE(?, invoice_id),"
+                " accounting_error = ?, updated_at = ? WHERE id = ?",
+                (int(error is None), invoice_id, error, self.stamp(), order_id),
+            )
+            result = self._order(tx, order_id)
+            self.record_change(tx, "order", order_id, "accounting", result.to_json())
+        return result
+
+    @staticmethod
+    def _order(tx: Tx, order_id: str) -> Order:
+        row = tx.one(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,))
+        if row is None:
+            raise NotFound("order", order_id)
+        items = tx.all(
+            "SELECT product_id, product_name, quantity, unit_price_cents, line_total_cents, note"
+            " FROM order_items WHERE order_id = ? ORDER BY position",
+            (order_id,),
+        )
+        return Order.from_row(row, items)
