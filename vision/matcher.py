@@ -66,7 +66,11 @@ class Matcher:
     ) -> None:
         self.config = config or MatchConfig()
         ids = np.asarray(member_ids, dtype=str)
-        mat = np.asarray(templates, dtype=np.float32).reshape(len(ids), -1)
+        mat = np.asarray(templates, dtype=np.float32)
+        if mat.ndim != 2 or len(mat) != len(ids):
+            raise ValueError(
+                f"templates: expected one row per member id ({len(ids)}), got shape {mat.shape}"
+            )
         # Group each member's templates together so reduceat gives a per-member minimum.
         order = np.argsort(ids, kind="stable")
         self._templates = np.ascontiguousarray(mat[order])
