@@ -11,9 +11,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from edge.shop.base import ShopConfig
 from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
+from edge.shop.service import Shop
 
 PG_DSN = os.environ.get("CORESYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -60,3 +63,30 @@ def open_test_database(backend: str, tmp_dir: Path, pool_size: int = 16) -> Iter
             yield pdb
         finally:
             pdb.close()
+
+
+class MutableClock:
+    """A settable clock for date rules (pickup lead time, adult age)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta
+
+
+@contextmanager
+def make_shop(
+    backend: str,
+    tmp_dir: Path,
+    config: ShopConfig | None = None,
+    clock: MutableClock | None = None,
+) -> Iterator[Shop]:
+    """A migrated :class:`Shop` on a fresh database of ``backend``."""
+    with open_test_database(backend, tmp_dir) as db:
+        shop = Shop(db, config, clock)
+        shop.migrate()
+        yield shop
