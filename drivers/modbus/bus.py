@@ -1,0 +1,303 @@
+"""Modbus transport: one physical bus, one frame on the wire at a time.
+
+A :class:`ModbusBus` owns one pymodbus async client (TCP or RTU) and a single
+worker task that takes requests from a priority queue, so writes jump ahead
+of queued polls and requests never interleave on a shared RS-485 line or
+gateway.  A separate link task (re)connects with full-jitter backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from drivers.errors import DeviceRejected, DeviceTimeout, TransportError
+from drivers.modbus.config import ModbusBusConfig, ModbusRtuBusConfig, Table
+
+log = logging.getLogger(__name__)
+
+RECONNECT_BASE_S = 0.1
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "slave device failure",
+    5: "acknowledge",
+    6: "slave device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class Priority(IntEnum):
+    """Lower runs first."""
+
+    WRITE = 0  # includes the read-back that confirms a write
+    POLL = 1
+
+
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Operation = Callable[[Client], Awaitable[Any]]
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    describe: str = field(compare=False)
+    operation: Operation = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
+
+
+class ModbusBus:
+    """One TCP gateway or serial line, shared by every device on it."""
+
+    def __init__(self, cfg: ModbusBusConfig) -> None:
+        self.cfg = cfg
+        self.bus_id = cfg.id
+        self._gap_s = cfg.gap_s if isinstance(cfg, ModbusRtuBusConfig) else 0.0
+        self._client: Client | None = None
+        self._queue: list[_Job] = []
+        self._seq = itertools.count()
+        self._queued = asyncio.Event()
+        self._up = asyncio.Event()
+        self._down = asyncio.Event()
+        self._down.set()
+        self._lost = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._last_frame_end = 0.0
+        self.frames_sent = 0
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._stopping = False
+        self._client = self._make_client()
+        self._tasks = [
+            asyncio.create_task(self._link(), name=f"modbus-bus:{self.bus_id}:link"),
+            asyncio.create_task(self._work(), name=f"modbus-bus:{self.bus_id}:worker"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the worker and link, fail queued requests, close the port. Idempotent."""
+        self._stopping = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while self._queue:
+            job = heapq.heappop(self._queue)
+            if not job.future.done():
+                job.future.set_exception(TransportError(f"bus {self.bus_id} stopped"))
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._mark_down()
+
+    def is_connected(self) -> bool:
+        return self._up.is_set()
+
+    async def connected(self) -> None:
+        await self._up.wait()
+
+    async def disconnected(self) -> None:
+        await self._down.wait()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # -- requests ------------------------------------------------------------
+    async def read(
+        self,
+        table: Table,
+        unit: int,
+        address: int,
+        count: int,
+        *,
+        priority: Priority = Priority.POLL,
+    ) -> list[int] | list[bool]:
+        """Read ``count`` registers or bits.
+
+        Raises DeviceRejected (exception response), DeviceTimeout or TransportError.
+        """
+
+        async def operation(client: Client) -> Any:
+            if table == "coil":
+                return await client.read_coils(address, count=count, device_id=unit)
+            if table == "discrete_input":
+                return await client.read_discrete_inputs(address, count=count, device_id=unit)
+            if table == "holding":
+                return await client.read_holding_registers(address, count=count, device_id=unit)
+            return await client.read_input_registers(address, count=count, device_id=unit)
+
+        response = await self._submit(
+            priority, f"read {table} {address}+{count} unit {unit}", operation
+        )
+        if table in ("coil", "discrete_input"):
+            return [bool(b) for b in response.bits[:count]]  # bits come padded to a byte
+        return [int(r) for r in response.registers]
+
+    async def write(
+        self,
+        table: Table,
+        unit: int,
+        address: int,
+        values: Sequence[int] | Sequence[bool],
+        *,
+        priority: Priority = Priority.WRITE,
+    ) -> None:
+        """Write coils or holding registers (multi-register write for several words)."""
+        if table not in ("coil", "holding"):
+            raise ValueError(f"table: {table} cannot be written")
+        if not values:
+            raise ValueError("values: nothing to write")
+
+        async def operation(client: Client) -> Any:
+            if table == "coil":
+                bits = [bool(v) for v in values]
+                if len(bits) == 1:
+                    return await client.write_coil(address, bits[0], device_id=unit)
+                return await client.write_coils(address, bits, device_id=unit)
+            words = [int(v) for v in values]
+            if len(words) == 1:
+                return await client.write_register(address, words[0], device_id=unit)
+            return await client.write_registers(address, words, device_id=unit)
+
+        await self._submit(priority, f"write {table} {address} unit {unit}", operation)
+
+    async def _submit(self, priority: Priority, describe: str, operation: Operation) -> Any:
+        if not self._tasks:
+            raise TransportError(f"bus {self.bus_id} is not started")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._queue, _Job(priority, next(self._seq), describe, operation, future))
+        self._queued.set()
+        return await future
+
+    # -- internals -----------------------------------------------------------
+    def _make_client(self) -> Client:
+        cfg = self.cfg
+        # retries=0 and no pymodbus auto-reconnect: a dead slave costs exactly
+        # one timeout, and reconnect policy (full jitter) is ours.
+        common: dict[str, Any] = {
+            "timeout": cfg.timeout_s,
+            "retries": 0,
+            "reconnect_delay": 0,
+            "name": f"modbus-{cfg.id}",
+            "trace_connect": self._on_trace_connect,
+        }
+        client: Client
+        if isinstance(cfg, ModbusRtuBusConfig):
+            client = AsyncModbusSerialClient(
+                cfg.port,
+                framer=FramerType.RTU,
+                baudrate=cfg.baudrate,
+                bytesize=cfg.bytesize,
+                parity=cfg.parity,
+                stopbits=cfg.stopbits,
+                **common,
+            )
+        else:
+            client = AsyncModbusTcpClient(cfg.host, port=cfg.port, **common)
+        # pymodbus drops a TCP link after this many unanswered requests in a
+        # row; a success from any slave resets the count, so one dead slave on
+        # a healthy gateway never tears the link down.
+        client.set_max_no_responses(cfg.max_silent_requests)
+        return client
+
+    def _on_trace_connect(self, up: bool) -> None:
+        if up:
+            return  # _link marks the bus up once connect() has returned
+        self._lost.set()
+        self._mark_down()
+
+    def _mark_down(self) -> None:
+        self._up.clear()
+        self._down.set()
+
+    async def _link(self) -> None:
+        attempt = 0
+        while True:
+            client = self._client
+            assert client is not None
+            self._lost.clear()
+            if await client.connect():
+                attempt = 0
+                log.info("modbus bus %s connected", self.bus_id)
+                self._down.clear()
+                self._up.set()
+                await self._lost.wait()
+                log.warning("modbus bus %s lost its link", self.bus_id)
+                client.close()
+            else:
+                attempt += 1
+            cap = min(self.cfg.reconnect_max_s, RECONNECT_BASE_S * 2**attempt)
+            await asyncio.sleep(random.uniform(0, cap))
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+            job = heapq.heappop(self._queue)
+            if job.future.done():
+                continue  # the caller gave up while queued
+            if not self._up.is_set() or self._client is None:
+                job.future.set_exception(TransportError(f"bus {self.bus_id} is not connected"))
+                continue
+            if self._gap_s:
+                # RTU frames are delimited by silence: keep the line quiet for
+                # the inter-frame gap after the previous exchange ended.
+                wait = self._last_frame_end + self._gap_s - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            outcome = await self._execute(job)
+            self._last_frame_end = loop.time()
+            self.frames_sent += 1
+            if not job.future.done():
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+    async def _execute(self, job: _Job) -> Any:
+        """The response, or the driver exception to raise for it."""
+        assert self._client is not None
+        where = f"bus {self.bus_id}: {job.describe}"
+        try:
+            # pymodbus enforces timeout_s itself; this outer bound only guards
+            # against a request that never resolves.
+            response = await asyncio.wait_for(job.operation(self._client), self.cfg.timeout_s * 4)
+        except ConnectionException as exc:
+            self._lost.set()
+            self._mark_down()
+            return TransportError(f"{where}: link down ({exc})")
+        except ModbusIOException:
+            return DeviceTimeout(f"{where}: no answer in {self.cfg.timeout_s} s")
+        except TimeoutError:
+            return DeviceTimeout(f"{where}: no answer")
+        except (ModbusException, OSError) as exc:
+            return TransportError(f"{where}: {exc}")
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            name = EXCEPTION_NAMES.get(code, "unknown exception")
+            return DeviceRejected(f"{where}: exception {code} ({name})")
+        return response

@@ -1,0 +1,220 @@
+"""Modbus device model: typed devices polled over a shared :class:`ModbusBus`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterable, Mapping
+
+from drivers.errors import (
+    DeviceRejected,
+    DeviceTimeout,
+    DeviceUnavailable,
+    DriverError,
+    TransportError,
+    UnsupportedCommand,
+)
+from drivers.modbus.bus import ModbusBus, Priority
+from drivers.modbus.codec import (
+    ReadRequest,
+    Value,
+    decode_block,
+    encode_command,
+    plan_reads,
+    state_from_fields,
+)
+from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
+from drivers.model import (
+    COMMAND_FOR_KIND,
+    Availability,
+    Command,
+    Device,
+    DeviceState,
+    command_satisfied,
+)
+
+log = logging.getLogger(__name__)
+
+OFFLINE_AFTER_FAILURES = 3
+MAX_BACKOFF_S = 30.0
+
+
+class ModbusDevice(Device):
+    """A light, climate, lock or sensor behind a Modbus slave.
+
+    A poller task reads the device every ``poll_interval_s``.  Failed polls
+    back off on this device alone (full jitter, capped), so a dead slave
+    takes ever less wire time from its bus neighbours; after
+    ``offline_after`` failures in a row it is OFFLINE, and the first good
+    read brings it back ONLINE.
+    """
+
+    def __init__(
+        self,
+        cfg: ModbusDeviceConfig,
+        bus: ModbusBus,
+        device_id: str,
+        *,
+        offline_after: int = OFFLINE_AFTER_FAILURES,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        super().__init__(device_id, cfg.kind)
+        if cfg.bus != bus.bus_id:
+            raise ValueError(f"bus: device is on bus {cfg.bus!r}, given bus {bus.bus_id!r}")
+        self.cfg = cfg
+        self.bus = bus
+        self.offline_after = offline_after
+        self.max_backoff_s = max(max_backoff_s, cfg.poll_interval_s)
+        self._plan: list[ReadRequest] = plan_reads(cfg.registers, bus.cfg.merge_gap)
+        self._task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self.consecutive_failures = 0
+        self.polls_ok = 0
+        self.polls_failed = 0
+
+    @property
+    def read_plan(self) -> list[ReadRequest]:
+        return list(self._plan)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._poll_loop(), name=f"modbus-poll:{self.device_id}"
+            )
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def read_state(self, *, priority: Priority = Priority.POLL) -> DeviceState:
+        """Read every mapped register once and publish the state."""
+        fields: dict[str, Value] = {}
+        for request in self._plan:
+            values = await self.bus.read(
+                request.table, self.cfg.unit, request.address, request.count, priority=priority
+            )
+            fields.update(decode_block(request, values, self.cfg.registers))
+        state = state_from_fields(self.kind, fields, self.cfg.mode_values)
+        self.consecutive_failures = 0
+        self._publish(state=state, availability=Availability.ONLINE)
+        return state
+
+    async def send(self, command: Command, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        expected = COMMAND_FOR_KIND[self.kind]
+        if expected is None or not isinstance(command, expected):
+            raise UnsupportedCommand(
+                f"{self.device_id}: a {self.kind.value} does not take {type(command).__name__}"
+            )
+        writes = encode_command(command, self.cfg.registers, self.cfg.mode_values)
+        if self.snapshot().availability is Availability.OFFLINE:
+            raise DeviceUnavailable(f"{self.device_id}: offline, nothing sent")
+        try:
+            async with asyncio.timeout(timeout), self._write_lock:
+                for write in writes:
+                    await self.bus.write(write.table, self.cfg.unit, write.address, write.values)
+                state = await self.read_state(priority=Priority.WRITE)
+        except TimeoutError as exc:
+            raise DeviceTimeout(f"{self.device_id}: command not confirmed in {timeout} s") from exc
+        if not command_satisfied(state, command):
+            # The slave acknowledged the write but holds another value
+            # (clamped or overridden locally): it said no.
+            raise DeviceRejected(f"{self.device_id}: read back {state}, expected {command}")
+
+    async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.cfg.poll_interval_s
+        # Spread devices that start together over one interval.
+        next_at = loop.time() + random.uniform(0, interval)
+        while True:
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                await self.read_state()
+            except (TransportError, DeviceRejected) as exc:
+                self._poll_failed(exc)
+                next_at = loop.time() + self._backoff_s()
+                continue
+            except DriverError as exc:  # decode trouble: bad register map, keep polling
+                log.error("%s: poll failed: %s", self.device_id, exc)
+                self._poll_failed(exc)
+                next_at = loop.time() + self._backoff_s()
+                continue
+            self.polls_ok += 1
+            # Keep to the grid so the period does not drift by the read time;
+            # after a long stall skip missed slots rather than burst.
+            next_at += interval
+            if next_at < loop.time():
+                next_at = loop.time() + interval
+
+    def _poll_failed(self, exc: Exception) -> None:
+        self.polls_failed += 1
+        self.consecutive_failures += 1
+        log.debug(
+            "%s: poll failed (%d in a row): %s", self.device_id, self.consecutive_failures, exc
+        )
+        if self.consecutive_failures >= self.offline_after:
+            if self.snapshot().availability is not Availability.OFFLINE:
+                log.warning("%s: offline after %d failed polls", self.device_id, self.offline_after)
+            self._publish(availability=Availability.OFFLINE, seen=False)
+
+    def _backoff_s(self) -> float:
+        interval = self.cfg.poll_interval_s
+        if self.consecutive_failures < self.offline_after:
+            return interval  # a glitch: retry at the normal rate
+        excess = self.consecutive_failures - self.offline_after + 1
+        cap = min(self.max_backoff_s, interval * 2**excess)
+        return interval + random.uniform(0, cap - interval)
+
+
+def build_modbus_device(cfg: ModbusDeviceConfig, bus: ModbusBus, device_id: str) -> ModbusDevice:
+    """The typed device for ``cfg`` on ``bus``; ``device_id`` is "<room>/<device>"."""
+    return ModbusDevice(cfg, bus, device_id)
+
+
+class ModbusBusManager:
+    """Owns the site's buses and Modbus devices; starts and stops them together."""
+
+    def __init__(self, buses: Iterable[ModbusBusConfig]) -> None:
+        self.buses: dict[str, ModbusBus] = {}
+        for cfg in buses:
+            if cfg.id in self.buses:
+                raise ValueError(f"buses: id {cfg.id!r} is used twice")
+            self.buses[cfg.id] = ModbusBus(cfg)
+        self.devices: dict[str, ModbusDevice] = {}
+        self._started = False
+
+    def add_device(self, cfg: ModbusDeviceConfig, device_id: str) -> ModbusDevice:
+        bus = self.buses.get(cfg.bus)
+        if bus is None:
+            raise ValueError(f"bus: no bus with id {cfg.bus!r} (known: {sorted(self.buses)})")
+        if device_id in self.devices:
+            raise ValueError(f"device id {device_id!r} is used twice")
+        device = build_modbus_device(cfg, bus, device_id)
+        self.devices[device_id] = device
+        return device
+
+    def device_map(self) -> Mapping[str, ModbusDevice]:
+        return dict(self.devices)
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for bus in self.buses.values():
+            await bus.start()
+        for device in self.devices.values():
+            await device.start()
+
+    async def stop(self) -> None:
+        """Stop pollers first, then buses. Idempotent."""
+        self._started = False
+        for device in self.devices.values():
+            await device.stop()
+        for bus in self.buses.values():
+            await bus.stop()
