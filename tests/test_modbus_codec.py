@@ -197,7 +197,7 @@ def test_encode_command_uses_mode_values_and_scale() -> None:
 
 
 def test_encode_command_names_the_field_it_cannot_write() -> None:
-    regs = {"on": spec(table="coil", address=0)}  # not writable
+    regs = {"on": spec(table="coil", address=0, writable=False)}
     with pytest.raises(UnsupportedCommand, match="on: register is not writable"):
         encode_command(LightCommand(on=True), regs, DEFAULT_MODE_VALUES)
     with pytest.raises(UnsupportedCommand, match="brightness: no register"):
@@ -251,9 +251,14 @@ def test_bad_register_specs_are_rejected_naming_the_field(
         device(kind="light", registers=registers)
 
 
-def test_bit_tables_default_to_bool() -> None:
+def test_table_defaults_for_dtype_and_writable() -> None:
     cfg = device(kind="lock", registers={"locked": {"table": "coil", "address": 3}})
     assert cfg.registers["locked"].dtype == "bool"
+    assert cfg.registers["locked"].writable is True
+    assert spec(table="holding").writable is True
+    assert spec(table="input").writable is False
+    assert spec(table="discrete_input").writable is False
+    assert spec(table="holding", writable=False).writable is False
 
 
 def test_climate_config_checks_mode_register_and_values() -> None:

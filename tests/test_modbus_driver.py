@@ -17,7 +17,12 @@ from drivers.errors import DeviceRejected, DeviceTimeout, DeviceUnavailable, Uns
 from drivers.modbus.bus import ModbusBus, Priority
 from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from drivers.modbus.devices import ModbusBusManager, ModbusDevice
-from drivers.modbus.simulator import ModbusSimulator, SimulatedUnit, SpaThermostat
+from drivers.modbus.simulator import (
+    ModbusSimulator,
+    SimulatedUnit,
+    SpaThermostat,
+    ThermostatGateway,
+)
 from drivers.model import (
     Availability,
     ClimateCommand,
@@ -339,3 +344,42 @@ async def test_rtu_round_trip_and_inter_frame_gap(pty_pair: tuple[str, str]) -> 
     assert closest >= gap_ms / 1000 * 0.95, f"frames {closest * 1000:.1f} ms apart"
     assert {r.unit for r in sim.request_log} == {1, 2}
     assert Priority.WRITE < Priority.POLL
+
+
+def test_thermostat_model_drifts_toward_the_setpoint() -> None:
+    unit = SpaThermostat(current_c=30.0, target_c=37.0, mode=1, rate_c_per_s=0.5)
+    for _ in range(10):
+        unit.tick(1.0)
+    assert unit.current_c == pytest.approx(35.0)
+    for _ in range(10):
+        unit.tick(1.0)
+    assert unit.current_c == pytest.approx(37.0)  # holds at the setpoint, no overshoot
+    assert unit.tables["input"][SpaThermostat.CURRENT] == 370
+    assert unit.humidity > 55.0  # warm water steams the room up
+    unit.tables["holding"][SpaThermostat.MODE] = 2  # cool to 20 degC
+    unit.tables["holding"][SpaThermostat.TARGET] = 200
+    unit.tick(4.0)
+    assert unit.current_c == pytest.approx(35.0)
+    unit.tables["holding"][SpaThermostat.MODE] = 0  # off: slow loss toward ambient
+    unit.tick(1.0)
+    assert 34.9 < unit.current_c < 35.0
+
+
+async def test_run_under_a_task_group_and_the_thermostat_gateway() -> None:
+    gateway = ThermostatGateway(port=free_port(), units=[1, 2], tick_s=0.1)
+    await gateway.start()
+    bus = ModbusBus(ModbusTcpBusConfig(type="tcp", id="gw", host="127.0.0.1", port=gateway.port))
+    device = ModbusDevice(thermostat_cfg(2), bus, "lounge/climate")
+    try:
+        async with asyncio.TaskGroup() as tg:
+            bus_task = tg.create_task(bus.run(), name="test-bus-run")
+            device_task = tg.create_task(device.run(), name="test-device-run")
+            await until(lambda: device.snapshot().availability is Availability.ONLINE, "online")
+            await device.send(ClimateCommand(mode=ClimateMode.HEAT, target_c=23.5))
+            assert gateway.thermostat(2).mode == 1
+            assert gateway.thermostat(1).mode == 0
+            device_task.cancel()
+            bus_task.cancel()
+    finally:
+        await gateway.stop()
+    assert not bus.is_connected()

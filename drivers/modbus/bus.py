@@ -93,6 +93,14 @@ class ModbusBus:
             asyncio.create_task(self._work(), name=f"modbus-bus:{self.bus_id}:worker"),
         ]
 
+    async def run(self) -> None:
+        """Start, run until cancelled, then stop (for a supervising TaskGroup)."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
     async def stop(self) -> None:
         """Stop the worker and link, fail queued requests, close the port. Idempotent."""
         self._stopping = True

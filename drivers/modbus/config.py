@@ -142,14 +142,26 @@ class RegisterSpec(StrictModel):
     word_order: Literal["big", "little"] = Field(
         "big", description="32-bit values: big = high word first, little = low word first."
     )
-    writable: bool = Field(False, description="Commands may write this register.")
+    writable: bool = Field(
+        False,
+        description=(
+            "Commands may write this register. Default: true on coil and holding "
+            "(read/write tables), false on discrete_input and input."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
-    def _bits_default_to_bool(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("table") in BIT_TABLES and "dtype" not in data:
-            return {**data, "dtype": "bool"}
-        return data
+    def _table_defaults(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        table = data.get("table")
+        defaults: dict[str, object] = {}
+        if table in BIT_TABLES and "dtype" not in data:
+            defaults["dtype"] = "bool"
+        if "writable" not in data:
+            defaults["writable"] = table in WRITABLE_TABLES
+        return {**defaults, **data}
 
     @model_validator(mode="after")
     def _consistent(self) -> RegisterSpec:

@@ -84,6 +84,14 @@ class ModbusDevice(Device):
                 self._poll_loop(), name=f"modbus-poll:{self.device_id}"
             )
 
+    async def run(self) -> None:
+        """Poll until cancelled (for a supervising TaskGroup); same as start()+stop()."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:

@@ -321,3 +321,29 @@ class ModbusSimulator:
             for unit in self.units.values():
                 unit.tick(now - last)
             last = now
+
+
+class ThermostatGateway(ModbusSimulator):
+    """A Modbus TCP gateway with one :class:`SpaThermostat` per unit id (demo, tests)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int,
+        units: Sequence[int] = (1,),
+        tick_s: float = 1.0,
+        current_c: float = 21.0,
+        target_c: float = 22.0,
+    ) -> None:
+        super().__init__(
+            {u: SpaThermostat(current_c=current_c, target_c=target_c) for u in units},
+            host=host,
+            port=port,
+            tick_s=tick_s,
+        )
+
+    def thermostat(self, unit: int) -> SpaThermostat:
+        found = self.units[unit]
+        assert isinstance(found, SpaThermostat)
+        return found
