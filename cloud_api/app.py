@@ -1,0 +1,95 @@
+"""The aiohttp application: routes, JSON errors, body limit, thread pool for the domain."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from cloud_api.auth import Auth, Unauthenticated
+from cloud_api.openapi import build_openapi
+from cloud_api.routes import ROUTES
+from cloud_api.spec import make_handler
+from edge.shop import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Shop,
+    ShopError,
+    StorageFailure,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "body_too_large", 415: "unsupported_media_type"}  # fmt: skip
+
+
+def _status(exc: ShopError) -> int:
+    if isinstance(exc, ValidationFailed):
+        return 422
+    if isinstance(exc, Unauthenticated):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, StorageFailure):
+        return 503
+    return 400
+
+
+def error_response(status: int, code: str, message: str, field: str | None) -> web.Response:
+    body = {"error": {"code": code, "field": field, "message": message}}
+    return web.json_response(body, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure is a JSON error naming the field; never a stack trace."""
+    try:
+        return await handler(request)
+    except ShopError as exc:
+        if isinstance(exc, StorageFailure):
+            log.error("storage failure on %s %s: %s", request.method, request.path, exc)
+        message = getattr(exc, "message", None) or str(exc)
+        return error_response(_status(exc), exc.code, message, exc.field)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason, None)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error (logged)", None)
+
+
+def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    app["shop"] = shop
+    app["auth"] = auth
+    document = build_openapi(ROUTES)
+
+    async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-db")
+        app["executor"] = pool
+        yield
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    app.cleanup_ctx.append(executor_ctx)
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/api/openapi.json", openapi)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.full_path, make_handler(route))
+    return app

@@ -1,0 +1,191 @@
+"""Who is calling: member bearer tokens, staff accounts, edge-node credentials.
+
+Passwords and node secrets are argon2 hashes; bearer tokens are random and
+stored as SHA-256 digests (they are long and random, so a fast hash is
+enough and lookups stay indexable).  All functions are synchronous: the
+server calls them from its thread pool (argon2 is deliberately slow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from edge.migrations import migrate
+from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
+from edge.shop.errors import ShopError
+from edge.shop.schema import migrate_postgres
+
+Role = Literal["staff", "manager", "admin"]
+ROLE_RANK: dict[str, int] = {"staff": 1, "manager": 2, "admin": 3}
+STAFF_TOKEN_TTL = timedelta(hours=12)
+
+_STEPS = [
+    """
+CREATE TABLE staff_accounts (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('staff', 'manager', 'admin')),
+    active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE api_tokens (
+    token_hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('member', 'staff')),
+    subject TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT
+);
+CREATE TABLE edge_nodes (
+    node_id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at TEXT NOT NULL
+);
+"""
+]
+
+_hasher = PasswordHasher()
+
+
+class Unauthenticated(ShopError):
+    """No credentials, or credentials that do not check out (HTTP 401)."""
+
+    code = "unauthenticated"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["member", "staff", "node"]
+    subject: str  # member id, staff account id or node id
+    role: str | None = None  # staff role
+
+    def has_role(self, needed: str) -> bool:
+        return self.kind == "staff" and ROLE_RANK.get(self.role or "", 0) >= ROLE_RANK[needed]
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind}:{self.subject}"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Auth:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def migrate(self) -> int:
+        if isinstance(self.db, SqliteDatabase):
+            return migrate(self.db.connection(), "cloud_auth", _STEPS)
+        if isinstance(self.db, PostgresDatabase):
+            return migrate_postgres(self.db, "cloud_auth", _STEPS)
+        raise TypeError(type(self.db).__name__)
+
+    # ---- staff --------------------------------------------------------------
+    def create_staff(self, email: str, name: str, password: str, role: Role) -> str:
+        staff_id = secrets.token_hex(16)
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO staff_accounts (id, email, name, password_hash, role, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (staff_id, email.lower(), name, _hasher.hash(password), role, _now().isoformat()),
+            )
+        return staff_id
+
+    def login(self, email: str, password: str) -> tuple[str, str, datetime]:
+        """Check a staff password; returns (token, role, expires_at)."""
+        with self.db.read() as tx:
+            row = tx.one(
+                "SELECT id, password_hash, role FROM staff_accounts WHERE email = ? AND active = 1",
+                (email.lower(),),
+            )
+        if row is None:
+            _hasher.hash(password)  # same work whether or not the account exists
+            raise Unauthenticated("wrong email or password")
+        try:
+            _hasher.verify(row["password_hash"], password)
+        except (VerificationError, InvalidHashError):
+            raise Unauthenticated("wrong email or password") from None
+        expires = _now() + STAFF_TOKEN_TTL
+        token = self._issue("staff", row["id"], expires)
+        return token, str(row["role"]), expires
+
+    # ---- members ------------------------------------------------------------
+    def issue_member_token(self, member_id: str, token: str | None = None) -> str:
+        """A bearer token for the member app (``token`` fixes it, for the demo)."""
+        return self._issue("member", member_id, None, token)
+
+    def _issue(
+        self, kind: str, subject: str, expires: datetime | None, token: str | None = None
+    ) -> str:
+        token = token or secrets.token_urlsafe(32)
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO api_tokens (token_hash, kind, subject, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    _digest(token),
+                    kind,
+                    subject,
+                    _now().isoformat(),
+                    None if expires is None else expires.isoformat(),
+                ),
+            )
+        return token
+
+    def authenticate(self, token: str) -> Principal:
+        with self.db.read() as tx:
+            row = tx.one(
+                "SELECT kind, subject, expires_at FROM api_tokens WHERE token_hash = ?",
+                (_digest(token),),
+            )
+            if row is None:
+                raise Unauthenticated("unknown or revoked token")
+            if row["expires_at"] and datetime.fromisoformat(row["expires_at"]) < _now():
+                raise Unauthenticated("token expired")
+            if row["kind"] == "member":
+                return Principal("member", row["subject"])
+            staff = tx.one(
+                "SELECT role FROM staff_accounts WHERE id = ? AND active = 1", (row["subject"],)
+            )
+        if staff is None:
+            raise Unauthenticated("staff account disabled")
+        return Principal("staff", row["subject"], staff["role"])
+
+    # ---- edge nodes ---------------------------------------------------------
+    def register_node(self, node_id: str) -> str:
+        """Create a node credential; the secret is shown once and stored hashed."""
+        secret = secrets.token_urlsafe(32)
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO edge_nodes (node_id, secret_hash, created_at) VALUES (?, ?, ?)",
+                (node_id, _hasher.hash(secret), _now().isoformat()),
+            )
+        return secret
+
+    def authenticate_node(self, node_id: str, secret: str) -> Principal:
+        with self.db.read() as tx:
+            row = tx.one(
+                "SELECT secret_hash FROM edge_nodes WHERE node_id = ? AND active = 1", (node_id,)
+            )
+        try:
+            if row is None:
+                raise VerificationError("unknown node")
+            _hasher.verify(row["secret_hash"], secret)
+        except (VerificationError, InvalidHashError):
+            raise Unauthenticated("bad node credentials") from None
+        return Principal("node", node_id)

@@ -1,0 +1,157 @@
+"""Route table plumbing: one ``Route`` list drives both aiohttp and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from cloud_api.auth import Auth, Principal, Unauthenticated
+from edge.shop import Forbidden, Shop, ValidationFailed
+from edge.shop.inputs import Input, parse
+
+AuthLevel = Literal["public", "any", "member", "staff", "manager", "admin", "node"]
+T = TypeVar("T")
+
+
+# ---- API-only inputs (the shop's own inputs live in edge.shop.inputs) --------
+class LoginInput(Input):
+    email: str = Field(min_length=3, max_length=254, description="Staff email.")
+    password: str = Field(min_length=1, max_length=1000, description="Staff password.")
+
+
+class ApproveInput(Input):
+    staff_notes: str | None = Field(None, max_length=2000, description="Staff notes.")
+
+
+class EmptyInput(Input):
+    """No fields; an empty body or ``{}``."""
+
+
+class ListQuery(Input):
+    status: str | None = Field(None, max_length=20, description="Only this status.")
+    member_id: str | None = Field(None, max_length=64, description="Staff: one member only.")
+    page: int = Field(1, ge=1, le=100_000, description="1-based page.")
+    page_size: int = Field(20, ge=1, le=100, description="Items per page.")
+
+
+@dataclass
+class Ctx:
+    """What a handler gets: the shop, the caller, parsed input and a thread-pool runner."""
+
+    request: web.Request
+    shop: Shop
+    auth: Auth
+    principal: Principal | None
+    body: Any
+    query: Any
+    executor: Executor
+
+    def param(self, name: str) -> str:
+        return self.request.match_info[name]
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Domain calls are blocking DB work: never on the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def me(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+    @property
+    def member_scope(self) -> str | None:
+        """A member sees only their own records; staff see everyone's."""
+        return self.me.subject if self.me.kind == "member" else None
+
+
+Handler = Callable[[Ctx], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below /api/v1
+    handler: Handler
+    auth: AuthLevel
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    status: int = 200
+
+    @property
+    def full_path(self) -> str:
+        return "/api/v1/" + self.path
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=lambda o: str(o) if isinstance(o, Decimal) else repr(o))
+
+
+async def authenticate(request: web.Request, level: AuthLevel, ctx_auth: Auth, ex: Executor) -> (
+    Principal | None
+):  # fmt: skip
+    if level == "public":
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    loop = asyncio.get_running_loop()
+    if level == "node":
+        node_id, _, secret = credential.partition(":")
+        if scheme != "Node" or not node_id or not secret:
+            raise Unauthenticated("node credentials required (Authorization: Node id:secret)")
+        return await loop.run_in_executor(ex, ctx_auth.authenticate_node, node_id, secret)
+    if scheme != "Bearer" or not credential:
+        raise Unauthenticated("bearer token required")
+    who = await loop.run_in_executor(ex, ctx_auth.authenticate, credential)
+    if level == "member" and who.kind != "member":
+        raise Forbidden("members only")
+    if level in ("staff", "manager", "admin") and not who.has_role(level):
+        raise Forbidden(f"needs the {level} role")
+    return who
+
+
+async def read_body(request: web.Request, model: type[BaseModel] | None) -> Any:
+    raw = await request.read()  # bounded by the app's client_max_size
+    if model is None:
+        return None
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            # Money arrives as exact decimals, never via float.
+            data = json.loads(raw, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            raise ValidationFailed("body", "not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("body", "must be a JSON object")
+    return parse(model, data)
+
+
+def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        ex: Executor = app["executor"]
+        principal = await authenticate(request, route.auth, app["auth"], ex)
+        if route.query is not None:
+            query = parse(route.query, dict(request.query))
+        elif request.query:
+            raise ValidationFailed(next(iter(request.query)), "unknown query parameter")
+        else:
+            query = None
+        body = await read_body(request, route.body)
+        ctx = Ctx(request, app["shop"], app["auth"], principal, body, query, ex)
+        result = await route.handler(ctx)
+        return web.json_response(result, status=route.status, dumps=_dumps)
+
+    handle.__name__ = route.handler.__name__
+    return handle
