@@ -1,0 +1,239 @@
+"""Site configuration: one TOML file describing the building.
+
+Parsed with stdlib ``tomllib`` and validated into frozen pydantic models that
+reject unknown keys.  ``load_config`` raises :class:`edge.errors.ConfigError`
+whose problems name the file, the line (located by :mod:`edge.tomlpos`) and
+the key path of each error.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from drivers.config import ID_PATTERN, DeviceLimits, StrictModel
+from drivers.model import ClimateMode, DeviceKind
+from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
+from drivers.mqtt.config import (
+    HaJsonLightDeviceConfig,
+    MqttBrokerConfig,
+    Zigbee2MqttDeviceConfig,
+)
+from edge.errors import ConfigError
+from edge.tomlpos import locate
+
+DeviceConfig = Annotated[
+    Zigbee2MqttDeviceConfig | HaJsonLightDeviceConfig | ModbusDeviceConfig,
+    Field(discriminator="type"),
+]
+
+
+class SiteInfo(StrictModel):
+    id: str = Field(pattern=ID_PATTERN, description="Site id, used in MQTT topics and sync.")
+    name: str = Field(min_length=1, max_length=120, description="Name shown to staff.")
+    timezone: str = Field("UTC", description="IANA time zone of the spa, e.g. America/New_York.")
+    tax_rate: Decimal = Field(
+        Decimal("0.08"), ge=0, lt=1, description="Sales tax rate for pickup orders (0.08 = 8 %)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class StorageConfig(StrictModel):
+    data_dir: Path = Field(
+        Path("/var/lib/coresync-edge"),
+        description="Directory for the SQLite database and keys; created if missing.",
+    )
+    state_history_limit: int = Field(
+        50_000, ge=100, le=10_000_000, description="Rows of device state history kept."
+    )
+
+
+class SceneAction(StrictModel):
+    """What a scene sets on one device; only fields that fit the device's kind."""
+
+    on: bool | None = Field(None, description="Light on/off.")
+    brightness: int | None = Field(None, ge=0, le=100, description="Light brightness, percent.")
+    color_temp_k: int | None = Field(None, ge=1000, le=10000, description="Light colour, K.")
+    mode: ClimateMode | None = Field(None, description="Climate mode: off, heat, cool, auto.")
+    target_c: float | None = Field(None, ge=-10, le=130, description="Climate setpoint, degC.")
+    locked: bool | None = Field(None, description="Lock: true locks, false unlocks.")
+
+
+LIGHT_FIELDS = {"on", "brightness", "color_temp_k"}
+CLIMATE_FIELDS = {"mode", "target_c"}
+LOCK_FIELDS = {"locked"}
+FIELDS_FOR_KIND: dict[DeviceKind, set[str]] = {
+    DeviceKind.LIGHT: LIGHT_FIELDS,
+    DeviceKind.CLIMATE: CLIMATE_FIELDS,
+    DeviceKind.LOCK: LOCK_FIELDS,
+    DeviceKind.SENSOR: set(),
+}
+
+
+class SceneConfig(StrictModel):
+    id: str = Field(pattern=ID_PATTERN, description="Scene id, unique within the room.")
+    name: str = Field(min_length=1, max_length=80, description="Label on the tablet button.")
+    devices: dict[str, SceneAction] = Field(
+        min_length=1, description="Device id → what to set on it."
+    )
+
+
+class RoomConfig(StrictModel):
+    id: str = Field(pattern=ID_PATTERN, description="Room id, used in topics and URLs.")
+    name: str = Field(min_length=1, max_length=80, description="Room name shown to people.")
+    devices: list[DeviceConfig] = Field(default_factory=list, description="Devices in the room.")
+    scenes: list[SceneConfig] = Field(default_factory=list, description="Scenes of the room.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoomConfig:
+        device_ids = [d.id for d in self.devices]
+        _no_duplicates(device_ids, "device id")
+        _no_duplicates([s.id for s in self.scenes], "scene id")
+        by_id = {d.id: d for d in self.devices}
+        for scene in self.scenes:
+            for device_id, action in scene.devices.items():
+                device = by_id.get(device_id)
+                if device is None:
+                    raise ValueError(
+                        f"scene {scene.id!r} names device {device_id!r}, which is not in "
+                        f"room {self.id!r}"
+                    )
+                _check_action(scene.id, device_id, device.kind, device.limits, action)
+        return self
+
+
+class SiteConfig(StrictModel):
+    site: SiteInfo = Field(description="Who and where this controller is.")
+    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
+    mqtt: MqttBrokerConfig | None = Field(
+        None, description="MQTT broker; needed when any device uses an MQTT driver."
+    )
+    modbus_buses: list[ModbusBusConfig] = Field(
+        default_factory=list, description="Modbus buses (TCP gateways and RS-485 serial ports)."
+    )
+    rooms: list[RoomConfig] = Field(min_length=1, description="Rooms and their devices.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SiteConfig:
+        _no_duplicates([r.id for r in self.rooms], "room id")
+        _no_duplicates([b.id for b in self.modbus_buses], "modbus bus id")
+        bus_ids = {b.id for b in self.modbus_buses}
+        for room in self.rooms:
+            for device in room.devices:
+                if isinstance(device, ModbusDeviceConfig) and device.bus not in bus_ids:
+                    raise ValueError(
+                        f"device {room.id}/{device.id} uses modbus bus {device.bus!r}, "
+                        f"which is not among modbus_buses ({sorted(bus_ids) or 'none'})"
+                    )
+                if not isinstance(device, ModbusDeviceConfig) and self.mqtt is None:
+                    raise ValueError(
+                        f"device {room.id}/{device.id} uses MQTT but there is no [mqtt] section"
+                    )
+        return self
+
+    def room(self, room_id: str) -> RoomConfig | None:
+        return next((r for r in self.rooms if r.id == room_id), None)
+
+
+def _no_duplicates(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for ident in ids:
+        if ident in seen:
+            raise ValueError(f"duplicate {what} {ident!r}")
+        seen.add(ident)
+
+
+def _check_action(
+    scene_id: str, device_id: str, kind: DeviceKind, limits: DeviceLimits, action: SceneAction
+) -> None:
+    given = {k for k, v in action.model_dump().items() if v is not None}
+    if not given:
+        raise ValueError(f"scene {scene_id!r} sets nothing on {device_id!r}")
+    wrong = given - FIELDS_FOR_KIND[kind]
+    if wrong:
+        raise ValueError(
+            f"scene {scene_id!r}: {sorted(wrong)} do not apply to {device_id!r} (a {kind})"
+        )
+    # Imported here: edge.limits imports this module's types.
+    from edge.limits import check_values
+
+    problem = check_values(kind, limits, action.model_dump(exclude_none=True))
+    if problem is not None:
+        raise ValueError(f"scene {scene_id!r}, device {device_id!r}: {problem}")
+
+
+def parse_config(text: str, source: str = "<config>") -> SiteConfig:
+    """Parse and validate TOML text; ConfigError names line and key path of each problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: TOML syntax error: {exc}"]) from exc
+    return validate_data(data, text, source)
+
+
+def validate_data(data: dict[str, Any], text: str, source: str) -> SiteConfig:
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+            path = format_path(loc)
+            line = locate(text, loc)
+            where = f"{source}:{line}" if line else source
+            problems.append(f"{where}: {path or '(top level)'}: {err['msg']}")
+        raise ConfigError(problems) from exc
+
+
+def load_config(path: Path | str) -> SiteConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_config(text, str(p))
+
+
+def format_path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _union_tags() -> frozenset[str]:
+    tags: set[str] = set()
+    for model in (
+        Zigbee2MqttDeviceConfig,
+        HaJsonLightDeviceConfig,
+        ModbusDeviceConfig,
+        *typing.get_args(typing.get_args(ModbusBusConfig)[0]),
+    ):
+        tags.update(typing.get_args(model.model_fields["type"].annotation))
+    return frozenset(tags)
+
+
+_UNION_TAGS = _union_tags()
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic inserts the discriminator value (e.g. 'zigbee2mqtt') or a
+    # function name into the error location of tagged unions; they are not keys.
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith("function-"))

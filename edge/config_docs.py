@@ -1,0 +1,99 @@
+"""Render the site config reference (docs/config.md) from the models themselves.
+
+``python -m edge.config_docs > docs/config.md``; a test keeps the file current
+and fails on any config field without a description.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from drivers.config import DeviceLimits
+from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
+from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbee2MqttDeviceConfig
+from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
+
+SECTIONS: list[tuple[str, type[BaseModel], str]] = [
+    ("[site]", SiteInfo, "Who and where this controller is."),
+    ("[storage]", StorageConfig, "Where state is kept."),
+    ("[mqtt]", MqttBrokerConfig, "The site's MQTT broker."),
+    ('[[modbus_buses]] type = "tcp"', ModbusTcpBusConfig, "A Modbus TCP gateway."),
+    ('[[modbus_buses]] type = "rtu"', ModbusRtuBusConfig, "An RS-485 serial bus (Modbus RTU)."),
+    ("[[rooms]]", RoomConfig, "A room; `devices` and `scenes` are below."),
+    (
+        '[[rooms.devices]] type = "zigbee2mqtt"',
+        Zigbee2MqttDeviceConfig,
+        "A device paired to Zigbee2MQTT.",
+    ),
+    (
+        '[[rooms.devices]] type = "mqtt_json"',
+        HaJsonLightDeviceConfig,
+        "A light speaking Home Assistant's MQTT JSON schema (ESPHome, Tasmota, ...).",
+    ),
+    ('[[rooms.devices]] type = "modbus"', ModbusDeviceConfig, "A Modbus device on a bus."),
+    ("rooms.devices.limits", DeviceLimits, "Bounds enforced for every caller."),
+    ("[[rooms.scenes]]", SceneConfig, "A scene of the room."),
+    ("rooms.scenes.devices.<device id>", SceneAction, "What a scene sets on one device."),
+]
+
+
+def _type_name(annotation: object) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return " / ".join(repr(a) for a in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if annotation is type(None):
+        return "none"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
+    if info.default_factory is not None:
+        return "see below" if isinstance(info.default_factory, type) else "empty"
+    if info.default is None or info.default is PydanticUndefined:
+        return "unset"
+    value = getattr(info.default, "value", info.default)
+    return f"`{value}`"
+
+
+def undocumented() -> Iterator[str]:
+    for title, model, _ in SECTIONS:
+        for name, info in model.model_fields.items():
+            if not info.description and name != "type":
+                yield f"{title}: {name}"
+
+
+def render() -> str:
+    out = [
+        "# Site config reference",
+        "",
+        "Generated from the config models by `python -m edge.config_docs`; do not edit by hand.",
+        "Unknown keys are errors. `coresync-edge validate-config FILE` checks a file and names",
+        "the line and key path of every problem. A full example: `config/site.example.toml`.",
+        "",
+    ]
+    for title, model, intro in SECTIONS:
+        out += [f"## `{title}`", "", intro, "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, info in model.model_fields.items():
+            desc = (info.description or "selects the driver").replace("|", "\\|")
+            out.append(f"| `{name}` | {_type_name(info.annotation)} | {_default(info)} | {desc} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render())
