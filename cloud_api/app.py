@@ -11,7 +11,7 @@ from aiohttp import web
 from cloud_api.auth import Auth, Unauthenticated
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
-from cloud_api.spec import make_handler
+from cloud_api.spec import AUTH_KEY, EXECUTOR_KEY, SHOP_KEY, make_handler
 from edge.shop import (
     Conflict,
     Forbidden,
@@ -74,13 +74,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
-    app["shop"] = shop
-    app["auth"] = auth
+    app[SHOP_KEY] = shop
+    app[AUTH_KEY] = auth
     document = build_openapi(ROUTES)
 
     async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-db")
-        app["executor"] = pool
+        app[EXECUTOR_KEY] = pool
         yield
         pool.shutdown(wait=True, cancel_futures=True)
 

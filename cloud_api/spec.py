@@ -21,6 +21,10 @@ from edge.shop.inputs import Input, parse
 AuthLevel = Literal["public", "any", "member", "staff", "manager", "admin", "node"]
 T = TypeVar("T")
 
+SHOP_KEY = web.AppKey("shop", Shop)
+AUTH_KEY = web.AppKey("auth", Auth)
+EXECUTOR_KEY = web.AppKey("executor", Executor)
+
 
 # ---- API-only inputs (the shop's own inputs live in edge.shop.inputs) --------
 class LoginInput(Input):
@@ -140,8 +144,8 @@ async def read_body(request: web.Request, model: type[BaseModel] | None) -> Any:
 def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         app = request.app
-        ex: Executor = app["executor"]
-        principal = await authenticate(request, route.auth, app["auth"], ex)
+        ex = app[EXECUTOR_KEY]
+        principal = await authenticate(request, route.auth, app[AUTH_KEY], ex)
         if route.query is not None:
             query = parse(route.query, dict(request.query))
         elif request.query:
@@ -149,7 +153,7 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         else:
             query = None
         body = await read_body(request, route.body)
-        ctx = Ctx(request, app["shop"], app["auth"], principal, body, query, ex)
+        ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
         result = await route.handler(ctx)
         return web.json_response(result, status=route.status, dumps=_dumps)
 
