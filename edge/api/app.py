@@ -1,0 +1,106 @@
+"""``create_app``: the aiohttp application of the LAN API and its pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from edge.api import db
+from edge.api.auth import Auth, auth_middleware
+from edge.api.errors import error_middleware
+from edge.api.metrics import Metrics, metrics_handler, metrics_middleware
+from edge.api.openapi import openapi_document
+from edge.api.routes_auth import ensure_admin
+from edge.api.routes_auth import routes as auth_routes
+from edge.api.routes_rooms import routes as room_routes
+from edge.api.routes_tablets import routes as tablet_routes
+from edge.api.settings import ApiSettings
+from edge.api.ws import WsHub, websocket
+from edge.core import EdgeCore
+from edge.migrations import migrate
+
+APP_KEYS = ("core", "settings", "auth", "metrics", "ws_hub", "data_dir")
+
+
+def create_app(
+    core: EdgeCore, *, data_dir: Path, settings: ApiSettings | None = None
+) -> web.Application:
+    """The LAN API for ``core``; ``data_dir`` receives the initial admin password file."""
+    settings = settings or ApiSettings()
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware, auth_middleware],
+        client_max_size=64 * 1024,
+    )
+    metrics = Metrics()
+    app["core"] = core
+    app["settings"] = settings
+    app["data_dir"] = Path(data_dir)
+    app["auth"] = Auth(core.store, settings)
+    app["metrics"] = metrics
+    app["ws_hub"] = WsHub(core, metrics)
+    app["openapi"] = openapi_document(core.site_id)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_response_prepare.append(_security_headers)
+
+    app.add_routes(auth_routes)
+    app.add_routes(room_routes)
+    app.add_routes(tablet_routes)
+    app.router.add_get("/api/v1/ws", websocket)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/api/openapi.json", openapi_json)
+
+    web_dir = settings.web_dir
+    app.router.add_get("/", _page(web_dir / "dashboard.html"))
+    app.router.add_get("/dashboard", _page(web_dir / "dashboard.html"))
+    app.router.add_get("/tablet", _page(web_dir / "tablet.html"))
+    if web_dir.is_dir():
+        app.router.add_static("/static", web_dir, follow_symlinks=False)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    core: EdgeCore = app["core"]
+    await core.store.call(lambda conn: migrate(conn, "api", db.API_MIGRATIONS))
+    await ensure_admin(core.store, app["auth"], app["data_dir"])
+    hub: WsHub = app["ws_hub"]
+    hub.start()
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    else:
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+            "frame-ancestors 'none'",
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    core: EdgeCore = request.app["core"]
+    db_ok = await core.store.healthcheck()
+    body = {"status": "ok" if db_ok else "degraded", "site_id": core.site_id, "database": db_ok}
+    return web.json_response(body, status=200 if db_ok else 503)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app["openapi"])
+
+
+def _page(path: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def page(request: web.Request) -> web.StreamResponse:
+        # FileResponse reads the file in an executor; a missing page becomes a 404.
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return page

@@ -1,0 +1,233 @@
+"""Who is calling: staff sessions and bearer tokens, tablet tokens, roles, CSRF.
+
+Staff log in with a password (argon2id, hashed in an executor because it is
+deliberately slow) and get a session token, usable as an HttpOnly cookie for
+the dashboard (state-changing requests then need the double-submit
+``X-CSRF-Token`` header) or as ``Authorization: Bearer`` for scripts.
+Tablets get a room token by pairing.  Only hashes of tokens are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from edge.api import db
+from edge.api.errors import ApiError
+from edge.api.settings import ApiSettings
+from edge.core import Actor
+from edge.store import Store
+
+SESSION_COOKIE = "coresync_session"
+CSRF_COOKIE = "coresync_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+STAFF_PREFIX = "css_"
+TABLET_PREFIX = "cst_"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: str  # staff | tablet
+    id: str  # username or tablet id
+    role: str | None = None  # staff role
+    room_id: str | None = None  # tablet room
+    via_cookie: bool = False
+    csrf_hash: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.kind, self.id)
+
+    def public(self) -> dict[str, Any]:
+        if self.kind == "staff":
+            return {"kind": "staff", "username": self.id, "role": self.role}
+        return {"kind": "tablet", "tablet_id": self.id, "room_id": self.room_id}
+
+
+class Auth:
+    """Passwords, tokens and the short cache of checked tokens."""
+
+    def __init__(self, store: Store, settings: ApiSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+        )
+        self._dummy_hash: str | None = None
+        # token hash -> (principal without request-specific flags, valid until)
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    # -- passwords (off the event loop) --------------------------------------------
+    async def hash_password(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.hasher.hash, password)
+
+    async def verify_password(self, password_hash: str | None, password: str) -> bool:
+        if password_hash is None:
+            # Unknown user: spend the same time, so timing does not reveal usernames.
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash_password(secrets.token_hex(8))
+            password_hash = self._dummy_hash
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                None, partial(self.hasher.verify, password_hash, password)
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # -- tokens --------------------------------------------------------------------
+    async def new_session(self, username: str) -> tuple[str, str]:
+        """(session token, CSRF token) for a freshly logged-in user."""
+        token = STAFF_PREFIX + secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(24)
+        now, ttl = time.time(), self.settings.session_ttl_s
+        await self.store.call(
+            lambda c: db.insert_session(c, db.digest(token), username, db.digest(csrf), now, ttl)
+        )
+        return token, csrf
+
+    async def end_session(self, token: str) -> None:
+        self.forget(db.digest(token))
+        await self.store.call(lambda c: db.delete_session(c, db.digest(token)))
+
+    def forget(self, token_hash: str | None = None) -> None:
+        """Drop cached tokens (one, or all after user or tablet changes)."""
+        if token_hash is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(token_hash, None)
+
+    async def resolve(self, token: str) -> Principal | None:
+        token_hash = db.digest(token)
+        now = time.time()
+        cached = self._cache.get(token_hash)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        principal: Principal | None = None
+        expires = now + self.settings.principal_cache_s
+        if token.startswith(STAFF_PREFIX):
+            found = await self.store.call(lambda c: db.session_user(c, token_hash, now))
+            if found is not None:
+                user, csrf_hash, session_expiry = found
+                principal = Principal("staff", user.username, role=user.role, csrf_hash=csrf_hash)
+                expires = min(expires, session_expiry)
+        elif token.startswith(TABLET_PREFIX):
+            tablet = await self.store.call(lambda c: db.tablet_by_token(c, token_hash))
+            if tablet is not None:
+                principal = Principal("tablet", tablet[0], room_id=tablet[1])
+        if principal is not None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token_hash] = (principal, expires)
+        return principal
+
+
+def token_from_request(request: web.Request) -> tuple[str | None, bool]:
+    """(token, came from the cookie).  Query ``token`` serves browser WebSockets."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), False
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return cookie, True
+    if request.path.endswith("/ws") and "token" in request.query:
+        return request.query["token"], False
+    return None, False
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    auth: Auth = request.app["auth"]
+    token, via_cookie = token_from_request(request)
+    principal: Principal | None = None
+    if token:
+        principal = await auth.resolve(token)
+        if principal is not None and via_cookie:
+            principal = Principal(
+                principal.kind,
+                principal.id,
+                principal.role,
+                principal.room_id,
+                True,
+                principal.csrf_hash,
+            )
+            if request.method not in SAFE_METHODS:
+                check_csrf(request, principal)
+    request["principal"] = principal
+    return await handler(request)
+
+
+def check_csrf(request: web.Request, principal: Principal) -> None:
+    sent = request.headers.get(CSRF_HEADER, "")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    ok = (
+        bool(sent)
+        and hmac.compare_digest(sent, cookie)
+        and principal.csrf_hash is not None
+        and hmac.compare_digest(db.digest(sent), principal.csrf_hash)
+    )
+    if not ok:
+        raise ApiError(
+            "csrf_failed",
+            f"cookie sessions must send the {CSRF_HEADER} header matching the {CSRF_COOKIE} cookie",
+            field=CSRF_HEADER,
+        )
+
+
+# -- guards used by handlers ---------------------------------------------------------------
+def principal(request: web.Request) -> Principal:
+    found: Principal | None = request.get("principal")
+    if found is None:
+        raise ApiError("unauthenticated", "log in or send a valid bearer token")
+    return found
+
+
+def require_staff(request: web.Request, min_role: str = "staff") -> Principal:
+    who = principal(request)
+    if who.kind != "staff":
+        raise ApiError("forbidden", "staff only")
+    assert who.role is not None
+    if db.role_rank(who.role) < db.role_rank(min_role):
+        raise ApiError("forbidden", f"needs the {min_role} role (you are {who.role})")
+    return who
+
+
+def require_room(request: web.Request, room_id: str) -> Principal:
+    """Staff, or the tablet paired with ``room_id``."""
+    who = principal(request)
+    if who.kind == "tablet" and who.room_id != room_id:
+        raise ApiError("forbidden", "this tablet is paired with another room", field="room_id")
+    return who
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def audit(
+    request: web.Request,
+    action: str,
+    target: str | None,
+    result: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    actor: str | None = None,
+) -> None:
+    """Record one state-changing action (who, what, when, target, result)."""
+    who: Principal | None = request.get("principal")
+    name = actor or (str(who.actor) if who else "anonymous")
+    ip = client_ip(request)
+    store: Store = request.app["core"].store
+    await store.call(lambda c: db.insert_audit(c, name, action, target, result, detail, ip))

@@ -1,0 +1,123 @@
+"""JSON errors of the LAN API and the middleware that guarantees them.
+
+Every error leaves the server as ``{"error": {"code", "message", "field"}}``
+with a stable ``code``; anything unexpected becomes a 500 ``internal`` whose
+details stay in the log, never in the response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from edge.errors import InvalidCommand, LimitViolation, NotFound, StorageError
+
+log = logging.getLogger(__name__)
+
+# Stable error codes (documented in docs/api.md); clients switch on these.
+CODES = {
+    "malformed_json": 400,
+    "bad_request": 400,
+    "unauthenticated": 401,
+    "csrf_failed": 403,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "invalid_field": 422,
+    "limit_violation": 422,
+    "unsupported_command": 422,
+    "too_many_attempts": 429,
+    "internal": 500,
+    "device_rejected": 502,
+    "device_io_error": 502,
+    "scene_failed": 502,
+    "device_unavailable": 503,
+    "storage_unavailable": 503,
+    "device_timeout": 504,
+}
+
+
+class ApiError(Exception):
+    """An error with a stable code; raised by handlers, rendered by the middleware."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = CODES[code]
+        self.message = message
+        self.field = field
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def error_response(err: ApiError) -> web.Response:
+    body = {**error_body(err.code, err.message, err.field), **err.extra}
+    return web.json_response(body, status=err.status, headers=err.headers)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return error_response(err)
+    except NotFound as exc:
+        return error_response(ApiError("not_found", str(exc), field=exc.what))
+    except LimitViolation as exc:
+        return error_response(ApiError("limit_violation", str(exc), field=exc.field))
+    except InvalidCommand as exc:
+        return error_response(ApiError("invalid_field", str(exc), field=exc.field))
+    except StorageError:
+        log.exception("storage failure on %s %s", request.method, request.path)
+        return error_response(ApiError("storage_unavailable", "the local database is unavailable"))
+    except web.HTTPMethodNotAllowed as exc:
+        return error_response(ApiError("method_not_allowed", f"{exc.method} is not allowed here"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status)
+        if code is None:
+            code = "bad_request" if exc.status < 500 else "internal"
+        http_err = ApiError(code, exc.reason)
+        http_err.status = exc.status
+        return error_response(http_err)
+    except Exception:
+        # The incident id ties the client's report to the log line with the traceback.
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s on %s %s", incident, request.method, request.path)
+        return error_response(
+            ApiError("internal", f"internal error (incident {incident}); see the controller log")
+        )
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; 400 ``malformed_json`` naming the body otherwise."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("malformed_json", f"body is not valid JSON: {exc}", field="body") from None
+    if not isinstance(data, dict):
+        raise ApiError("malformed_json", "body must be a JSON object", field="body")
+    return data

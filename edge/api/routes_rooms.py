@@ -1,0 +1,186 @@
+"""Rooms, scenes, device commands, the command log and door events.
+
+Tablets see only their own room, never lock devices: a room token can set
+lights and climate within the limits and run scenes that do not unlock a
+door.  Everything goes through ``EdgeCore``, which checks limits before
+sending and logs each command with its actor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from drivers.model import DeviceKind
+from edge.api.auth import Principal, audit, principal, require_room, require_staff
+from edge.api.errors import ApiError, read_json
+from edge.api.models import CommandBody, parse_body
+from edge.api.routes_auth import query_limit
+from edge.core import DeviceOutcome, EdgeCore, Room
+from edge.errors import InvalidCommand
+
+routes = web.RouteTableDef()
+
+TABLET_KINDS = frozenset({DeviceKind.LIGHT, DeviceKind.CLIMATE, DeviceKind.SENSOR})
+
+# Driver outcome -> (error code, human message); "ok" is absent.
+OUTCOME_ERRORS = {
+    "timeout": ("device_timeout", "the device did not confirm the command in time"),
+    "unavailable": ("device_unavailable", "the device is offline; nothing was sent"),
+    "rejected": ("device_rejected", "the device refused the command"),
+    "io_error": ("device_io_error", "the command could not be delivered"),
+    "unsupported": ("unsupported_command", "the device does not support this command"),
+    "error": ("device_io_error", "the driver failed"),
+}
+
+
+def core_of(request: web.Request) -> EdgeCore:
+    core: EdgeCore = request.app["core"]
+    return core
+
+
+def device_kinds(room: Room) -> dict[str, DeviceKind]:
+    return {cfg.id: cfg.kind for cfg in room.config.devices}
+
+
+def room_view(room: Room, who: Principal) -> dict[str, Any]:
+    """The room snapshot with device names and limits; locks hidden from tablets."""
+    snap = room.snapshot()
+    devices: dict[str, Any] = {}
+    for cfg in room.config.devices:
+        if who.kind == "tablet" and cfg.kind not in TABLET_KINDS:
+            continue
+        devices[cfg.id] = {
+            **snap["devices"][cfg.id],
+            "name": cfg.name or cfg.id,
+            "limits": cfg.limits.model_dump(),
+        }
+    return {**snap, "devices": devices, "scenes": scene_list(room, who)}
+
+
+def scene_unlocks(room: Room, scene_id: str) -> bool:
+    scene = next((s for s in room.config.scenes if s.id == scene_id), None)
+    return scene is not None and any(a.locked is False for a in scene.devices.values())
+
+
+def scene_list(room: Room, who: Principal) -> list[dict[str, Any]]:
+    return [
+        {"id": s.id, "name": s.name, "devices": sorted(s.devices)}
+        for s in room.config.scenes
+        if who.kind == "staff" or not scene_unlocks(room, s.id)
+    ]
+
+
+@routes.get("/api/v1/rooms")
+async def list_rooms(request: web.Request) -> web.Response:
+    who = principal(request)
+    rooms = [
+        room_view(room, who)
+        for room in core_of(request).rooms()
+        if who.kind == "staff" or room.id == who.room_id
+    ]
+    return web.json_response({"rooms": rooms})
+
+
+@routes.get("/api/v1/rooms/{room_id}")
+async def get_room(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    who = require_room(request, room_id)
+    return web.json_response(room_view(core_of(request).room(room_id), who))
+
+
+@routes.get("/api/v1/rooms/{room_id}/scenes")
+async def list_scenes(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    who = require_room(request, room_id)
+    return web.json_response({"scenes": scene_list(core_of(request).room(room_id), who)})
+
+
+@routes.post("/api/v1/rooms/{room_id}/scenes/{scene_id}/activate")
+async def activate_scene(request: web.Request) -> web.Response:
+    room_id, scene_id = request.match_info["room_id"], request.match_info["scene_id"]
+    who = require_room(request, room_id)
+    core = core_of(request)
+    room = core.room(room_id)
+    if who.kind == "tablet" and scene_unlocks(room, scene_id):
+        raise ApiError(
+            "forbidden", "tablets cannot run scenes that unlock a door", field="scene_id"
+        )
+    result = await core.activate_scene(room_id, scene_id, who.actor)
+    body = result.as_dict()
+    if who.kind == "staff":
+        await audit(
+            request,
+            "scene.activate",
+            f"{room_id}/{scene_id}",
+            "ok" if result.ok else "failed",
+            {"failed": body["failed"]},
+        )
+    if not result.ok:
+        failed = ", ".join(body["failed"])
+        raise ApiError(
+            "scene_failed", f"scene ran but these devices failed: {failed}", extra={"result": body}
+        )
+    return web.json_response(body)
+
+
+@routes.post("/api/v1/rooms/{room_id}/devices/{device_id}/command")
+async def device_command(request: web.Request) -> web.Response:
+    room_id, device_id = request.match_info["room_id"], request.match_info["device_id"]
+    who = require_room(request, room_id)
+    body = parse_body(CommandBody, await read_json(request))
+    core = core_of(request)
+    _, cfg = core.device(room_id, device_id)
+    if who.kind == "tablet" and cfg.kind not in TABLET_KINDS:
+        raise ApiError("forbidden", f"tablets cannot command a {cfg.kind}", field="device_id")
+    target = f"{room_id}/{device_id}"
+    try:
+        outcome = await core.command(room_id, device_id, body.values(), who.actor)
+    except InvalidCommand as exc:
+        if who.kind == "staff":
+            await audit(
+                request,
+                "device.command",
+                target,
+                "refused",
+                {"command": body.values(), "reason": str(exc)},
+            )
+        raise
+    if who.kind == "staff":
+        await audit(request, "device.command", target, outcome.result, {"command": body.values()})
+    return outcome_response(outcome)
+
+
+def outcome_response(outcome: DeviceOutcome) -> web.Response:
+    if outcome.ok:
+        return web.json_response(outcome.as_dict())
+    code, message = OUTCOME_ERRORS.get(outcome.result, OUTCOME_ERRORS["error"])
+    detail = f"{message}: {outcome.detail}" if outcome.detail else message
+    raise ApiError(code, detail, field=None, extra={"outcome": outcome.as_dict()})
+
+
+@routes.get("/api/v1/commands")
+async def command_log(request: web.Request) -> web.Response:
+    require_staff(request)
+    device = request.query.get("device_id")
+    rows = await core_of(request).store.commands(device_id=device, limit=query_limit(request))
+    return web.json_response({"commands": rows})
+
+
+@routes.get("/api/v1/door-events")
+async def door_events(request: web.Request) -> web.Response:
+    """Lock commands and alerts, newest first (real door events come with the door feature)."""
+    require_staff(request)
+    limit = query_limit(request)
+    core = core_of(request)
+    events: list[dict[str, Any]] = []
+    for room in core.rooms():
+        for cfg in room.config.devices:
+            if cfg.kind is DeviceKind.LOCK:
+                rows = await core.store.commands(device_id=f"{room.id}/{cfg.id}", limit=limit)
+                events.extend({"type": "lock_command", "room_id": room.id, **r} for r in rows)
+    for alert in request.app["ws_hub"].recent_alerts():
+        events.append({"type": "alert", **alert})
+    events.sort(key=lambda e: str(e.get("ts", "")), reverse=True)
+    return web.json_response({"events": events[:limit]})

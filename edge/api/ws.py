@@ -1,0 +1,165 @@
+"""WebSocket stream of state changes and events (``GET /api/v1/ws``).
+
+One hub task reads the event bus, serialises each event once, and offers it
+to every client allowed to see it: staff see everything, a tablet only its
+own room and never lock devices.  Each client has a bounded queue; a client
+too slow to keep up loses its oldest events rather than slowing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from drivers.model import DeviceKind
+from edge.api.auth import Principal, principal
+from edge.api.errors import ApiError
+from edge.api.metrics import Metrics
+from edge.api.routes_rooms import TABLET_KINDS, room_view
+from edge.core import EdgeCore
+from edge.events import Event
+
+log = logging.getLogger(__name__)
+
+CLIENT_QUEUE = 256
+ALERTS_KEPT = 200
+CLOSE_REVOKED = 4401
+
+
+class WsClient:
+    def __init__(self, who: Principal, ws: web.WebSocketResponse) -> None:
+        self.who = who
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(CLIENT_QUEUE)
+        self.dropped = 0
+
+    def offer(self, text: str | None) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(text)
+
+
+class WsHub:
+    def __init__(self, core: EdgeCore, metrics: Metrics) -> None:
+        self.core = core
+        self.metrics = metrics
+        self.clients: set[WsClient] = set()
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=ALERTS_KEPT)
+        self._task: asyncio.Task[None] | None = None
+        self._kinds = {
+            f"{room.id}/{cfg.id}": cfg.kind for room in core.rooms() for cfg in room.config.devices
+        }
+
+    def start(self) -> None:
+        if self._task is None:
+            subscription = self.core.events.subscribe(maxsize=5000)
+            self._task = asyncio.create_task(self._run(subscription), name="api-ws-hub")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for client in list(self.clients):
+            client.offer(None)
+
+    def recent_alerts(self) -> list[dict[str, Any]]:
+        return list(self._alerts)
+
+    def disconnect_tablet(self, tablet_id: str) -> None:
+        for client in list(self.clients):
+            if client.who.kind == "tablet" and client.who.id == tablet_id:
+                client.offer(None)
+
+    async def _run(self, subscription: Any) -> None:
+        with subscription:
+            async for event in subscription:
+                try:
+                    self._dispatch(event)
+                except Exception:
+                    log.exception("could not dispatch event %s", event.type)
+
+    def _dispatch(self, event: Event) -> None:
+        if event.type == "command":
+            self.metrics.command_result(str(event.data.get("result")))
+        message = {
+            "type": event.type,
+            "room_id": event.room_id,
+            "seq": event.seq,
+            "ts": event.ts,
+            "data": event.data,
+        }
+        if event.type == "alert":
+            self._alerts.appendleft({"room_id": event.room_id, "ts": event.ts, **event.data})
+        text = json.dumps(message, default=str)
+        for client in self.clients:
+            if self.allowed(client.who, event):
+                client.offer(text)
+
+    def allowed(self, who: Principal, event: Event) -> bool:
+        if who.kind == "staff":
+            return True
+        if event.room_id != who.room_id:
+            return False
+        device_id = event.data.get("device_id")
+        if isinstance(device_id, str):
+            kind = self._kinds.get(device_id, DeviceKind.LOCK)
+            return kind in TABLET_KINDS
+        return event.type != "alert" or "door" not in str(event.data.get("kind", ""))
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    who = principal(request)
+    if who.via_cookie:
+        # Cookies ride along on cross-site WebSocket handshakes: check the origin.
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.host:
+            raise ApiError("forbidden", "cross-origin WebSocket refused", field="Origin")
+    hub: WsHub = request.app["ws_hub"]
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    client = WsClient(who, ws)
+    core = hub.core
+    rooms = [
+        room_view(room, who)
+        for room in core.rooms()
+        if who.kind == "staff" or room.id == who.room_id
+    ]
+    await ws.send_json({"type": "hello", "who": who.public(), "rooms": rooms})
+    hub.clients.add(client)
+    hub.metrics.ws_clients = len(hub.clients)
+    writer = asyncio.create_task(_write(client), name=f"api-ws-writer-{who.kind}-{who.id}")
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT and msg.data == "ping":
+                client.offer(json.dumps({"type": "pong"}))
+            elif msg.type is WSMsgType.ERROR:
+                break
+    finally:
+        hub.clients.discard(client)
+        hub.metrics.ws_clients = len(hub.clients)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        await ws.close()
+    return ws
+
+
+async def _write(client: WsClient) -> None:
+    while True:
+        text = await client.queue.get()
+        if text is None:
+            await client.ws.close(code=CLOSE_REVOKED, message=b"revoked or shutting down")
+            return
+        try:
+            await client.ws.send_str(text)
+        except ConnectionError:
+            return
