@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from drivers.errors import DeviceRejected, DeviceTimeout, DeviceUnavailable, UnsupportedCommand
+from drivers.errors import (
+    DeviceRejected,
+    DeviceTimeout,
+    DeviceUnavailable,
+    TransportError,
+    UnsupportedCommand,
+)
 from drivers.modbus.bus import ModbusBus, Priority
 from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from drivers.modbus.devices import ModbusBusManager, ModbusDevice
@@ -383,3 +389,19 @@ async def test_run_under_a_task_group_and_the_thermostat_gateway() -> None:
     finally:
         await gateway.stop()
     assert not bus.is_connected()
+
+
+async def test_stop_fails_in_flight_and_queued_requests(gateway: ModbusSimulator) -> None:
+    bus = ModbusBus(tcp_bus_cfg(gateway, timeout_s=2.0))
+    await bus.start()
+    await asyncio.wait_for(bus.connected(), 10)
+    gateway.silence(1)
+    in_flight = asyncio.create_task(bus.read("input", 1, 0, 2), name="test-in-flight")
+    queued = asyncio.create_task(bus.read("input", 3, 0, 2), name="test-queued")
+    await until(lambda: len(gateway.request_log) == 0 and bus.queue_depth == 1, "one on the wire")
+    await bus.stop()
+    for task in (in_flight, queued):
+        with pytest.raises(TransportError, match="stopped"):
+            await asyncio.wait_for(task, 5)
+    with pytest.raises(TransportError, match="not started"):
+        await bus.read("input", 3, 0, 2)

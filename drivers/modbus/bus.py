@@ -71,6 +71,7 @@ class ModbusBus:
         self._gap_s = cfg.gap_s if isinstance(cfg, ModbusRtuBusConfig) else 0.0
         self._client: Client | None = None
         self._queue: list[_Job] = []
+        self._current: _Job | None = None  # the job on the wire
         self._seq = itertools.count()
         self._queued = asyncio.Event()
         self._up = asyncio.Event()
@@ -110,8 +111,9 @@ class ModbusBus:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while self._queue:
-            job = heapq.heappop(self._queue)
+        pending = [job for job in (self._current, *self._queue) if job is not None]
+        self._current, self._queue = None, []
+        for job in pending:
             if not job.future.done():
                 job.future.set_exception(TransportError(f"bus {self.bus_id} stopped"))
         if self._client is not None:
@@ -277,7 +279,9 @@ class ModbusBus:
                 wait = self._last_frame_end + self._gap_s - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+            self._current = job
             outcome = await self._execute(job)
+            self._current = None
             self._last_frame_end = loop.time()
             self.frames_sent += 1
             if not job.future.done():
