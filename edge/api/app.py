@@ -10,6 +10,7 @@ from aiohttp import web
 from edge.api import db
 from edge.api.auth import Auth, auth_middleware
 from edge.api.errors import error_middleware
+from edge.api.keys import AUTH, CORE, DATA_DIR, METRICS, OPENAPI, SETTINGS, WS_HUB
 from edge.api.metrics import Metrics, metrics_handler, metrics_middleware
 from edge.api.openapi import openapi_document
 from edge.api.routes_auth import ensure_admin
@@ -21,7 +22,6 @@ from edge.api.ws import WsHub, websocket
 from edge.core import EdgeCore
 from edge.migrations import migrate
 
-APP_KEYS = ("core", "settings", "auth", "metrics", "ws_hub", "data_dir")
 
 
 def create_app(
@@ -34,13 +34,13 @@ def create_app(
         client_max_size=64 * 1024,
     )
     metrics = Metrics()
-    app["core"] = core
-    app["settings"] = settings
-    app["data_dir"] = Path(data_dir)
-    app["auth"] = Auth(core.store, settings)
-    app["metrics"] = metrics
-    app["ws_hub"] = WsHub(core, metrics)
-    app["openapi"] = openapi_document(core.site_id)
+    app[CORE] = core
+    app[SETTINGS] = settings
+    app[DATA_DIR] = Path(data_dir)
+    app[AUTH] = Auth(core.store, settings)
+    app[METRICS] = metrics
+    app[WS_HUB] = WsHub(core, metrics)
+    app[OPENAPI] = openapi_document(core.site_id)
     app.cleanup_ctx.append(_lifecycle)
     app.on_response_prepare.append(_security_headers)
 
@@ -62,10 +62,10 @@ def create_app(
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    core: EdgeCore = app["core"]
+    core: EdgeCore = app[CORE]
     await core.store.call(lambda conn: migrate(conn, "api", db.API_MIGRATIONS))
-    await ensure_admin(core.store, app["auth"], app["data_dir"])
-    hub: WsHub = app["ws_hub"]
+    await ensure_admin(core.store, app[AUTH], app[DATA_DIR])
+    hub: WsHub = app[WS_HUB]
     hub.start()
     try:
         yield
@@ -88,14 +88,14 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def healthz(request: web.Request) -> web.Response:
-    core: EdgeCore = request.app["core"]
+    core: EdgeCore = request.app[CORE]
     db_ok = await core.store.healthcheck()
     body = {"status": "ok" if db_ok else "degraded", "site_id": core.site_id, "database": db_ok}
     return web.json_response(body, status=200 if db_ok else 503)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app["openapi"])
+    return web.json_response(request.app[OPENAPI])
 
 
 def _page(path: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -24,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from edge.api import db
 from edge.api.errors import ApiError
+from edge.api.keys import AUTH, CORE, PRINCIPAL
 from edge.api.settings import ApiSettings
 from edge.core import Actor
 from edge.store import Store
@@ -34,6 +35,8 @@ CSRF_HEADER = "X-CSRF-Token"
 STAFF_PREFIX = "css_"
 TABLET_PREFIX = "cst_"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Public endpoints ignore any session cookie: a stale cookie must not block a login.
+PUBLIC_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/tablets/pair"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +152,10 @@ def token_from_request(request: web.Request) -> tuple[str | None, bool]:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    auth: Auth = request.app["auth"]
+    auth: Auth = request.app[AUTH]
     token, via_cookie = token_from_request(request)
     principal: Principal | None = None
-    if token:
+    if token and request.path not in PUBLIC_PATHS:
         principal = await auth.resolve(token)
         if principal is not None and via_cookie:
             principal = Principal(
@@ -165,7 +168,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
             if request.method not in SAFE_METHODS:
                 check_csrf(request, principal)
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return await handler(request)
 
 
@@ -188,7 +191,7 @@ def check_csrf(request: web.Request, principal: Principal) -> None:
 
 # -- guards used by handlers ---------------------------------------------------------------
 def principal(request: web.Request) -> Principal:
-    found: Principal | None = request.get("principal")
+    found: Principal | None = request.get(PRINCIPAL)
     if found is None:
         raise ApiError("unauthenticated", "log in or send a valid bearer token")
     return found
@@ -226,8 +229,8 @@ async def audit(
     actor: str | None = None,
 ) -> None:
     """Record one state-changing action (who, what, when, target, result)."""
-    who: Principal | None = request.get("principal")
+    who: Principal | None = request.get(PRINCIPAL)
     name = actor or (str(who.actor) if who else "anonymous")
     ip = client_ip(request)
-    store: Store = request.app["core"].store
+    store: Store = request.app[CORE].store
     await store.call(lambda c: db.insert_audit(c, name, action, target, result, detail, ip))

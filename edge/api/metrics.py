@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from drivers.model import Availability
 from edge.api.auth import require_staff
+from edge.api.keys import CORE, METRICS, SETTINGS
 from edge.core import EdgeCore
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -108,7 +109,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         resource = request.match_info.route.resource
         # The route template, not the raw path: room ids must not explode the label set.
         route = resource.canonical if resource is not None else "unmatched"
-        metrics: Metrics = request.app["metrics"]
+        metrics: Metrics = request.app[METRICS]
         metrics.observe(request.method, route, status, time.perf_counter() - started)
 
 
@@ -120,11 +121,11 @@ def _is_loopback(remote: str | None) -> bool:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    if not (request.app["settings"].metrics_public_on_loopback and _is_loopback(request.remote)):
+    if not (request.app[SETTINGS].metrics_public_on_loopback and _is_loopback(request.remote)):
         require_staff(request)
-    metrics: Metrics = request.app["metrics"]
+    metrics: Metrics = request.app[METRICS]
     return web.Response(
-        text=metrics.render(request.app["core"]),
+        text=metrics.render(request.app[CORE]),
         content_type="text/plain",
         headers={"X-Prometheus-Format": "0.0.4"},
     )

@@ -23,6 +23,7 @@ from edge.api.auth import (
     token_from_request,
 )
 from edge.api.errors import ApiError, read_json
+from edge.api.keys import AUTH, CORE, SETTINGS
 from edge.api.models import LoginBody, NewUserBody, UserPatchBody, parse_body
 from edge.api.settings import ApiSettings
 from edge.store import Store
@@ -34,15 +35,15 @@ INITIAL_PASSWORD_FILE = "initial-admin-password"
 
 
 def _store(request: web.Request) -> Store:
-    store: Store = request.app["core"].store
+    store: Store = request.app[CORE].store
     return store
 
 
 @routes.post("/api/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
     body = parse_body(LoginBody, await read_json(request))
-    auth: Auth = request.app["auth"]
-    settings: ApiSettings = request.app["settings"]
+    auth: Auth = request.app[AUTH]
+    settings: ApiSettings = request.app[SETTINGS]
     store = _store(request)
     keys = [f"user:{body.username}", f"ip:{client_ip(request)}"]
     now = time.time()
@@ -119,7 +120,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     who = require_staff(request)
     token, _ = token_from_request(request)
-    auth: Auth = request.app["auth"]
+    auth: Auth = request.app[AUTH]
     if token:
         await auth.end_session(token)
     await audit(request, "auth.logout", who.id, "ok")
@@ -146,7 +147,7 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     require_staff(request, "admin")
     body = parse_body(NewUserBody, await read_json(request))
-    auth: Auth = request.app["auth"]
+    auth: Auth = request.app[AUTH]
     hashed = await auth.hash_password(body.password)
     created = await _store(request).call(
         lambda c: db.insert_user(c, body.username, hashed, body.role)
@@ -169,7 +170,7 @@ async def update_user(request: web.Request) -> web.Response:
     store = _store(request)
     if username == who.id and (body.disabled or (body.role and body.role != "admin")):
         raise ApiError("conflict", "admins cannot demote or disable themselves", field="username")
-    auth: Auth = request.app["auth"]
+    auth: Auth = request.app[AUTH]
     hashed = await auth.hash_password(body.password) if body.password else None
     found = await store.call(
         lambda c: db.update_user(
@@ -195,7 +196,7 @@ async def delete_user(request: web.Request) -> web.Response:
     if username == who.id:
         raise ApiError("conflict", "admins cannot delete themselves", field="username")
     deleted = await _store(request).call(lambda c: db.delete_user(c, username))
-    request.app["auth"].forget()
+    request.app[AUTH].forget()
     await audit(request, "user.delete", username, "ok" if deleted else "not_found")
     if not deleted:
         raise ApiError("not_found", f"no user {username!r}", field="username")

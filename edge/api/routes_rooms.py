@@ -15,6 +15,7 @@ from aiohttp import web
 from drivers.model import DeviceKind
 from edge.api.auth import Principal, audit, principal, require_room, require_staff
 from edge.api.errors import ApiError, read_json
+from edge.api.keys import CORE, WS_HUB
 from edge.api.models import CommandBody, parse_body
 from edge.api.routes_auth import query_limit
 from edge.core import DeviceOutcome, EdgeCore, Room
@@ -36,7 +37,7 @@ OUTCOME_ERRORS = {
 
 
 def core_of(request: web.Request) -> EdgeCore:
-    core: EdgeCore = request.app["core"]
+    core: EdgeCore = request.app[CORE]
     return core
 
 
@@ -180,7 +181,7 @@ async def door_events(request: web.Request) -> web.Response:
             if cfg.kind is DeviceKind.LOCK:
                 rows = await core.store.commands(device_id=f"{room.id}/{cfg.id}", limit=limit)
                 events.extend({"type": "lock_command", "room_id": room.id, **r} for r in rows)
-    for alert in request.app["ws_hub"].recent_alerts():
+    for alert in request.app[WS_HUB].recent_alerts():
         events.append({"type": "alert", **alert})
     events.sort(key=lambda e: str(e.get("ts", "")), reverse=True)
     return web.json_response({"events": events[:limit]})

@@ -11,6 +11,7 @@ from aiohttp import web
 from edge.api import db
 from edge.api.auth import TABLET_PREFIX, Auth, audit, client_ip, require_staff
 from edge.api.errors import ApiError, read_json
+from edge.api.keys import AUTH, CORE, SETTINGS, WS_HUB
 from edge.api.models import PairBody, parse_body
 from edge.api.settings import ApiSettings
 from edge.core import EdgeCore
@@ -31,9 +32,9 @@ def normalise_code(code: str) -> str:
 async def create_pairing_code(request: web.Request) -> web.Response:
     who = require_staff(request)
     room_id = request.match_info["room_id"]
-    core: EdgeCore = request.app["core"]
+    core: EdgeCore = request.app[CORE]
     core.room(room_id)  # 404 for an unknown room
-    settings: ApiSettings = request.app["settings"]
+    settings: ApiSettings = request.app[SETTINGS]
     code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     expires_at = time.time() + settings.pairing_code_ttl_s
     await core.store.call(
@@ -49,8 +50,8 @@ async def create_pairing_code(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tablets/pair")
 async def pair_tablet(request: web.Request) -> web.Response:
     body = parse_body(PairBody, await read_json(request))
-    store: Store = request.app["core"].store
-    settings: ApiSettings = request.app["settings"]
+    store: Store = request.app[CORE].store
+    settings: ApiSettings = request.app[SETTINGS]
     ip_key = [f"pair-ip:{client_ip(request)}"]
     now = time.time()
     if await store.call(lambda c: db.locked_until(c, ip_key)) > now:
@@ -89,7 +90,7 @@ async def pair_tablet(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tablets")
 async def list_tablets(request: web.Request) -> web.Response:
     require_staff(request)
-    store: Store = request.app["core"].store
+    store: Store = request.app[CORE].store
     return web.json_response({"tablets": await store.call(db.list_tablets)})
 
 
@@ -97,11 +98,11 @@ async def list_tablets(request: web.Request) -> web.Response:
 async def revoke_tablet(request: web.Request) -> web.Response:
     require_staff(request)
     tablet_id = request.match_info["tablet_id"]
-    store: Store = request.app["core"].store
+    store: Store = request.app[CORE].store
     revoked = await store.call(lambda c: db.revoke_tablet(c, tablet_id))
-    auth: Auth = request.app["auth"]
+    auth: Auth = request.app[AUTH]
     auth.forget()
-    request.app["ws_hub"].disconnect_tablet(tablet_id)
+    request.app[WS_HUB].disconnect_tablet(tablet_id)
     await audit(request, "tablet.revoke", tablet_id, "ok" if revoked else "not_found")
     if not revoked:
         raise ApiError("not_found", f"no active tablet {tablet_id!r}", field="tablet_id")

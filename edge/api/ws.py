@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from drivers.model import DeviceKind
 from edge.api.auth import Principal, principal
 from edge.api.errors import ApiError
+from edge.api.keys import WS_HUB
 from edge.api.metrics import Metrics
 from edge.api.routes_rooms import TABLET_KINDS, room_view
 from edge.core import EdgeCore
@@ -123,7 +124,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin is not None and origin.split("://", 1)[-1] != request.host:
             raise ApiError("forbidden", "cross-origin WebSocket refused", field="Origin")
-    hub: WsHub = request.app["ws_hub"]
+    hub: WsHub = request.app[WS_HUB]
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     client = WsClient(who, ws)
