@@ -161,7 +161,7 @@ def test_z2m_climate_state() -> None:
     )
     assert state == ClimateState(ClimateMode.HEAT, 23.0, 19.5, 41.2)
     later = decode_z2m_state(DeviceKind.CLIMATE, js({"local_temperature": 20}), state)
-    assert later.current_c == 20.0 and later.target_c == 23.0
+    assert later == ClimateState(ClimateMode.HEAT, 23.0, 20.0, 41.2)
 
 
 def test_z2m_sensor_state_keeps_numbers_and_booleans() -> None:

@@ -1,0 +1,210 @@
+"""MQTT device model: Zigbee2MQTT devices and Home Assistant JSON lights.
+
+Each device subscribes to its state and availability topics on the shared
+:class:`MqttConnection`.  Availability:
+
+- from the availability topic when the device has one (retained, so it comes
+  back by itself after a reconnect);
+- while the broker connection is down: UNKNOWN, since nothing is known;
+- a device that never sent an availability message is taken ONLINE when it
+  reports state.
+
+A command is confirmed by a state report received *after* it was published
+that satisfies it (:func:`drivers.model.command_satisfied`); an old retained
+state that happens to match does not count, so a device that stopped
+answering times out instead of looking fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypeAlias
+
+from drivers.errors import DeviceTimeout, DeviceUnavailable, TransportError, UnsupportedCommand
+from drivers.model import (
+    COMMAND_FOR_KIND,
+    Availability,
+    Command,
+    Device,
+    DeviceKind,
+    DeviceSnapshot,
+    DeviceState,
+    LightState,
+    command_satisfied,
+)
+from drivers.mqtt.codec import (
+    decode_ha_json_light,
+    decode_plain_availability,
+    decode_z2m_availability,
+    decode_z2m_state,
+    encode_ha_json_light,
+    encode_z2m_command,
+    z2m_get_request,
+)
+from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttDeviceConfig, Zigbee2MqttDeviceConfig
+from drivers.mqtt.connection import MqttConnection
+from drivers.mqtt.errors import MqttCodecError
+
+log = logging.getLogger(__name__)
+
+StateDecoder: TypeAlias = Callable[[bytes, DeviceState], DeviceState]
+
+
+class MqttDevice(Device):
+    """What both MQTT device flavours share: topics, availability, confirmation."""
+
+    def __init__(
+        self, device_id: str, kind: DeviceKind, connection: MqttConnection, command_topic: str
+    ) -> None:
+        super().__init__(device_id, kind)
+        self.connection = connection
+        self.command_topic = command_topic
+        self._reports = 0  # state messages decoded so far
+        self._has_availability_topic_data = False
+        connection.add_on_disconnect(self._on_broker_lost)
+
+    # -- commands ---------------------------------------------------------------------
+    async def send(self, command: Command, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        reports_before = self._reports
+        await self.publish_command(command, ack_timeout_s=timeout)
+
+        def confirmed(snap: DeviceSnapshot) -> bool:
+            return self._reports > reports_before and command_satisfied(snap.state, command)
+
+        if not await self._wait_for(confirmed, max(0.0, deadline - loop.time())):
+            raise DeviceTimeout(
+                f"{self.device_id}: no state confirming {command} within {timeout:g}s"
+            )
+
+    async def publish_command(self, command: Command, *, ack_timeout_s: float = 5.0) -> None:
+        """Publish ``command`` (QoS 1) and return once the broker acknowledged it.
+
+        No confirmation from the device: :meth:`send` adds that.  Raises
+        UnsupportedCommand, DeviceUnavailable (known offline, nothing sent)
+        or TransportError (broker not connected, no PUBACK).
+        """
+        expected = COMMAND_FOR_KIND[self.kind]
+        if expected is None or not isinstance(command, expected):
+            raise UnsupportedCommand(
+                f"{self.device_id}: {type(command).__name__} does not fit a {self.kind.value}"
+            )
+        payload = self._encode(command)
+        if self._snapshot.availability is Availability.OFFLINE:
+            raise DeviceUnavailable(f"{self.device_id} is offline")
+        await self.connection.publish(
+            self.command_topic, payload, qos=1, ack_timeout_s=ack_timeout_s
+        )
+
+    def _encode(self, command: Command) -> bytes:
+        raise NotImplementedError
+
+    # -- incoming ---------------------------------------------------------------------------
+    def _on_state(self, decode: StateDecoder, topic: str, payload: bytes) -> None:
+        if not payload:
+            return  # a cleared retained message says nothing about the device
+        try:
+            state = decode(payload, self._snapshot.state)
+        except MqttCodecError as exc:
+            log.warning("%s: bad state on %s: %s", self.device_id, topic, exc)
+            return
+        self._reports += 1
+        availability = None
+        if not self._has_availability_topic_data:
+            availability = Availability.ONLINE
+        self._publish(state=state, availability=availability)
+
+    def _on_availability(self, availability: Availability) -> None:
+        self._has_availability_topic_data = availability is not Availability.UNKNOWN
+        self._publish(availability=availability, seen=availability is Availability.ONLINE)
+
+    def _on_broker_lost(self) -> None:
+        self._publish(availability=Availability.UNKNOWN, seen=False)
+
+
+class Zigbee2MqttDevice(MqttDevice):
+    """A light, thermostat, lock or sensor paired with Zigbee2MQTT."""
+
+    def __init__(
+        self, cfg: Zigbee2MqttDeviceConfig, connection: MqttConnection, device_id: str
+    ) -> None:
+        base = connection.config.zigbee2mqtt_base
+        self.cfg = cfg
+        self.state_topic = f"{base}/{cfg.friendly_name}"
+        self.availability_topic = f"{self.state_topic}/availability"
+        super().__init__(device_id, cfg.kind, connection, f"{self.state_topic}/set")
+        connection.subscribe(self.state_topic, self._on_z2m_state)
+        connection.subscribe(self.availability_topic, self._on_z2m_availability)
+        connection.add_on_connect(self._request_state)
+
+    def _encode(self, command: Command) -> bytes:
+        return encode_z2m_command(self.kind, command)
+
+    def _decode(self, payload: bytes, previous: DeviceState) -> DeviceState:
+        return decode_z2m_state(self.kind, payload, previous)
+
+    def _on_z2m_state(self, topic: str, payload: bytes) -> None:
+        self._on_state(self._decode, topic, payload)
+
+    def _on_z2m_availability(self, topic: str, payload: bytes) -> None:
+        try:
+            availability = decode_z2m_availability(payload)
+        except MqttCodecError as exc:
+            log.warning("%s: bad availability on %s: %s", self.device_id, topic, exc)
+            return
+        self._on_availability(availability)
+
+    async def _request_state(self) -> None:
+        # Zigbee2MQTT does not retain state unless told to: ask after every connect.
+        payload = z2m_get_request(self.kind)
+        if payload is None:
+            return
+        try:
+            await self.connection.publish(f"{self.state_topic}/get", payload, qos=1)
+        except TransportError as exc:
+            log.debug("%s: state request not sent: %s", self.device_id, exc)
+
+
+class MqttJsonLight(MqttDevice):
+    """A light on the Home Assistant MQTT JSON schema."""
+
+    def __init__(
+        self, cfg: HaJsonLightDeviceConfig, connection: MqttConnection, device_id: str
+    ) -> None:
+        self.cfg = cfg
+        super().__init__(device_id, DeviceKind.LIGHT, connection, cfg.command_topic)
+        connection.subscribe(cfg.state_topic, self._on_ha_state)
+        if cfg.availability_topic is not None:
+            connection.subscribe(cfg.availability_topic, self._on_ha_availability)
+
+    def _encode(self, command: Command) -> bytes:
+        return encode_ha_json_light(command, self.cfg.brightness_scale)
+
+    def _decode(self, payload: bytes, previous: DeviceState) -> DeviceState:
+        assert isinstance(previous, LightState)
+        return decode_ha_json_light(payload, previous, self.cfg.brightness_scale)
+
+    def _on_ha_state(self, topic: str, payload: bytes) -> None:
+        self._on_state(self._decode, topic, payload)
+
+    def _on_ha_availability(self, topic: str, payload: bytes) -> None:
+        try:
+            availability = decode_plain_availability(
+                payload, self.cfg.payload_available, self.cfg.payload_not_available
+            )
+        except MqttCodecError as exc:
+            log.warning("%s: bad availability on %s: %s", self.device_id, topic, exc)
+            return
+        self._on_availability(availability)
+
+
+def build_mqtt_device(
+    cfg: MqttDeviceConfig, connection: MqttConnection, device_id: str
+) -> MqttDevice:
+    """The device for one MQTT device config entry (``type`` selects the class)."""
+    if isinstance(cfg, Zigbee2MqttDeviceConfig):
+        return Zigbee2MqttDevice(cfg, connection, device_id)
+    return MqttJsonLight(cfg, connection, device_id)
