@@ -1,0 +1,145 @@
+"""``coresync-edge`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.config import load_config
+from edge.errors import ConfigError
+
+EXAMPLES = """\
+examples:
+  coresync-edge demo                         run the built-in demo site (no hardware)
+  coresync-edge demo --data-dir /tmp/spa     ... keeping its database in /tmp/spa
+  coresync-edge validate-config config/site.example.toml
+  coresync-edge run --config /etc/coresync/site.toml
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="coresync-edge",
+        description="CoreSync Edge: the spa controller daemon.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon on a site config")
+    run.add_argument("--config", "-c", type=Path, required=True, help="site config (TOML)")
+    run.add_argument("--data-dir", type=Path, help="override storage.data_dir")
+
+    demo = sub.add_parser("demo", help="run the built-in demo site with simulated devices")
+    demo.add_argument("--data-dir", type=Path, help="where the demo keeps its database")
+    demo.add_argument("--http-port", type=int, default=8080, help="LAN API port (default 8080)")
+    demo.add_argument(
+        "--broker",
+        metavar="HOST:PORT",
+        help=(
+            "MQTT broker to use, or 'embedded' (default: 127.0.0.1:1883 if it answers, "
+            "else an embedded one)"
+        ),
+    )
+
+    val = sub.add_parser("validate-config", help="check a site config; exit 2 naming each problem")
+    val.add_argument("file", type=Path)
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    # Third-party chatter at INFO is noise for an operator.
+    for noisy in ("amqtt", "pymodbus", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def validate_config(path: Path) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 2
+    devices = sum(len(r.devices) for r in cfg.rooms)
+    print(f"{path}: valid (site {cfg.site.id}, {len(cfg.rooms)} rooms, {devices} devices)")
+    return 0
+
+
+async def _run_until_signal(main: asyncio.Future[None] | asyncio.Task[None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, main.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await main
+
+
+async def _run(config_path: Path, data_dir: Path | None) -> int:
+    from edge.sdnotify import Notifier, watchdog_interval, watchdog_loop
+    from edge.service import EdgeService
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    service = EdgeService(cfg, data_dir=data_dir)
+    notifier = Notifier()
+    interval = watchdog_interval()
+    if interval is not None:
+        service.add_service(
+            "systemd-watchdog",
+            lambda core: watchdog_loop(notifier, interval, core.store.healthcheck),
+        )
+
+    async def body() -> None:
+        try:
+            await service.start()
+            notifier.ready(f"site {cfg.site.id}: {len(cfg.rooms)} rooms")
+            await service.wait()
+        finally:
+            notifier.stopping()
+            await service.stop()
+
+    await _run_until_signal(asyncio.create_task(body(), name="edge-main"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "validate-config":
+        return validate_config(args.file)
+    _setup_logging(args.log_level)
+    if args.command == "run":
+        return asyncio.run(_run(args.config, args.data_dir))
+    if args.command == "demo":
+        from edge.demo.runner import run_demo
+
+        return asyncio.run(
+            _run_demo_with_signals(run_demo(args.data_dir, args.http_port, args.broker))
+        )
+    return 2
+
+
+async def _run_demo_with_signals(coro: asyncio.Future[int] | object) -> int:
+    task: asyncio.Task[None] = asyncio.create_task(coro, name="edge-demo")  # type: ignore[arg-type]
+    await _run_until_signal(task)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""``coresync-edge demo``: the daemon on a built-in site with simulated devices.
+
+The simulators speak the real protocols over real sockets: Zigbee2MQTT-style
+lights, lock and sauna heater on the MQTT broker, and two thermostats behind
+a pymodbus Modbus TCP gateway.  Nothing here is a mock of the daemon's side.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from drivers.modbus.simulator import ThermostatGateway
+from drivers.mqtt.config import Zigbee2MqttDeviceConfig
+from drivers.mqtt.simulator import SimulatedZigbeeDevice, ZigbeeSimulator
+from edge.config import SiteConfig, validate_data
+from edge.demo import demo_site_text
+from edge.demo.broker import EmbeddedBroker, broker_answers, free_port
+from edge.service import EdgeService
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path(".demo-data")
+
+
+def demo_config(mqtt_host: str, mqtt_port: int, modbus_port: int, data_dir: Path) -> SiteConfig:
+    """The built-in site with the broker, gateway port and data dir filled in."""
+    text = demo_site_text()
+    data: dict[str, Any] = tomllib.loads(text)
+    data["mqtt"].update(host=mqtt_host, port=mqtt_port)
+    for bus in data["modbus_buses"]:
+        bus["port"] = modbus_port
+    data["storage"] = {"data_dir": str(data_dir)}
+    return validate_data(data, text, "edge/demo/site.toml")
+
+
+def zigbee_devices(cfg: SiteConfig) -> list[SimulatedZigbeeDevice]:
+    return [
+        SimulatedZigbeeDevice(dev.kind, dev.friendly_name)
+        for room in cfg.rooms
+        for dev in room.devices
+        if isinstance(dev, Zigbee2MqttDeviceConfig)
+    ]
+
+
+async def select_broker(spec: str | None) -> tuple[str, int, EmbeddedBroker | None]:
+    """The broker named by --broker ("embedded" forces one), else 127.0.0.1:1883
+    if it answers, else an embedded one."""
+    if spec and spec != "embedded":
+        host, _, port = spec.rpartition(":")
+        return host or "127.0.0.1", int(port), None
+    if spec is None and await broker_answers("127.0.0.1", 1883):
+        return "127.0.0.1", 1883, None
+    embedded = EmbeddedBroker()
+    await embedded.start()
+    return embedded.host, embedded.port, embedded
+
+
+class DemoSite:
+    """Everything the demo runs, started and stopped in a fixed order."""
+
+    def __init__(self, data_dir: Path | None = None, broker: str | None = None) -> None:
+        self.data_dir = data_dir or DEFAULT_DATA_DIR
+        self.broker_spec = broker
+        self.embedded: EmbeddedBroker | None = None
+        self.gateway: ThermostatGateway | None = None
+        self.zigbee: ZigbeeSimulator | None = None
+        self.service: EdgeService | None = None
+        self.config: SiteConfig | None = None
+
+    async def start(self) -> EdgeService:
+        host, port, self.embedded = await select_broker(self.broker_spec)
+        self.gateway = ThermostatGateway(host="127.0.0.1", port=free_port(), units=[1, 2])
+        await self.gateway.start()
+        self.config = cfg = demo_config(host, port, self.gateway.port, self.data_dir)
+        assert cfg.mqtt is not None
+        self.zigbee = ZigbeeSimulator(
+            host, port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
+        )
+        await self.zigbee.start()
+        self.service = EdgeService(cfg, data_dir=self.data_dir)
+        await self.service.start()
+        log.info(
+            "demo site %s up: MQTT %s:%d%s, Modbus gateway 127.0.0.1:%d, data in %s",
+            cfg.site.id,
+            host,
+            port,
+            " (embedded)" if self.embedded else "",
+            self.gateway.port,
+            self.data_dir,
+        )
+        return self.service
+
+    async def stop(self) -> None:
+        # Daemon first (it publishes its offline status), then the simulated
+        # devices, then the broker they all talk through.
+        if self.service is not None:
+            await self.service.stop()
+        if self.zigbee is not None:
+            await self.zigbee.stop()
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+
+async def run_demo(data_dir: Path | None, http_port: int, broker: str | None) -> int:
+    site = DemoSite(data_dir, broker)
+    try:
+        service = await site.start()
+        print(f"CoreSync demo site running (site id {site.config.site.id if site.config else '?'})")
+        print("Press Ctrl-C to stop.", flush=True)
+        del http_port  # the LAN API joins here (issue 3)
+        await service.wait()
+    finally:
+        await site.stop()
+    return 0

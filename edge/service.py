@@ -1,0 +1,192 @@
+"""The daemon's supervisor: builds drivers, devices and the core from a site
+config, runs every long-lived task in one TaskGroup, and shuts down in a
+fixed order.
+
+Start order: database → transports (MQTT, Modbus buses) → device pollers →
+state persistence → MQTT bridge → heater guards → extra services (LAN API).
+Stop is the reverse, one task at a time, so nothing that is still running
+loses a dependency under it; ``stop()`` is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from drivers.model import Device, DeviceSnapshot
+from drivers.modbus.bus import ModbusBus
+from drivers.modbus.config import ModbusDeviceConfig
+from drivers.modbus.devices import build_modbus_device
+from drivers.mqtt.connection import MqttConnection
+from drivers.mqtt.devices import build_mqtt_device
+from edge.config import SiteConfig
+from edge.core import EdgeCore
+from edge.events import EventBus
+from edge.mqtt_bridge import MqttBridge
+from edge.safety import HeaterGuard
+from edge.shop.base import ShopConfig
+from edge.shop.db import open_database
+from edge.shop.service import Shop
+from edge.store import Store
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "edge.db"
+SHOP_DB_NAME = "shop.db"
+
+# A coroutine factory run as one supervised task once the core is up.
+ExtraService = Callable[[EdgeCore], Awaitable[None]]
+
+
+class EdgeService:
+    def __init__(self, config: SiteConfig, *, data_dir: Path | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir or config.storage.data_dir)
+        self.events = EventBus()
+        self.store = Store(self.data_dir / DB_NAME, history_limit=config.storage.state_history_limit)
+        self.shop = Shop(
+            open_database(str(self.data_dir / SHOP_DB_NAME)),
+            ShopConfig(
+                node_id=config.site.id,
+                tax_rate=config.site.tax_rate,
+                # Stand-alone until a cloud leases this node its number blocks.
+                number_authority=True,
+                timezone=config.site.timezone,
+            ),
+        )
+        self.mqtt: MqttConnection | None = None
+        self.buses: dict[str, ModbusBus] = {}
+        self.devices: dict[str, Device] = {}
+        self.core: EdgeCore | None = None
+        self.guards: list[HeaterGuard] = []
+        self._extra: list[tuple[str, ExtraService]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: asyncio.Task[None] | None = None
+        self._pending: dict[str, DeviceSnapshot] = {}
+        self._pending_event = asyncio.Event()
+        self._started = False
+        self._stopped = False
+
+    def add_service(self, name: str, factory: ExtraService) -> None:
+        """Run ``factory(core)`` as a supervised task (call before start)."""
+        self._extra.append((name, factory))
+
+    # -- build ---------------------------------------------------------------------
+    def _build(self) -> EdgeCore:
+        cfg = self.config
+        if cfg.mqtt is not None:
+            self.mqtt = MqttConnection(cfg.mqtt, site_id=cfg.site.id)
+        for bus_cfg in cfg.modbus_buses:
+            self.buses[bus_cfg.id] = ModbusBus(bus_cfg)
+        for room in cfg.rooms:
+            for dev_cfg in room.devices:
+                device_id = f"{room.id}/{dev_cfg.id}"
+                if isinstance(dev_cfg, ModbusDeviceConfig):
+                    device = build_modbus_device(dev_cfg, self.buses[dev_cfg.bus], device_id)
+                else:
+                    assert self.mqtt is not None  # the config validator guarantees it
+                    device = build_mqtt_device(dev_cfg, self.mqtt, device_id)
+                self.devices[device_id] = device
+        core = EdgeCore(cfg, self.store, self.events, self.devices, shop=self.shop)
+        for device in self.devices.values():
+            device.subscribe(core.on_device_change)
+            device.subscribe(self._queue_persist)
+        for room in cfg.rooms:
+            for dev_cfg in room.devices:
+                if dev_cfg.heater:
+                    device = self.devices[f"{room.id}/{dev_cfg.id}"]
+                    self.guards.append(HeaterGuard(core, room.id, device, dev_cfg.limits))
+        return core
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> EdgeCore:
+        if self._started:
+            raise RuntimeError("EdgeService.start() called twice")
+        self._started = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        await asyncio.get_running_loop().run_in_executor(None, self.shop.migrate)
+        self.core = core = self._build()
+        ready = asyncio.get_running_loop().create_future()
+        self._supervisor = asyncio.create_task(self._supervise(core, ready), name="edge-supervisor")
+        await ready
+        log.info("edge service for site %s started", self.config.site.id)
+        return core
+
+    async def _supervise(self, core: EdgeCore, ready: asyncio.Future[None]) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+
+                def spawn(name: str, coro: Awaitable[None]) -> None:
+                    self._tasks.append(tg.create_task(coro, name=name))  # type: ignore[arg-type]
+
+                if self.mqtt is not None:
+                    spawn("mqtt-connection", self.mqtt.run())
+                for bus_id, bus in self.buses.items():
+                    spawn(f"modbus-bus-{bus_id}", bus.run())
+                for device_id, device in self.devices.items():
+                    runner = getattr(device, "run", None)
+                    if runner is not None:
+                        spawn(f"device-{device_id}", runner())
+                spawn("state-persist", self._persist_loop())
+                if self.mqtt is not None:
+                    spawn("mqtt-bridge", MqttBridge(core, self.mqtt).run())
+                for guard in self.guards:
+                    spawn(f"heater-guard-{guard.device.device_id}", guard.run())
+                for name, factory in self._extra:
+                    spawn(name, factory(core))
+                ready.set_result(None)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+            raise
+
+    async def wait(self) -> None:
+        """Until the supervisor ends (a task failed, or stop() was called)."""
+        if self._supervisor is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._supervisor)
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        # Reverse start order, one at a time: API and guards first, transports last.
+        for task in reversed(self._tasks):
+            task.cancel()
+            await asyncio.wait([task])
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            if not self._supervisor.cancelled() and self._supervisor.exception() is not None:
+                log.error("supervisor ended with %r", self._supervisor.exception())
+        await self._flush_pending()
+        if self.core is not None:
+            self.core.close()
+        self.shop.db.close()
+        await self.store.close()
+        log.info("edge service stopped")
+
+    # -- state persistence ------------------------------------------------------------
+    def _queue_persist(self, snap: DeviceSnapshot) -> None:
+        # Coalesce per device: a burst of updates costs one write of the latest.
+        self._pending[snap.device_id] = snap
+        self._pending_event.set()
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await self._pending_event.wait()
+            self._pending_event.clear()
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        batch, self._pending = self._pending, {}
+        for snap in batch.values():
+            try:
+                await self.store.save_state(snap)
+            except Exception:  # noqa: BLE001 - disk trouble must not stop device control
+                log.exception("could not store state of %s", snap.device_id)
