@@ -67,7 +67,7 @@ class DeviceConfigBase(StrictModel):
     heater: bool = Field(
         False, description="A sauna or steam heater: hard_max_c and auto_off_minutes apply."
     )
-    limits: DeviceLimits = Field(default_factory=DeviceLimits)  # type: ignore[arg-type]
+    limits: DeviceLimits = Field(default_factory=DeviceLimits)
 
     @model_validator(mode="after")
     def _heater_rules(self) -> DeviceConfigBase:

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.config import ID_PATTERN, DeviceLimits, StrictModel
-from drivers.model import ClimateMode, DeviceKind
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
+from drivers.model import ClimateMode, DeviceKind
 from drivers.mqtt.config import (
     HaJsonLightDeviceConfig,
     MqttBrokerConfig,
@@ -118,7 +118,7 @@ class RoomConfig(StrictModel):
 
 class SiteConfig(StrictModel):
     site: SiteInfo = Field(description="Who and where this controller is.")
-    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     mqtt: MqttBrokerConfig | None = Field(
         None, description="MQTT broker; needed when any device uses an MQTT driver."
     )

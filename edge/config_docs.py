@@ -87,7 +87,14 @@ def render() -> str:
         "",
     ]
     for title, model, intro in SECTIONS:
-        out += [f"## `{title}`", "", intro, "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        out += [
+            f"## `{title}`",
+            "",
+            intro,
+            "",
+            "| key | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for name, info in model.model_fields.items():
             desc = (info.description or "selects the driver").replace("|", "\\|")
             out.append(f"| `{name}` | {_type_name(info.annotation)} | {_default(info)} | {desc} |")

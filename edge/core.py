@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-from concurrent.futures import ThreadPoolExecutor
 
 from drivers.config import DeviceConfigBase
 from drivers.errors import (

@@ -29,7 +29,9 @@ _COMMAND_TYPES: dict[DeviceKind, type[Command]] = {
 }
 
 
-def _violation(kind: DeviceKind, limits: DeviceLimits, values: Mapping[str, Any]) -> tuple[str, str] | None:
+def _violation(
+    kind: DeviceKind, limits: DeviceLimits, values: Mapping[str, Any]
+) -> tuple[str, str] | None:
     """(field, message) of the first value outside ``limits``, else None."""
     if kind is DeviceKind.LIGHT:
         b = values.get("brightness")
@@ -73,7 +75,9 @@ def build_command(kind: DeviceKind, values: Mapping[str, Any]) -> Command:
         try:
             given["mode"] = ClimateMode(given["mode"])
         except ValueError:
-            raise InvalidCommand("mode", f"must be one of {[m.value for m in ClimateMode]}") from None
+            raise InvalidCommand(
+                "mode", f"must be one of {[m.value for m in ClimateMode]}"
+            ) from None
     if command_type is LockCommand and not isinstance(given.get("locked"), bool):
         raise InvalidCommand("locked", "must be true or false")
     return command_type(**given)

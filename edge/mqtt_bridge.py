@@ -94,7 +94,7 @@ class MqttBridge:
             await self.conn.publish(
                 room_state_topic(self.site_id, room_id), payload.encode(), qos=1, retain=True
             )
-        except Exception as exc:  # noqa: BLE001 - broker down: republished on reconnect
+        except Exception as exc:
             log.debug("room state for %s not published: %s", room_id, exc)
 
     async def _republish_all(self) -> None:
@@ -104,9 +104,7 @@ class MqttBridge:
     def _on_scene_set(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
         room_id = parts[3] if len(parts) == 6 else ""
-        task = asyncio.create_task(
-            self._activate(room_id, payload), name=f"mqtt-scene-{room_id}"
-        )
+        task = asyncio.create_task(self._activate(room_id, payload), name=f"mqtt-scene-{room_id}")
         self._scene_tasks.add(task)
         task.add_done_callback(self._scene_tasks.discard)
 
@@ -123,5 +121,5 @@ class MqttBridge:
             await self.conn.publish(
                 scene_result_topic(self.site_id, room_id), json.dumps(result).encode(), qos=1
             )
-        except Exception as exc:  # noqa: BLE001 - result is best effort; the log has it
+        except Exception as exc:
             log.debug("scene result not published: %s", exc)

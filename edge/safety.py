@@ -24,7 +24,13 @@ HEATING = {ClimateMode.HEAT, ClimateMode.AUTO}
 
 class HeaterGuard:
     def __init__(
-        self, core: EdgeCore, room_id: str, device: Device, limits: DeviceLimits, *, tick_s: float = 1.0
+        self,
+        core: EdgeCore,
+        room_id: str,
+        device: Device,
+        limits: DeviceLimits,
+        *,
+        tick_s: float = 1.0,
     ) -> None:
         assert limits.hard_max_c is not None and limits.auto_off_minutes is not None
         self.core = core

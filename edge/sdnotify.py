@@ -82,7 +82,7 @@ async def watchdog_loop(
             ok = await asyncio.wait_for(healthy(), timeout=interval)
         except TimeoutError:
             ok = False
-        except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy"
+        except Exception as exc:
             log.warning("health check failed: %s", exc)
             ok = False
         if ok:

@@ -16,10 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from drivers.model import Device, DeviceSnapshot
 from drivers.modbus.bus import ModbusBus
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.devices import build_modbus_device
+from drivers.model import Device, DeviceSnapshot
 from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import build_mqtt_device
 from edge.config import SiteConfig
@@ -46,7 +46,9 @@ class EdgeService:
         self.config = config
         self.data_dir = Path(data_dir or config.storage.data_dir)
         self.events = EventBus()
-        self.store = Store(self.data_dir / DB_NAME, history_limit=config.storage.state_history_limit)
+        self.store = Store(
+            self.data_dir / DB_NAME, history_limit=config.storage.state_history_limit
+        )
         self.shop = Shop(
             open_database(str(self.data_dir / SHOP_DB_NAME)),
             ShopConfig(
@@ -84,6 +86,7 @@ class EdgeService:
         for room in cfg.rooms:
             for dev_cfg in room.devices:
                 device_id = f"{room.id}/{dev_cfg.id}"
+                device: Device
                 if isinstance(dev_cfg, ModbusDeviceConfig):
                     device = build_modbus_device(dev_cfg, self.buses[dev_cfg.bus], device_id)
                 else:
@@ -91,14 +94,14 @@ class EdgeService:
                     device = build_mqtt_device(dev_cfg, self.mqtt, device_id)
                 self.devices[device_id] = device
         core = EdgeCore(cfg, self.store, self.events, self.devices, shop=self.shop)
-        for device in self.devices.values():
-            device.subscribe(core.on_device_change)
-            device.subscribe(self._queue_persist)
+        for dev in self.devices.values():
+            dev.subscribe(core.on_device_change)
+            dev.subscribe(self._queue_persist)
         for room in cfg.rooms:
             for dev_cfg in room.devices:
                 if dev_cfg.heater:
-                    device = self.devices[f"{room.id}/{dev_cfg.id}"]
-                    self.guards.append(HeaterGuard(core, room.id, device, dev_cfg.limits))
+                    heater = self.devices[f"{room.id}/{dev_cfg.id}"]
+                    self.guards.append(HeaterGuard(core, room.id, heater, dev_cfg.limits))
         return core
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -188,5 +191,5 @@ class EdgeService:
         for snap in batch.values():
             try:
                 await self.store.save_state(snap)
-            except Exception:  # noqa: BLE001 - disk trouble must not stop device control
+            except Exception:
                 log.exception("could not store state of %s", snap.device_id)

@@ -218,7 +218,9 @@ class Store:
 
         return await self.call(insert)
 
-    async def commands(self, *, device_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    async def commands(
+        self, *, device_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         def rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             where, args = ("WHERE device_id = ?", [device_id]) if device_id else ("", [])
             conn.row_factory = sqlite3.Row

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_KEY = re.compile(
+    r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
 _PART = re.compile(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""")
 
 Path = tuple[str | int, ...]
@@ -50,11 +52,11 @@ def key_lines(text: str) -> dict[Path, int]:
             if is_array:
                 lines.setdefault(current[:-1], lineno)
             continue
-        key = _KEY.match(raw)
-        if key and not raw.lstrip().startswith("#"):
-            path = current + tuple(_parts(key.group(1)))
+        assignment = _KEY.match(raw)
+        if assignment and not raw.lstrip().startswith("#"):
+            path = current + tuple(_parts(assignment.group(1)))
             lines.setdefault(path, lineno)
-            rest = raw[key.end() :]
+            rest = raw[assignment.end() :]
             for quote in ('"""', "'''"):
                 if rest.count(quote) % 2 == 1:
                     in_multiline = quote

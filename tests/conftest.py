@@ -177,9 +177,9 @@ async def loop_guard() -> AsyncIterator[None]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fn = getattr(item, "function", None)
-        if fn is not None and asyncio.iscoroutinefunction(fn):
-            if "no_loop_guard" not in item.keywords:
-                item.fixturenames.insert(0, "loop_guard")  # type: ignore[attr-defined]
+        is_async = fn is not None and asyncio.iscoroutinefunction(fn)
+        if is_async and "no_loop_guard" not in item.keywords:
+            item.fixturenames.insert(0, "loop_guard")  # type: ignore[attr-defined]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -87,14 +87,19 @@ def test_unknown_driver_type() -> None:
 
 
 def test_time_zone_and_tax_rate_checked() -> None:
-    text = MINIMAL.replace('name = "Spa"', 'name = "Spa"\ntimezone = "Mars/Olympus"\ntax_rate = 1.5')
+    text = MINIMAL.replace(
+        'name = "Spa"', 'name = "Spa"\ntimezone = "Mars/Olympus"\ntax_rate = 1.5'
+    )
     problems = problems_of(text)
     assert any("site.timezone" in p and "Mars/Olympus" in p for p in problems)
     assert any("site.tax_rate" in p for p in problems)
 
 
 def test_scene_must_name_room_devices_and_respect_limits() -> None:
-    base = MINIMAL + '  limits = { max_brightness = 60 }\n  [[rooms.scenes]]\n  id = "s"\n  name = "S"\n'
+    base = (
+        MINIMAL
+        + '  limits = { max_brightness = 60 }\n  [[rooms.scenes]]\n  id = "s"\n  name = "S"\n'
+    )
     (problem,) = problems_of(base + "  devices.ghost = { on = true }\n")
     assert "ghost" in problem and problem.startswith("site.toml:8: rooms[0]:")
     (problem,) = problems_of(base + "  devices.light = { brightness = 80 }\n")
@@ -104,11 +109,12 @@ def test_scene_must_name_room_devices_and_respect_limits() -> None:
 
 
 def test_duplicates_and_missing_references() -> None:
-    dup = MINIMAL + "[[rooms]]\nid = \"r1\"\nname = \"again\"\n"
+    dup = MINIMAL + '[[rooms]]\nid = "r1"\nname = "again"\n'
     assert any("duplicate room id 'r1'" in p for p in problems_of(dup))
     modbus = MINIMAL.replace(
         'type = "zigbee2mqtt"\n  friendly_name = "r1_light"',
-        'type = "modbus"\n  bus = "nope"\n  unit = 1\n  registers.on = { table = "coil", address = 0, dtype = "bool", writable = true }',
+        'type = "modbus"\n  bus = "nope"\n  unit = 1\n'
+        '  registers.on = { table = "coil", address = 0, dtype = "bool" }',
     )
     assert any("bus 'nope'" in p for p in problems_of(modbus))
     no_mqtt = MINIMAL.replace('[mqtt]\nhost = "127.0.0.1"\n', "")

@@ -26,7 +26,9 @@ async def test_demo_with_embedded_broker(tmp_path: Path) -> None:
         assert core is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
-        while any(d.snapshot().availability is not Availability.ONLINE for _, d in core.all_devices()):
+        while any(
+            d.snapshot().availability is not Availability.ONLINE for _, d in core.all_devices()
+        ):
             assert loop.time() < deadline, "demo devices did not come online"
             await asyncio.sleep(0.1)
         result = await core.activate_scene("treatment-1", "relax", Actor("staff", "demo-test"))

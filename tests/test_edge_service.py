@@ -13,8 +13,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from drivers.model import Availability, ClimateMode, ClimateState, LightState
 from drivers.modbus.simulator import ThermostatGateway
+from drivers.model import Availability, ClimateMode, ClimateState, LightState
 from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.config import SiteConfig, parse_config
 from edge.core import Actor, EdgeCore
@@ -87,7 +87,10 @@ name = "Sauna"
   type = "zigbee2mqtt"
   friendly_name = "sauna_heater"
   heater = true
-  limits = {{ min_target_c = 60, max_target_c = 90, hard_max_c = 95, auto_off_minutes = {auto_off} }}
+  limits.min_target_c = 60
+  limits.max_target_c = 90
+  limits.hard_max_c = 95
+  limits.auto_off_minutes = {auto_off}
   [[rooms.devices]]
   id = "door"
   kind = "lock"
@@ -131,9 +134,12 @@ async def start_site(broker: Broker, tmp: Path, **kw: float) -> Site:
     await zigbee.start()
     service = EdgeService(cfg, data_dir=tmp)
     core = await service.start()
-    await wait_until(lambda: all(
-        d.snapshot().availability is Availability.ONLINE for _, d in core.all_devices()
-    ), 10)
+    await wait_until(
+        lambda: all(
+            d.snapshot().availability is Availability.ONLINE for _, d in core.all_devices()
+        ),
+        10,
+    )
     return Site(cfg, service, core, zigbee, gateway, broker, cfg.mqtt.zigbee2mqtt_base)
 
 
@@ -165,18 +171,24 @@ async def test_scene_sets_every_device_and_is_logged(site: Site) -> None:
     result = await site.core.activate_scene("room", "relax", STAFF)
     assert result.ok, result.as_dict()
     assert {o.device_id for o in result.outcomes} == {
-        "room/ceiling", "room/accent", "room/thermostat"
+        "room/ceiling",
+        "room/accent",
+        "room/thermostat",
     }
     room = site.core.room("room")
-    assert room.devices["ceiling"].snapshot().state == LightState(
-        on=True, brightness=30, color_temp_k=2700
-    ) or room.devices["ceiling"].snapshot().state.brightness == 30  # type: ignore[union-attr]
+    assert (
+        room.devices["ceiling"].snapshot().state
+        == LightState(on=True, brightness=30, color_temp_k=2700)
+        or room.devices["ceiling"].snapshot().state.brightness == 30
+    )  # type: ignore[union-attr]
     thermo = room.devices["thermostat"].snapshot().state
     assert isinstance(thermo, ClimateState)
     assert thermo.mode is ClimateMode.HEAT and thermo.target_c == pytest.approx(24.5)
     log = await site.core.store.commands()
     assert {r["device_id"] for r in log if r["scene_id"] == "relax"} == {
-        "room/ceiling", "room/accent", "room/thermostat"
+        "room/ceiling",
+        "room/accent",
+        "room/thermostat",
     }
     assert all(r["actor_kind"] == "staff" and r["result"] == "ok" for r in log)
 

@@ -101,7 +101,7 @@ async def test_blocked_loop_sends_no_ping(systemd_socket: tuple[socket.socket, s
     try:
         await asyncio.sleep(0.12)
         received(sock)
-        time.sleep(0.5)  # a hang: the loop is blocked, so no ping may go out meanwhile
+        time.sleep(0.5)  # noqa: ASYNC251 - a hang: the loop is blocked, so no ping may go out meanwhile
         assert received(sock) == []
     finally:
         task.cancel()

@@ -94,7 +94,10 @@ def test_migrations_recorded_and_idempotent(tmp_path: Path) -> None:
 
 def test_failed_migration_leaves_previous_step(tmp_path: Path) -> None:
     conn = connect(tmp_path / "m.db")
-    steps = ["CREATE TABLE a (x INTEGER);", "CREATE TABLE b (y INTEGER); INSERT INTO nope VALUES (1);"]
+    steps = [
+        "CREATE TABLE a (x INTEGER);",
+        "CREATE TABLE b (y INTEGER); INSERT INTO nope VALUES (1);",
+    ]
     with pytest.raises(MigrationError, match="migration 2"):
         migrate(conn, "t", steps)
     assert current_version(conn, "t") == 1

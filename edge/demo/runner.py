@@ -72,9 +72,10 @@ class DemoSite:
 
     async def start(self) -> EdgeService:
         host, port, self.embedded = await select_broker(self.broker_spec)
-        self.gateway = ThermostatGateway(host="127.0.0.1", port=free_port(), units=[1, 2])
+        modbus_port = free_port()
+        self.gateway = ThermostatGateway(host="127.0.0.1", port=modbus_port, units=[1, 2])
         await self.gateway.start()
-        self.config = cfg = demo_config(host, port, self.gateway.port, self.data_dir)
+        self.config = cfg = demo_config(host, port, modbus_port, self.data_dir)
         assert cfg.mqtt is not None
         self.zigbee = ZigbeeSimulator(
             host, port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
@@ -88,7 +89,7 @@ class DemoSite:
             host,
             port,
             " (embedded)" if self.embedded else "",
-            self.gateway.port,
+            modbus_port,
             self.data_dir,
         )
         return self.service
