@@ -67,7 +67,10 @@ class DeviceConfigBase(StrictModel):
     heater: bool = Field(
         False, description="A sauna or steam heater: hard_max_c and auto_off_minutes apply."
     )
-    limits: DeviceLimits = Field(default_factory=DeviceLimits)
+    limits: DeviceLimits = Field(
+        default_factory=DeviceLimits,
+        description="Bounds every caller is held to (see rooms.devices.limits).",
+    )
 
     @model_validator(mode="after")
     def _heater_rules(self) -> DeviceConfigBase:

@@ -118,7 +118,9 @@ class RoomConfig(StrictModel):
 
 class SiteConfig(StrictModel):
     site: SiteInfo = Field(description="Who and where this controller is.")
-    storage: StorageConfig = Field(default_factory=StorageConfig)
+    storage: StorageConfig = Field(
+        default_factory=StorageConfig, description="Where state is kept."
+    )
     mqtt: MqttBrokerConfig | None = Field(
         None, description="MQTT broker; needed when any device uses an MQTT driver."
     )

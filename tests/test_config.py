@@ -153,3 +153,13 @@ def test_console_script_runs() -> None:
         [str(exe), "validate-config", str(EXAMPLE)], capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_every_config_field_is_documented_and_docs_are_current() -> None:
+    from edge.config_docs import render, undocumented
+
+    assert list(undocumented()) == []
+    current = (REPO / "docs" / "config.md").read_text()
+    assert current.strip() == render().strip(), (
+        "docs/config.md is stale: run `python -m edge.config_docs > docs/config.md`"
+    )
