@@ -1,0 +1,172 @@
+// Staff dashboard: login, live rooms grid, door events, tablets, audit log.
+// Later features add pages with CoreSyncDashboard.register({id, label, render}).
+"use strict";
+
+const CoreSyncDashboard = (() => {
+  const { api, liveSocket, el, describeState } = CoreSync;
+  const $ = (id) => document.getElementById(id);
+  const ROLES = ["staff", "manager", "admin"];
+  const pages = {};
+  let me = null;
+  let rooms = {};
+  let socket = null;
+  let current = null;
+
+  function flash(text) {
+    const box = $("flash");
+    box.textContent = text;
+    box.classList.remove("hidden");
+    clearTimeout(flash.timer);
+    flash.timer = setTimeout(() => box.classList.add("hidden"), 3500);
+  }
+
+  async function call(method, path, body) {
+    try {
+      return await api(method, path, body);
+    } catch (err) {
+      if (err.status === 401) { showLogin(); return null; }
+      flash(`${err.code}: ${err.message}`);
+      return null;
+    }
+  }
+
+  function table(columns, rows) {
+    return el("table", {},
+      el("thead", {}, el("tr", {}, columns.map(([label]) => el("th", {}, label)))),
+      el("tbody", {}, rows.map((row) => el("tr", {}, columns.map(([, get]) => el("td", {}, get(row)))))));
+  }
+
+  // -- pages ------------------------------------------------------------------
+  function roomCard(room) {
+    return el("div", { class: "card", "data-room": room.room_id },
+      el("h2", {}, room.name),
+      Object.entries(room.devices).map(([id, d]) => el("div", { class: "device", "data-device": d.device_id },
+        el("span", {}, el("span", { class: `dot ${d.availability}`, title: d.availability }), d.name || id),
+        el("span", { class: "muted", "data-role": "state" }, describeState(d)))),
+      el("div", { class: "scenes" }, room.scenes.map((s) => el("button", {
+        class: "secondary", "data-scene": s.id,
+        onclick: async () => {
+          const result = await call("POST", `/api/v1/rooms/${room.room_id}/scenes/${s.id}/activate`);
+          if (result) flash(`${room.name}: ${s.name} done`);
+        },
+      }, s.name))));
+  }
+
+  register({ id: "rooms", label: "Rooms", render: async (page) => {
+    const data = await call("GET", "/api/v1/rooms");
+    if (!data) return;
+    rooms = Object.fromEntries(data.rooms.map((r) => [r.room_id, r]));
+    page.replaceChildren(el("h1", {}, "Rooms"), el("div", { class: "grid" }, data.rooms.map(roomCard)));
+  } });
+
+  register({ id: "doors", label: "Door events", render: async (page) => {
+    const data = await call("GET", "/api/v1/door-events?limit=200");
+    if (!data) return;
+    page.replaceChildren(el("h1", {}, "Door events"), table([
+      ["When", (e) => e.ts ? new Date(typeof e.ts === "number" ? e.ts * 1000 : e.ts).toLocaleString() : ""],
+      ["Type", (e) => e.type],
+      ["Door", (e) => e.device_id || e.room_id || ""],
+      ["Who", (e) => e.actor_kind ? `${e.actor_kind}:${e.actor_id}` : ""],
+      ["What", (e) => e.command ? JSON.stringify(e.command) : (e.message || "")],
+      ["Result", (e) => e.result || ""],
+    ], data.events));
+  } });
+
+  register({ id: "tablets", label: "Tablets", render: async (page) => {
+    const data = await call("GET", "/api/v1/tablets");
+    if (!data) return;
+    const select = el("select", { id: "pair-room", "aria-label": "Room" },
+      Object.values(rooms).map((r) => el("option", { value: r.room_id }, r.name)));
+    const codeBox = el("div", { id: "pair-code", class: "code" });
+    const create = el("button", { onclick: async () => {
+      const res = await call("POST", `/api/v1/rooms/${select.value}/pairing-codes`);
+      if (res) codeBox.textContent = `${res.code}  (valid ${Math.round(res.expires_in_s / 60)} min)`;
+    } }, "Create pairing code");
+    page.replaceChildren(el("h1", {}, "Tablets"),
+      el("div", { class: "toolbar" }, select, create, codeBox),
+      table([
+        ["Tablet", (t) => t.tablet_id], ["Room", (t) => t.room_id], ["Name", (t) => t.name || ""],
+        ["Paired by", (t) => t.paired_by], ["Since", (t) => new Date(t.created_at).toLocaleString()],
+        ["", (t) => t.revoked_at ? "revoked" : el("button", { class: "danger", onclick: async () => {
+          if (await call("DELETE", `/api/v1/tablets/${t.tablet_id}`)) show("tablets");
+        } }, "Revoke")],
+      ], data.tablets));
+  } });
+
+  register({ id: "audit", label: "Audit log", render: async (page) => {
+    const data = await call("GET", "/api/v1/audit?limit=200");
+    if (!data) return;
+    page.replaceChildren(el("h1", {}, "Audit log"), table([
+      ["When", (e) => new Date(e.ts).toLocaleString()], ["Who", (e) => e.actor],
+      ["Action", (e) => e.action], ["Target", (e) => e.target || ""],
+      ["Result", (e) => e.result], ["From", (e) => e.client_ip || ""],
+    ], data.entries));
+  } });
+
+  function register(spec) { pages[spec.id] = spec; }
+
+  async function show(id) {
+    const spec = pages[id] || pages.rooms;
+    current = spec.id;
+    for (const link of document.querySelectorAll("#nav a")) {
+      link.classList.toggle("active", link.dataset.page === spec.id);
+    }
+    await spec.render($("page"));
+  }
+
+  // -- live updates ---------------------------------------------------------------
+  function onMessage(msg) {
+    if (msg.type === "device_state") {
+      const row = document.querySelector(`[data-device="${CSS.escape(msg.data.device_id)}"]`);
+      if (!row) return;
+      const room = rooms[msg.room_id];
+      const local = msg.data.device_id.split("/")[1];
+      const merged = { ...(room ? room.devices[local] : {}), ...msg.data };
+      if (room) room.devices[local] = merged;
+      row.querySelector('[data-role="state"]').textContent = describeState(merged);
+      row.querySelector(".dot").className = `dot ${merged.availability}`;
+    } else if (msg.type === "alert") {
+      flash(`Alert: ${msg.data.message || msg.data.kind || "see door events"}`);
+    }
+  }
+
+  // -- session ---------------------------------------------------------------------
+  function showLogin() {
+    if (socket) { socket.close(); socket = null; }
+    $("shell").classList.add("hidden");
+    $("offline").classList.add("hidden");
+    $("login").classList.remove("hidden");
+  }
+
+  async function enter() {
+    me = await api("GET", "/api/v1/me").catch(() => null);
+    if (!me || me.kind !== "staff") { showLogin(); return; }
+    $("login").classList.add("hidden");
+    $("shell").classList.remove("hidden");
+    $("who").textContent = `${me.username} (${me.role})`;
+    for (const link of document.querySelectorAll("#nav a[data-min-role]")) {
+      link.classList.toggle("hidden", ROLES.indexOf(me.role) < ROLES.indexOf(link.dataset.minRole));
+    }
+    const roomData = await call("GET", "/api/v1/rooms");
+    if (roomData) rooms = Object.fromEntries(roomData.rooms.map((r) => [r.room_id, r]));
+    socket = liveSocket({ onMessage, onState: (up) => $("offline").classList.toggle("hidden", up) });
+    await show((location.hash || "#rooms").slice(1));
+  }
+
+  $("login").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/v1/auth/login", { username: $("username").value, password: $("password").value });
+      $("password").value = "";
+      $("login-error").textContent = "";
+      await enter();
+    } catch (err) {
+      $("login-error").textContent = err.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => { await call("POST", "/api/v1/auth/logout", {}); showLogin(); });
+  window.addEventListener("hashchange", () => { if (me) show(location.hash.slice(1)); });
+
+  enter();
+  return { register, show, get current() { return current; } };
+})();
