@@ -66,7 +66,7 @@ class MqttDevice(Device):
         connection.add_on_disconnect(self._on_broker_lost)
 
     # -- commands ---------------------------------------------------------------------
-    async def send(self, command: Command, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def send(self, command: Command, *, timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         reports_before = self._reports

@@ -23,7 +23,7 @@ from typing import Any
 import aiomqtt
 
 from drivers.model import DeviceKind
-from drivers.mqtt.connection import backoff_delay
+from drivers.mqtt.connection import NO_DELAY, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ class ZigbeeSimulator:
                     self.port,
                     identifier=self._id,
                     will=aiomqtt.Will(self.bridge_topic, _availability(False), 1, True),
+                    socket_options=NO_DELAY,
                 )
                 async with client:
                     self._client = client
