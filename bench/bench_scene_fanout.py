@@ -27,12 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drivers.mqtt.devices import MqttDevice  # noqa: E402
-from drivers.mqtt.simulator import ZigbeeSimulator  # noqa: E402
-from edge.config import parse_config  # noqa: E402
-from edge.core import Actor  # noqa: E402
-from edge.demo.runner import zigbee_devices  # noqa: E402
-from edge.service import EdgeService  # noqa: E402
+from drivers.mqtt.devices import MqttDevice
+from drivers.mqtt.simulator import ZigbeeSimulator
+from edge.config import parse_config
+from edge.core import Actor
+from edge.demo.runner import zigbee_devices
+from edge.service import EdgeService
 
 N_DEVICES = 10
 
@@ -73,7 +73,7 @@ async def main(activations: int, host: str, port: int) -> None:
         core = await service.start()
         try:
             room = core.room("hall")
-            while any(d.snapshot().last_seen is None for d in room.devices.values()):
+            while any(d.snapshot().last_seen is None for d in room.devices.values()):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             actor = Actor("system", "bench")
             acks: list[float] = []
