@@ -364,6 +364,34 @@ async def test_broker_restart(mosquitto: MosquittoProcess) -> None:
         assert state_of(light, LightState).on is False
 
 
+async def test_late_subscribe_wildcards_and_a_failing_handler(mqtt_broker: Broker) -> None:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    conn = MqttConnection(broker_config(mqtt_broker, "x"), site_id=prefix)
+    got: list[tuple[str, bytes]] = []
+
+    def broken(topic: str, payload: bytes) -> None:
+        raise RuntimeError("handler bug")
+
+    await conn.start()
+    try:
+        await asyncio.wait_for(conn.connected(), WAIT_S)
+        await conn.publish(f"{prefix}/sauna/temp", b"80", retain=True)
+        # subscribed on the broker at once: the retained value arrives
+        conn.subscribe(f"{prefix}/+/temp", broken)
+        remove = conn.subscribe(f"{prefix}/+/temp", lambda t, p: got.append((t, p)))
+        conn.subscribe(f"{prefix}/#", lambda t, p: got.append(("all", p)))
+        # (a retained message comes once per matching SUBSCRIBE, so maybe twice)
+        expected = {(f"{prefix}/sauna/temp", b"80"), ("all", b"80")}
+        await wait_until(lambda: set(got) == expected, "both handlers")
+        remove()
+        await conn.publish(f"{prefix}/steam/temp", b"45")
+        await wait_until(lambda: got[-1] == ("all", b"45"), "remaining handler")
+        assert (f"{prefix}/steam/temp", b"45") not in got
+    finally:
+        await conn.stop()
+        await clear_retained(conn.config, [conn.status_topic, f"{prefix}/sauna/temp"])
+
+
 # -- status topic and last will ------------------------------------------------------------
 async def test_status_online_then_offline_on_clean_stop(mqtt_broker: Broker) -> None:
     site = Site(mqtt_broker)

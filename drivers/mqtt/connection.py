@@ -88,7 +88,9 @@ class MqttConnection:
         """Call ``handler(topic, payload)`` for every message matching ``topic_filter``.
 
         Kept across reconnects.  Handlers run on the event loop and must not
-        block.  Returns a function that removes the handler.
+        block, and should be idempotent: the broker sends a retained message
+        once per matching SUBSCRIBE, so overlapping filters can see it twice.
+        Returns a function that removes the handler.
         """
         handlers = self._handlers.setdefault(topic_filter, [])
         if ("+" in topic_filter or "#" in topic_filter) and topic_filter not in self._wildcards:

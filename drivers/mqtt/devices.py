@@ -12,7 +12,9 @@ Each device subscribes to its state and availability topics on the shared
 A command is confirmed by a state report received *after* it was published
 that satisfies it (:func:`drivers.model.command_satisfied`); an old retained
 state that happens to match does not count, so a device that stopped
-answering times out instead of looking fine.
+answering times out instead of looking fine.  Neither protocol carries a
+request id, so a satisfying report already in flight when the command went
+out also confirms it.
 """
 
 from __future__ import annotations
