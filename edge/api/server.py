@@ -100,7 +100,8 @@ class ApiServer:
             if zc is not None:
                 with contextlib.suppress(Exception):
                     if info is not None:
-                        await zc.async_unregister_service(info)
+                        # The returned task sends the goodbye packets; close would cut it short.
+                        await (await zc.async_unregister_service(info))
                 await zc.async_close()
             await runner.cleanup()
             log.info("LAN API stopped")
@@ -110,7 +111,7 @@ class ApiServer:
         info = service_info(self.core.site_id, self.port, lan_addresses())
         zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
         try:
-            await zc.async_register_service(info, allow_name_change=True)
+            await (await zc.async_register_service(info, allow_name_change=True))
         except Exception as exc:
             log.warning("zeroconf advertisement failed (%s); tablets need the URL", exc)
             await zc.async_close()
