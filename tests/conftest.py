@@ -69,6 +69,8 @@ class MosquittoProcess:
         self.conf = tmp / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            # Without it Mosquitto holds small packets for Nagle (~40 ms each).
+            "set_tcp_nodelay true\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
