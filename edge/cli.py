@@ -31,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument(
+        "--validate-config",
+        type=Path,
+        metavar="FILE",
+        help="same as the validate-config command",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon on a site config")
     run.add_argument("--config", "-c", type=Path, required=True, help="site config (TOML)")
@@ -120,7 +126,13 @@ async def _run(config_path: Path, data_dir: Path | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.validate_config is not None:
+        return validate_config(args.validate_config)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
     if args.command == "validate-config":
         return validate_config(args.file)
     _setup_logging(args.log_level)

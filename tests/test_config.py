@@ -143,6 +143,8 @@ def test_validate_config_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert f"{bad}:16: rooms[0].devices[0].colour" in err
     assert main(["validate-config", str(tmp_path / "missing.toml")]) == 2
+    assert main(["--validate-config", str(bad)]) == 2
+    assert main(["--validate-config", str(EXAMPLE)]) == 0
 
 
 def test_console_script_runs() -> None:
