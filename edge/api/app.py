@@ -23,7 +23,6 @@ from edge.core import EdgeCore
 from edge.migrations import migrate
 
 
-
 def create_app(
     core: EdgeCore, *, data_dir: Path, settings: ApiSettings | None = None
 ) -> web.Application:
