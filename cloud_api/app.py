@@ -12,6 +12,7 @@ from cloud_api.auth import Auth, Unauthenticated
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
 from cloud_api.spec import AUTH_KEY, EXECUTOR_KEY, SHOP_KEY, make_handler
+from cloud_api.sync_routes import SYNC_ROUTES, register_sync
 from edge.shop import (
     Conflict,
     Forbidden,
@@ -76,7 +77,7 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[SHOP_KEY] = shop
     app[AUTH_KEY] = auth
-    document = build_openapi(ROUTES)
+    document = build_openapi(ROUTES + SYNC_ROUTES)
 
     async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-db")
@@ -92,4 +93,5 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
     app.router.add_get("/api/openapi.json", openapi)
     for route in ROUTES:
         app.router.add_route(route.method, route.full_path, make_handler(route))
+    register_sync(app)
     return app

@@ -50,10 +50,14 @@ class CatalogMixin(ShopBase):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (pid, *self._product_values(product), now, now),
             )
+            # The product's change goes first: a node replaying the outbox in
+            # order must know the product before its first stock movement.
+            self.record_change(
+                tx, "product", pid, "create", self._product_by(tx, "id", pid).to_json()
+            )
             if initial_stock:
                 self._move_stock(tx, pid, initial_stock, "restock", actor, note="initial stock")
             result = self._product_by(tx, "id", pid)
-            self.record_change(tx, "product", pid, "create", result.to_json())
         return result
 
     @staticmethod

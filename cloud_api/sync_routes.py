@@ -1,0 +1,240 @@
+"""Sync endpoints of the cloud API: push, pull, number leases, attention, consent.
+
+Node routes authenticate with ``Authorization: Node <id>:<secret>``.  The
+argon2 check is cached for a few minutes per credential (keyed by its SHA-256)
+so a drain of many batches is not dominated by deliberate password hashing.
+A push batch may exceed the API's general 64 KiB body limit, up to
+``MAX_SYNC_BODY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from cloud_api.auth import Auth, Principal, Unauthenticated
+from cloud_api.spec import (
+    AUTH_KEY,
+    EXECUTOR_KEY,
+    SHOP_KEY,
+    Ctx,
+    EmptyInput,
+    Route,
+    authenticate,
+)
+from edge.shop import Forbidden, ValidationFailed
+from edge.shop.inputs import Input, parse
+from sync.apply import Change
+from sync.attention import list_attention, resolve_attention
+from sync.cloud import CloudSync
+
+MAX_SYNC_BODY = 8 * 1024 * 1024
+NODE_AUTH_TTL_S = 300.0
+SYNC_KEY = web.AppKey("cloud_sync", CloudSync)
+CACHE_KEY = web.AppKey("node_auth_cache", dict)
+_KEY = r"^[a-z0-9][a-z0-9_-]{0,62}:[0-9]{1,18}$"
+
+
+class ChangeIn(Input):
+    key: str = Field(pattern=_KEY, description="Idempotency key: <node id>:<outbox seq>.")
+    entity: str = Field(min_length=1, max_length=40, description="order, stock_movement, ...")
+    entity_id: str = Field(min_length=1, max_length=100, description="Id of the record.")
+    op: str = Field(min_length=1, max_length=40, description="What happened (create, ...).")
+    payload: dict[str, Any] = Field(description="The record after the change.")
+    created_at: str = Field(min_length=1, max_length=40, description="Edge time (ISO 8601).")
+
+
+class PushInput(Input):
+    changes: list[ChangeIn] = Field(max_length=1000, description="In outbox order.")
+
+
+class PullQuery(Input):
+    after: int = Field(0, ge=0, le=2**62, description="Feed cursor: last seq applied.")
+    limit: int = Field(200, ge=1, le=1000, description="Changes per page.")
+
+
+class LeaseInput(Input):
+    kind: Literal["PO", "CR"] = Field(description="Order (PO) or request (CR) numbers.")
+    year: int = Field(ge=2000, le=2200, description="Year of the numbers.")
+    request_key: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{8,64}$", description="Same key, same block (retry-safe)."
+    )
+
+
+class AttentionQuery(Input):
+    include_resolved: bool = Field(False, description="Also list resolved items.")
+
+
+class ConsentInput(Input):
+    biometric: bool = Field(description="May the spa keep a face template for this member?")
+
+
+# ---- handlers ---------------------------------------------------------------------
+def _sync(c: Ctx) -> CloudSync:
+    return c.request.app[SYNC_KEY]
+
+
+async def sync_push(c: Ctx) -> Any:
+    body: PushInput = c.body
+    changes = []
+    for i, ch in enumerate(body.changes):
+        node, _, seq = ch.key.rpartition(":")
+        if node != c.me.subject:
+            raise Forbidden(f"changes[{i}].key: a node may only push its own changes")
+        changes.append(Change(node, int(seq), ch.entity, ch.entity_id, ch.op,
+                              _plain(ch.payload), ch.created_at))  # fmt: skip
+    acks = await c.run(_sync(c).push, c.me.subject, changes)
+    return {"acks": [a.to_json() for a in acks]}
+
+
+def _plain(value: Any) -> Any:
+    """Request JSON parses numbers as Decimal; payloads are stored as sent."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+async def sync_pull(c: Ctx) -> Any:
+    q: PullQuery = c.query
+    return await c.run(_sync(c).pull, c.me.subject, q.after, q.limit)
+
+
+async def sync_lease(c: Ctx) -> Any:
+    b: LeaseInput = c.body
+    block = await c.run(_sync(c).lease, c.me.subject, b.request_key, b.kind, b.year)
+    return {"kind": b.kind, "year": b.year, "block": block}
+
+
+async def sync_attention(c: Ctx) -> Any:
+    q: AttentionQuery = c.query
+    items = await c.run(list_attention, c.shop.db, include_resolved=q.include_resolved)
+    return {"items": [i.to_json() for i in items]}
+
+
+async def sync_resolve(c: Ctx) -> Any:
+    raw = c.param("id")
+    if not raw.isdigit() or len(raw) > 18:
+        raise ValidationFailed("id", "must be a positive integer")
+    return (await c.run(resolve_attention, c.shop.db, int(raw), c.me.actor)).to_json()
+
+
+async def sync_nodes(c: Ctx) -> Any:
+    return {"nodes": await c.run(_sync(c).node_status)}
+
+
+async def member_consent(c: Ctx) -> Any:
+    member_id = c.param("id")
+    if c.me.kind == "member" and c.me.subject != member_id:
+        raise Forbidden("members may only change their own consent")
+    if c.me.kind == "node":
+        raise Forbidden("nodes may not change consent")
+    body: ConsentInput = c.body
+    return await c.run(_sync(c).set_consent, member_id, body.biometric)
+
+
+SYNC_ROUTES: tuple[Route, ...] = (
+    Route("POST", "sync/push", sync_push, "node", "Push a batch of edge changes (idempotent)",
+          PushInput),
+    Route("GET", "sync/pull", sync_pull, "node", "Changes after a feed cursor", query=PullQuery),
+    Route("POST", "sync/lease", sync_lease, "node", "Lease a block of order/request numbers",
+          LeaseInput),
+    Route("GET", "sync/attention", sync_attention, "staff", "Sync items needing staff",
+          query=AttentionQuery),
+    Route("POST", "sync/attention/{id}/resolve", sync_resolve, "staff",
+          "Mark an attention item handled", EmptyInput),
+    Route("GET", "sync/nodes", sync_nodes, "staff", "Last push/pull of each edge node"),
+    Route("POST", "members/{id}/consent", member_consent, "any",
+          "Set a member's biometric consent (member: own; staff: any)", ConsentInput),
+)  # fmt: skip
+
+
+# ---- plumbing -----------------------------------------------------------------------
+async def _node_principal(request: web.Request, auth: Auth, ex: Any) -> Principal:
+    header = request.headers.get("Authorization", "")
+    cache: dict[str, tuple[Principal, float]] = request.app[CACHE_KEY]
+    digest = hashlib.sha256(header.encode()).hexdigest()
+    hit = cache.get(digest)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    who = await authenticate(request, "node", auth, ex)
+    if who is None:  # pragma: no cover - "node" level always yields a principal
+        raise Unauthenticated("node credentials required")
+    if len(cache) > 1000:
+        cache.clear()
+    cache[digest] = (who, time.monotonic() + NODE_AUTH_TTL_S)
+    return who
+
+
+async def _read_body(request: web.Request, model: type[BaseModel] | None) -> Any:
+    if model is None:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_SYNC_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_SYNC_BODY, actual_size=size)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            raise ValidationFailed("body", "not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("body", "must be a JSON object")
+    return parse(model, data)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def _make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        ex = app[EXECUTOR_KEY]
+        if route.auth == "node":
+            principal: Principal | None = await _node_principal(request, app[AUTH_KEY], ex)
+        else:
+            principal = await authenticate(request, route.auth, app[AUTH_KEY], ex)
+        if route.query is not None:
+            query = parse(route.query, dict(request.query))
+        elif request.query:
+            raise ValidationFailed(next(iter(request.query)), "unknown query parameter")
+        else:
+            query = None
+        body = await _read_body(request, route.body)
+        ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
+        return web.json_response(await route.handler(ctx), status=route.status, dumps=_dumps)
+
+    handle.__name__ = route.handler.__name__
+    return handle
+
+
+def register_sync(app: web.Application) -> None:
+    """Add the sync routes and the feed service to the cloud app."""
+    sync = CloudSync(app[SHOP_KEY])
+    app[SYNC_KEY] = sync
+    app[CACHE_KEY] = {}
+
+    async def migrate(_: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, sync.migrate)
+
+    app.on_startup.append(migrate)
+    for route in SYNC_ROUTES:
+        app.router.add_route(route.method, route.full_path, _make_handler(route))

@@ -1,0 +1,337 @@
+"""Applying one remote change inside the caller's transaction.
+
+Remote changes are written with plain SQL and never through the shop's
+public methods, so they do not enter this node's outbox (no echo).  The only
+exception is a compensating stock movement the *cloud* creates; it goes
+through ``Shop.record_change`` so every edge learns it (docs/sync.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from edge.shop import Shop
+from edge.shop.db import Tx
+from edge.shop.errors import Conflict, NotFound, ValidationFailed
+from edge.shop.money import to_cents
+from sync import merge
+from sync.attention import has_attention, raise_attention
+
+Role = Literal["cloud", "edge"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a node's outbox as it travels; ``key`` is its idempotency key."""
+
+    origin: str
+    origin_seq: int
+    entity: str
+    entity_id: str
+    op: str
+    payload: dict[str, Any]
+    created_at: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.origin}:{self.origin_seq}"
+
+
+def _cents(value: Any) -> int | None:
+    return None if value is None else to_cents(Decimal(str(value)))
+
+
+class Applier:
+    """The rules for each entity, for the cloud or for an edge."""
+
+    def __init__(self, shop: Shop, role: Role) -> None:
+        self.shop = shop
+        self.role = role
+
+    def apply(self, tx: Tx, c: Change) -> list[tuple[str, bool, bool]]:
+        """Apply ``c``; returns member events (id, active, consent) for the hook."""
+        handler = getattr(self, f"_{c.entity}", None)
+        if handler is None:
+            raise ValidationFailed("entity", f"unknown entity {c.entity!r}")
+        result: list[tuple[str, bool, bool]] | None = handler(tx, c)
+        return result or []
+
+    # ---- catalogue and members (managed in the cloud) --------------------------
+    def _product(self, tx: Tx, c: Change) -> None:
+        if self.role == "cloud":
+            raise Conflict("products are managed in the cloud", field="entity")
+        p = c.payload
+        values = (
+            p["slug"], p["name"], p["category"], p["description"], p["short_description"],
+            _cents(p["price"]), _cents(p["member_price"]), p["low_stock_threshold"],
+            p["image_url"], json.dumps(list(p["gallery"])), int(p["active"]),
+            int(p["featured"]), p["accounting_item_id"],
+        )  # fmt: skip
+        updated = tx.execute(
+            "UPDATE products SET slug = ?, name = ?, category = ?, description = ?,"
+            " short_description = ?, price_cents = ?, member_price_cents = ?,"
+            " low_stock_threshold = ?, image_url = ?, gallery = ?, active = ?, featured = ?,"
+            " accounting_item_id = ?, updated_at = ? WHERE id = ?",
+            (*values, c.created_at, c.entity_id),
+        )
+        if updated == 0:
+            # Stock is never copied: it arrives as the product's movements.
+            tx.execute(
+                "INSERT INTO products (slug, name, category, description, short_description,"
+                " price_cents, member_price_cents, low_stock_threshold, image_url, gallery,"
+                " active, featured, accounting_item_id, id, stock, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (*values, c.entity_id, c.created_at, c.created_at),
+            )
+
+    def _member(self, tx: Tx, c: Change) -> list[tuple[str, bool, bool]]:
+        p = c.payload
+        before = tx.one("SELECT active FROM members WHERE id = ?", (c.entity_id,))
+        if before is not None and self.role == "cloud":
+            return []  # the cloud owns memberships; an edge only introduces new members
+        values = (p["name"], p["email"].lower(), p["phone"], p["date_of_birth"], p["tier"],
+                  int(p["active"]))  # fmt: skip
+        if before is None:
+            tx.execute(
+                "INSERT INTO members (name, email, phone, date_of_birth, tier, active, id,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, c.entity_id, c.created_at, c.created_at),
+            )
+        else:
+            tx.execute(
+                "UPDATE members SET name = ?, email = ?, phone = ?, date_of_birth = ?, tier = ?,"
+                " active = ?, updated_at = ? WHERE id = ?",
+                (*values, c.created_at, c.entity_id),
+            )
+        if self.role == "edge" and (before is None or bool(before["active"]) != bool(p["active"])):
+            return [self._member_event(tx, c.entity_id)]
+        return []
+
+    def _consent(self, tx: Tx, c: Change) -> list[tuple[str, bool, bool]]:
+        if self.role == "cloud":
+            raise Conflict("consent is recorded in the cloud", field="entity")
+        granted = int(bool(c.payload["biometric"]))
+        tx.execute(
+            "INSERT INTO member_consent (member_id, biometric, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (member_id) DO UPDATE SET biometric = excluded.biometric,"
+            " updated_at = excluded.updated_at",
+            (c.entity_id, granted, c.created_at),
+        )
+        return [self._member_event(tx, c.entity_id)]
+
+    @staticmethod
+    def _member_event(tx: Tx, member_id: str) -> tuple[str, bool, bool]:
+        """Durably queue the hook call; it is delivered after commit (at least once)."""
+        member = tx.one("SELECT active FROM members WHERE id = ?", (member_id,))
+        consent = tx.one("SELECT biometric FROM member_consent WHERE member_id = ?", (member_id,))
+        active = bool(member["active"]) if member else False
+        granted = bool(consent["biometric"]) if consent else True
+        tx.execute(
+            "INSERT INTO sync_member_events (member_id, active, consent, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (member_id, int(active), int(granted), tx_stamp()),
+        )
+        return (member_id, active, granted)
+
+    # ---- stock: a union of movements -----------------------------------------
+    def _stock_movement(self, tx: Tx, c: Change) -> None:
+        p = c.payload
+        product_id, delta = str(p["product_id"]), int(p["delta"])
+        actor = f"sync:{c.origin}"
+        if add_to_stock(tx, product_id, delta, allow_short=False):
+            insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+            return
+        if tx.one("SELECT id FROM products WHERE id = ?", (product_id,)) is None:
+            raise NotFound("product", product_id)
+        stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (product_id,)))
+        short = -(stock + delta)
+        detail = (
+            f"oversell: {-delta} unit(s) of product {product_id} sold on {c.origin} while apart;"
+            f" only {stock} left here"
+        )
+        data = {"product_id": product_id, "short": short, "order_id": p.get("order_id")}
+        if self.role == "edge":
+            # Hold it until the cloud's compensation (or a restock) arrives.
+            tx.execute(
+                "INSERT INTO sync_held_movements (product_id, kind, delta, order_id, actor, note,"
+                " origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (product_id, c.op, delta, p.get("order_id"), actor, p.get("note"), c.origin,
+                 c.created_at),
+            )  # fmt: skip
+            raise_attention(tx, "oversell_held", "product", product_id, c.origin, detail, data)
+            return
+        # Cloud: record the sale as it happened, then hold the shortfall with a
+        # compensating adjustment so the figure stays >= 0 and staff see it.
+        add_to_stock(tx, product_id, delta, allow_short=True)
+        insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+        note = f"oversell hold: {short} unit(s) owed, see attention"
+        self.compensate(tx, product_id, short, p.get("order_id"), note)
+        raise_attention(tx, "oversell", "product", product_id, c.origin, detail, data)
+
+    def compensate(
+        self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str
+    ) -> None:
+        """Cloud only: a movement every node must learn, so it enters the outbox."""
+        add_to_stock(tx, product_id, delta, allow_short=True)
+        insert_movement(tx, product_id, "adjustment", delta, order_id, "sync:cloud", note)
+        self.shop.record_change(
+            tx, "stock_movement", product_id, "adjustment",
+            {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note},
+        )  # fmt: skip
+
+    # ---- orders and requests: upsert, then merge ---------------------------------
+    def _order(self, tx: Tx, c: Change) -> None:
+        p = c.payload
+        row = tx.one(
+            "SELECT status, payment_ref, paid_at, invoice_id, staff_notes, accounting_error,"
+            " accounting_synced, updated_at, number FROM orders WHERE id = ?",
+            (c.entity_id,),
+        )
+        if row is None:
+            insert_order(tx, c)
+            return
+        out = merge.merge_record(merge.ORDER_RANK, row, p, merge.ORDER_SET_ONCE, merge.ORDER_TEXT)
+        synced = int(bool(row["accounting_synced"]) or bool(p.get("accounting_synced")))
+        updated_at = max(str(row["updated_at"]), str(p.get("updated_at") or ""))
+        tx.execute(
+            "UPDATE orders SET status = ?, payment_ref = ?, paid_at = ?, invoice_id = ?,"
+            " staff_notes = ?, accounting_error = ?, accounting_synced = ?, updated_at = ?"
+            " WHERE id = ?",
+            (*(out.values[k] for k in ("status", *merge.ORDER_SET_ONCE, *merge.ORDER_TEXT)),
+             synced, updated_at, c.entity_id),
+        )  # fmt: skip
+        for flag in out.flags:
+            self._flag(tx, "order", c, str(row["number"]), flag, row["status"], p["status"])
+            if flag == "cancelled_vs_completed" and self.role == "cloud":
+                self._reverse_cancellation(tx, c.entity_id, str(row["number"]))
+
+    def _reverse_cancellation(self, tx: Tx, order_id: str, number: str) -> None:
+        """The cancel returned stock that was in fact handed over: take it back, once."""
+        if has_attention(tx, "cancellation_reversed", order_id):
+            return
+        items = tx.all(
+            "SELECT product_id, quantity FROM order_items WHERE order_id = ? ORDER BY product_id",
+            (order_id,),
+        )
+        for item in items:
+            note = f"order {number} was picked up although cancelled: cancellation reversed"
+            self.compensate(tx, item["product_id"], -int(item["quantity"]), order_id, note)
+        raise_attention(
+            tx, "cancellation_reversed", "order", order_id, "cloud",
+            f"order {number}: stock returned by the cancel was taken back", {},
+        )  # fmt: skip
+
+    def _concierge_request(self, tx: Tx, c: Change) -> None:
+        p = {**c.payload, "actual_cost": _cents(c.payload.get("actual_cost"))}
+        row = tx.one(
+            "SELECT status, actual_cost_cents AS actual_cost, age_verified_at, age_verified_by,"
+            " reviewed_at, completed_at, decline_reason, staff_notes, number"
+            " FROM concierge_requests WHERE id = ?",
+            (c.entity_id,),
+        )
+        if row is None:
+            insert_request(tx, c)
+            return
+        out = merge.merge_record(
+            merge.REQUEST_RANK, row, p, merge.REQUEST_SET_ONCE, merge.REQUEST_TEXT
+        )
+        names = ("status", *merge.REQUEST_SET_ONCE, *merge.REQUEST_TEXT)
+        cost = out.values["actual_cost"]
+        values = [int(cost) if k == "actual_cost" and cost is not None else out.values[k]
+                  for k in names]  # fmt: skip
+        tx.execute(
+            "UPDATE concierge_requests SET status = ?, actual_cost_cents = ?,"
+            " age_verified_at = ?, age_verified_by = ?, reviewed_at = ?, completed_at = ?,"
+            " decline_reason = ?, staff_notes = ?, updated_at = ? WHERE id = ?",
+            (*values, c.created_at, c.entity_id),
+        )
+        for flag in out.flags:
+            self._flag(tx, "concierge_request", c, str(row["number"]), flag, row["status"],
+                       p["status"])  # fmt: skip
+
+    @staticmethod
+    def _flag(
+        tx: Tx, entity: str, c: Change, number: str, flag: str, local: str, remote: str
+    ) -> None:
+        detail = f"{entity} {number}: {local} here met {remote} from {c.origin}"
+        raise_attention(tx, flag, entity, c.entity_id, c.origin, detail,
+                        {"local": local, "remote": remote, "number": number})  # fmt: skip
+
+    # ---- attendance (edge -> cloud, never biometric) -----------------------------
+    def _attendance(self, tx: Tx, c: Change) -> None:
+        if self.role == "edge":
+            return
+        p = c.payload
+        tx.execute(
+            "INSERT INTO attendance_events (id, node, member_id, door, direction, at, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (c.entity_id, c.origin, p["member_id"], p["door"], p["direction"], p["at"],
+             tx_stamp()),
+        )  # fmt: skip
+
+
+def tx_stamp() -> str:
+    from sync.attention import utc_stamp
+
+    return utc_stamp()
+
+
+def add_to_stock(tx: Tx, product_id: str, delta: int, *, allow_short: bool) -> bool:
+    guard = "" if allow_short else " AND stock + ? >= 0"
+    params: tuple[Any, ...] = (delta, product_id) + (() if allow_short else (delta,))
+    return tx.execute(f"UPDATE products SET stock = stock + ? WHERE id = ?{guard}", params) == 1
+
+
+def insert_movement(
+    tx: Tx, product_id: str, kind: str, delta: int, order_id: Any, actor: str, note: Any
+) -> None:
+    tx.execute(
+        "INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (product_id, kind, delta, order_id, actor, note, tx_stamp()),
+    )
+
+
+def insert_order(tx: Tx, c: Change) -> None:
+    p = c.payload
+    tx.execute(
+        "INSERT INTO orders (id, number, member_id, status, pickup_date, booking_ref,"
+        " subtotal_cents, tax_cents, total_cents, tax_rate, payment_ref, paid_at,"
+        " customer_notes, staff_notes, accounting_synced, invoice_id, accounting_error,"
+        " origin_node, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (c.entity_id, p["number"], p["member_id"], p["status"], p["pickup_date"],
+         p["booking_ref"], _cents(p["subtotal"]), _cents(p["tax"]), _cents(p["total"]),
+         str(p["tax_rate"]), p["payment_ref"], p["paid_at"], p["customer_notes"],
+         p["staff_notes"], int(bool(p["accounting_synced"])), p["invoice_id"],
+         p["accounting_error"], c.origin, p["created_at"], p["updated_at"]),
+    )  # fmt: skip
+    for position, item in enumerate(p["items"]):
+        tx.execute(
+            "INSERT INTO order_items (id, order_id, position, product_id, product_name,"
+            " quantity, unit_price_cents, line_total_cents, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (f"{c.entity_id}-{position}", c.entity_id, position, item["product_id"],
+             item["product_name"], int(item["quantity"]), _cents(item["unit_price"]),
+             _cents(item["line_total"]), item["note"]),
+        )  # fmt: skip
+
+
+def insert_request(tx: Tx, c: Change) -> None:
+    p = c.payload
+    tx.execute(
+        "INSERT INTO concierge_requests (id, number, member_id, request_type, title,"
+        " description, product_link, budget_min_cents, budget_max_cents, actual_cost_cents,"
+        " preferred_pickup_date, booking_ref, status, decline_reason, staff_notes,"
+        " age_verified_at, age_verified_by, submitted_at, reviewed_at, completed_at,"
+        " updated_at, origin_node)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (c.entity_id, p["number"], p["member_id"], p["request_type"], p["title"],
+         p["description"], p["product_link"], _cents(p["budget_min"]), _cents(p["budget_max"]),
+         _cents(p["actual_cost"]), p["preferred_pickup_date"], p["booking_ref"], p["status"],
+         p["decline_reason"], p["staff_notes"], p["age_verified_at"], p["age_verified_by"],
+         p["submitted_at"], p["reviewed_at"], p["completed_at"], c.created_at, c.origin),
+    )  # fmt: skip

@@ -1,0 +1,196 @@
+"""The cloud side of sync: deduplicate and apply pushes, serve the change feed.
+
+All methods are synchronous (one transaction each); the API calls them from
+its thread pool.  Every write to ``sync_changes`` holds one feed lock (an
+advisory lock on PostgreSQL, the single writer lock on SQLite), so feed
+sequence numbers are handed out in commit order and a puller's cursor can
+never skip a change that commits late.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from edge.shop import Shop
+from edge.shop.db import Tx
+from edge.shop.errors import ShopError
+from edge.shop.numbering import Kind, lease_block
+from sync.apply import Applier, Change
+from sync.attention import raise_attention, utc_stamp
+from sync.schema import migrate_sync
+
+FEED_LOCK = 7_301_001
+INGEST_LOOKBACK = 1000  # outbox seqs re-checked for late commits (see ingest_outbox)
+INGEST_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Ack:
+    key: str
+    cloud_seq: int
+    status: str  # applied | rejected | duplicate
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "cloud_seq": self.cloud_seq, "status": self.status,
+                "reason": self.reason}  # fmt: skip
+
+
+def _feed_lock(tx: Tx) -> None:
+    if tx.dialect == "postgres":
+        tx.all("SELECT pg_advisory_xact_lock(?)", (FEED_LOCK,))
+
+
+def _set_state(tx: Tx, key: str, value: str) -> None:
+    tx.execute(
+        "INSERT INTO sync_state (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _insert_feed(tx: Tx, c: Change, status: str, reason: str | None) -> int:
+    rows = tx.all(
+        "INSERT INTO sync_changes (origin, origin_seq, entity, entity_id, op, payload,"
+        " created_at, received_at, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING seq",
+        (c.origin, c.origin_seq, c.entity, c.entity_id, c.op,
+         json.dumps(c.payload, sort_keys=True), c.created_at, utc_stamp(), status, reason),
+    )  # fmt: skip
+    return int(rows[0]["seq"])
+
+
+class CloudSync:
+    def __init__(self, shop: Shop) -> None:
+        self.shop = shop
+        self.applier = Applier(shop, "cloud")
+
+    def migrate(self) -> int:
+        return migrate_sync(self.shop.db)
+
+    def push(self, node: str, changes: list[Change]) -> list[Ack]:
+        """Apply a node's batch in one transaction; a key seen before changes nothing."""
+        acks: list[Ack] = []
+        with self.shop.db.write() as tx:
+            _feed_lock(tx)
+            for c in changes:
+                seen = tx.one(
+                    "SELECT seq FROM sync_changes WHERE origin = ? AND origin_seq = ?",
+                    (c.origin, c.origin_seq),
+                )
+                if seen is not None:
+                    acks.append(Ack(c.key, int(seen["seq"]), "duplicate"))
+                    continue
+                status, reason = self._apply_one(tx, c)
+                acks.append(Ack(c.key, _insert_feed(tx, c, status, reason), status, reason))
+            _set_state(tx, f"node:{node}:last_push", utc_stamp())
+        return acks
+
+    def _apply_one(self, tx: Tx, c: Change) -> tuple[str, str | None]:
+        tx.execute("SAVEPOINT sync_change")
+        try:
+            self.applier.apply(tx, c)
+        except (ShopError, KeyError, TypeError, ValueError) as exc:
+            # A change that cannot apply is kept (feed row + attention), never lost.
+            tx.execute("ROLLBACK TO SAVEPOINT sync_change")
+            tx.execute("RELEASE SAVEPOINT sync_change")
+            reason = f"{type(exc).__name__}: {exc}"
+            raise_attention(tx, "rejected_change", c.entity, c.entity_id, c.origin, reason,
+                            {"key": c.key, "op": c.op, "payload": c.payload})  # fmt: skip
+            return "rejected", reason
+        tx.execute("RELEASE SAVEPOINT sync_change")
+        return "applied", None
+
+    def ingest_outbox(self) -> int:
+        """Copy the cloud's own outbox into the feed; returns how many rows were new.
+
+        Outbox sequence numbers on PostgreSQL can commit out of order, so rows
+        are found by anti-join over a look-back window rather than trusted to
+        arrive in order after a cursor.
+        """
+        total = 0
+        while True:
+            with self.shop.db.write() as tx:
+                _feed_lock(tx)
+                cursor = int(
+                    tx.scalar("SELECT value FROM sync_state WHERE key = 'outbox_ingested'") or 0
+                )
+                rows = tx.all(
+                    "SELECT o.seq, o.entity, o.entity_id, o.op, o.payload, o.node, o.created_at"
+                    " FROM outbox o LEFT JOIN sync_changes s"
+                    " ON s.origin = o.node AND s.origin_seq = o.seq"
+                    " WHERE o.seq > ? AND s.seq IS NULL ORDER BY o.seq LIMIT ?",
+                    (cursor - INGEST_LOOKBACK, INGEST_BATCH),
+                )
+                for r in rows:
+                    c = Change(r["node"], int(r["seq"]), r["entity"], r["entity_id"], r["op"],
+                               json.loads(r["payload"]), r["created_at"])  # fmt: skip
+                    _insert_feed(tx, c, "applied", None)
+                if rows:
+                    _set_state(tx, "outbox_ingested", str(max(cursor, int(rows[-1]["seq"]))))
+            total += len(rows)
+            if len(rows) < INGEST_BATCH:
+                return total
+
+    def pull(self, node: str, after: int, limit: int) -> dict[str, Any]:
+        """Changes after ``after`` that ``node`` did not make itself, in feed order."""
+        self.ingest_outbox()
+        with self.shop.db.read() as tx:
+            # Head first: feed seqs commit in order, so every seq <= head is
+            # visible to the next statement even under READ COMMITTED.
+            head = int(tx.scalar("SELECT COALESCE(MAX(seq), 0) AS h FROM sync_changes"))
+            rows = tx.all(
+                "SELECT seq, origin, origin_seq, entity, entity_id, op, payload, created_at"
+                " FROM sync_changes WHERE seq > ? AND seq <= ? AND origin <> ?"
+                " AND status = 'applied' AND entity <> 'attendance' ORDER BY seq LIMIT ?",
+                (after, head, node, limit),
+            )
+        full = len(rows) == limit
+        cursor = int(rows[-1]["seq"]) if full else max(head, after)
+        with self.shop.db.write() as tx:
+            _set_state(tx, f"node:{node}:last_pull", utc_stamp())
+        changes = [{**r, "payload": json.loads(r["payload"])} for r in rows]
+        return {"changes": changes, "next_cursor": cursor, "more": full}
+
+    def lease(self, node: str, request_key: str, kind: Kind, year: int) -> int:
+        """A block of numbers for ``node``; the same ``request_key`` gets the same block."""
+        with self.shop.db.write() as tx:
+            row = tx.one(
+                "SELECT block FROM sync_leases WHERE node = ? AND request_key = ? AND kind = ?"
+                " AND year = ?",
+                (node, request_key, kind, year),
+            )
+            if row is not None:
+                return int(row["block"])
+            block = lease_block(tx, kind, year, node)
+            tx.execute(
+                "INSERT INTO sync_leases (node, request_key, kind, year, block, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (node, request_key, kind, year, block, utc_stamp()),
+            )
+        return block
+
+    def set_consent(self, member_id: str, biometric: bool) -> dict[str, Any]:
+        """Record a member's biometric consent; edges learn it by sync."""
+        with self.shop.db.write() as tx:
+            self.shop._member(tx, member_id)
+            tx.execute(
+                "INSERT INTO member_consent (member_id, biometric, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (member_id) DO UPDATE SET biometric = excluded.biometric,"
+                " updated_at = excluded.updated_at",
+                (member_id, int(biometric), utc_stamp()),
+            )
+            payload = {"member_id": member_id, "biometric": biometric}
+            self.shop.record_change(tx, "consent", member_id, "set", payload)
+        return payload
+
+    def node_status(self) -> list[dict[str, Any]]:
+        with self.shop.db.read() as tx:
+            rows = tx.all("SELECT key, value FROM sync_state WHERE key LIKE 'node:%'")
+        nodes: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            _, node, what = str(r["key"]).split(":", 2)
+            nodes.setdefault(node, {"node": node})[what] = r["value"]
+        return sorted(nodes.values(), key=lambda n: str(n["node"]))

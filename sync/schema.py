@@ -1,0 +1,112 @@
+"""Tables of the sync engine, the same on the edge (SQLite) and in the cloud.
+
+Edge: ``sync_state`` (cursors, last success/error), ``sync_attention``,
+``sync_held_movements`` (remote stock movements waiting for stock),
+``sync_member_events`` (member changes not yet handed to the hook),
+``member_consent``.  Cloud: additionally ``sync_changes`` (the change feed
+every edge pulls, keyed by ``(origin, origin_seq)`` for deduplication),
+``sync_leases`` and ``attendance_events``.  Unused tables on a side are empty.
+"""
+
+from __future__ import annotations
+
+from edge.migrations import migrate
+from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
+from edge.shop.schema import migrate_postgres
+
+COMPONENT = "sync"
+
+_SUBST = {
+    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "bigint": "INTEGER"},
+    "postgres": {"serial_pk": "BIGSERIAL PRIMARY KEY", "bigint": "BIGINT"},
+}
+
+_STEP_1 = """
+CREATE TABLE sync_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE sync_changes (
+    seq {serial_pk},
+    origin TEXT NOT NULL,
+    origin_seq {bigint} NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('applied', 'rejected')),
+    reason TEXT,
+    UNIQUE (origin, origin_seq)
+);
+CREATE TABLE sync_attention (
+    id {serial_pk},
+    kind TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{{}}',
+    created_at TEXT NOT NULL,
+    resolved_at TEXT,
+    resolved_by TEXT
+);
+CREATE INDEX sync_attention_open ON sync_attention (resolved_at, id);
+CREATE TABLE sync_held_movements (
+    id {serial_pk},
+    product_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    delta INTEGER NOT NULL,
+    order_id TEXT,
+    actor TEXT NOT NULL,
+    note TEXT,
+    origin TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE sync_member_events (
+    id {serial_pk},
+    member_id TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    consent INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE member_consent (
+    member_id TEXT PRIMARY KEY,
+    biometric INTEGER NOT NULL CHECK (biometric IN (0, 1)),
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE sync_leases (
+    node TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (node, request_key, kind, year)
+);
+CREATE TABLE attendance_events (
+    id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    door TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    at TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+"""
+
+STEPS_TEMPLATE: tuple[str, ...] = (_STEP_1,)
+
+
+def steps_for(dialect: str) -> list[str]:
+    return [step.format(**_SUBST[dialect]) for step in STEPS_TEMPLATE]
+
+
+def migrate_sync(db: Database) -> int:
+    """Bring ``db`` (the shop's database) to the newest sync schema."""
+    if isinstance(db, SqliteDatabase):
+        return migrate(db.connection(), COMPONENT, steps_for("sqlite"))
+    if isinstance(db, PostgresDatabase):
+        return migrate_postgres(db, COMPONENT, steps_for("postgres"))
+    raise TypeError(f"unsupported database {type(db).__name__}")
