@@ -163,12 +163,12 @@ class Applier:
             )  # fmt: skip
             raise_attention(tx, "oversell_held", "product", product_id, c.origin, detail, data)
             return
-        # Cloud: record the sale as it happened, then hold the shortfall with a
-        # compensating adjustment so the figure stays >= 0 and staff see it.
-        add_to_stock(tx, product_id, delta, allow_short=True)
-        insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+        # Cloud: hold the shortfall with a compensating adjustment first (stock
+        # never dips below zero), then record the sale as it happened.
         note = f"oversell hold: {short} unit(s) owed, see attention"
         self.compensate(tx, product_id, short, p.get("order_id"), note)
+        add_to_stock(tx, product_id, delta, allow_short=False)
+        insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
         raise_attention(tx, "oversell", "product", product_id, c.origin, detail, data)
 
     def compensate(
@@ -217,8 +217,18 @@ class Applier:
             (order_id,),
         )
         for item in items:
+            pid, qty = item["product_id"], int(item["quantity"])
+            stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (pid,)))
+            take = min(qty, stock)  # units resold since the cancel stay owed: flagged
             note = f"order {number} was picked up although cancelled: cancellation reversed"
-            self.compensate(tx, item["product_id"], -int(item["quantity"]), order_id, note)
+            if take:
+                self.compensate(tx, pid, -take, order_id, note)
+            if take < qty:
+                raise_attention(
+                    tx, "oversell", "product", pid, "cloud",
+                    f"order {number}: {qty - take} unit(s) resold after the cancel",
+                    {"product_id": pid, "short": qty - take, "order_id": order_id},
+                )  # fmt: skip
         raise_attention(
             tx, "cancellation_reversed", "order", order_id, "cloud",
             f"order {number}: stock returned by the cancel was taken back", {},

@@ -1,0 +1,96 @@
+"""Shared setup for the sync tests: a cloud database, edges, comparisons."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cloud_api.auth import Auth
+from edge.shop import Shop, ShopConfig, SqliteDatabase
+from edge.shop.testing import MutableClock
+from sync.config import CloudSyncConfig
+from sync.schema import migrate_sync
+
+PRODUCTS = (("serum", "Rose Serum", "skincare", "40.00", 5), ("robe", "Spa Robe",
+            "accessories", "90.00", 1), ("gua-sha", "Gua Sha", "accessories", "30.00", 20))  # fmt: skip
+
+
+@dataclass
+class Cloud:
+    shop: Shop
+    auth: Auth
+    secrets: dict[str, str]
+    members: dict[str, str]
+
+
+def prepare_cloud(shop: Shop, nodes: tuple[str, ...] = ("edge-1",)) -> Cloud:
+    """Schema, node credentials and a little catalogue, written by the domain code."""
+    shop.migrate()
+    auth = Auth(shop.db)
+    auth.migrate()
+    migrate_sync(shop.db)
+    secrets = {n: auth.register_node(n) for n in nodes}
+    for slug, name, cat, price, stock in PRODUCTS:
+        shop.create_product(
+            {"slug": slug, "name": name, "category": cat, "price": price,
+             "image_url": f"https://cdn.example.com/{slug}.jpg"},
+            initial_stock=stock,
+        )  # fmt: skip
+    members = {}
+    for who, tier in (("ava", "premium"), ("ben", "basic")):
+        m = shop.create_member({"name": who.title(), "email": f"{who}@example.com",
+                                "phone": "+1 555 123 4567", "date_of_birth": "1985-05-05",
+                                "tier": tier})  # fmt: skip
+        members[who] = m.id
+    return Cloud(shop, auth, secrets, members)
+
+
+def make_edge(path: Path, node: str = "edge-1", clock: MutableClock | None = None) -> Shop:
+    shop = Shop(SqliteDatabase(str(path)), ShopConfig(node_id=node, number_authority=False), clock)
+    shop.migrate()
+    return shop
+
+
+def edge_config(url: str, node: str = "edge-1", **kw: Any) -> CloudSyncConfig:
+    base: dict[str, Any] = {"base_url": url, "node_id": node, "batch_size": 50,
+                            "backoff_min_s": 0.02, "backoff_max_s": 0.2, "interval_s": 0.05,
+                            "request_timeout_s": 5}  # fmt: skip
+    return CloudSyncConfig(**{**base, **kw})
+
+
+def snapshot(shop: Shop) -> dict[str, Any]:
+    """What must match on every node after sync: records, stock and the ledger multiset."""
+    with shop.db.read() as tx:
+        orders = tx.all("SELECT id, number, member_id, status, total_cents FROM orders ORDER BY id")
+        items = tx.all("SELECT order_id, product_id, quantity FROM order_items ORDER BY order_id,"
+                       " product_id")  # fmt: skip
+        requests = tx.all("SELECT id, number, status FROM concierge_requests ORDER BY id")
+        stock = tx.all("SELECT id, stock FROM products ORDER BY id")
+        ledger = tx.all("SELECT product_id, kind, delta, order_id FROM stock_movements")
+    return {
+        "orders": orders,
+        "items": items,
+        "requests": requests,
+        "stock": stock,
+        "ledger": Counter(json.dumps(r, sort_keys=True) for r in ledger),
+    }
+
+
+def assert_converged(*shops: Shop) -> None:
+    first = snapshot(shops[0])
+    for other in shops[1:]:
+        snap = snapshot(other)
+        for key in first:
+            assert snap[key] == first[key], f"{key} differs"
+    for shop in shops:
+        assert shop.ledger_mismatches() == []
+        numbers = [o["number"] for o in first["orders"]]
+        assert len(numbers) == len(set(numbers))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
