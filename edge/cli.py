@@ -84,11 +84,16 @@ def validate_config(path: Path) -> int:
     return 0
 
 
+def _cancel(main: asyncio.Future[None] | asyncio.Task[None], sig: signal.Signals) -> None:
+    logging.getLogger(__name__).info("%s received: stopping", sig.name)
+    main.cancel()
+
+
 async def _run_until_signal(main: asyncio.Future[None] | asyncio.Task[None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, main.cancel)
+            loop.add_signal_handler(sig, _cancel, main, sig)
     with contextlib.suppress(asyncio.CancelledError):
         await main
 

@@ -11,7 +11,6 @@ loses a dependency under it; ``stop()`` is safe to call twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -150,21 +149,23 @@ class EdgeService:
     async def wait(self) -> None:
         """Until the supervisor ends (a task failed, or stop() was called)."""
         if self._supervisor is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._supervisor)
+            # asyncio.wait never raises the supervisor's own outcome, and a
+            # cancellation of the caller still propagates.
+            await asyncio.wait([self._supervisor])
 
     async def stop(self) -> None:
+        log.debug("stop requested")
         if self._stopped:
             return
         self._stopped = True
         # Reverse start order, one at a time: API and guards first, transports last.
         for task in reversed(self._tasks):
+            log.debug("stopping %s", task.get_name())
             task.cancel()
             await asyncio.wait([task])
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await asyncio.wait([self._supervisor])
             if not self._supervisor.cancelled() and self._supervisor.exception() is not None:
                 log.error("supervisor ended with %r", self._supervisor.exception())
         await self._flush_pending()

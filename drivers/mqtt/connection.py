@@ -60,6 +60,40 @@ def status_topic(site_id: str) -> str:
     return f"coresync/{site_id}/status"
 
 
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library swallowed.
+
+    On Python 3.11, ``asyncio.wait_for`` (used inside aiomqtt's connect) returns
+    the result instead of raising when a cancel lands just as the CONNACK
+    arrives; the task's pending-cancel count still shows it.  Without this, a
+    stop during connect would leave the connection running forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _abandon(client: aiomqtt.Client) -> None:
+    """Release what aiomqtt 2.x leaves behind when its connect is interrupted.
+
+    A cancel (or error) inside ``Client.__aenter__`` skips ``__aexit__``, so
+    the paho socket and aiomqtt's housekeeping task stay alive; close both.
+    """
+    paho = client._client
+    with contextlib.suppress(Exception):
+        paho.disconnect()
+    with contextlib.suppress(Exception):
+        paho._sock_close()
+    misc = client._misc_task
+    await asyncio.sleep(0)  # let aiomqtt's call_soon_threadsafe callbacks run
+    misc = client._misc_task or misc
+    if misc is not None:
+        misc.cancel()
+        await asyncio.gather(misc, return_exceptions=True)
+    if client._lock.locked():
+        client._lock.release()
+
+
 class MqttConnection:
     """The daemon's broker connection; see the module docstring for the policy."""
 
@@ -202,6 +236,7 @@ class MqttConnection:
                 attempt = 0
             delay = backoff_delay(attempt, self.config.reconnect_min_s, self.config.reconnect_max_s)
             attempt += 1
+            _raise_if_cancelling()
             log.info("MQTT reconnect to %s in %.2fs (attempt %d)", self._where(), delay, attempt)
             await asyncio.sleep(delay)
 
@@ -233,8 +268,14 @@ class MqttConnection:
         """One connection, from connect to loss (returns or raises MqttError)."""
         client = self._make_client()  # a fresh client: aiomqtt state does not survive a drop
         clean_stop = False
-        async with client:
+        try:
+            await client.__aenter__()
+        except BaseException:
+            await _abandon(client)
+            raise
+        try:
             try:
+                _raise_if_cancelling()
                 for topic_filter in list(self._handlers):
                     await self._subscribe_now(client, topic_filter)
                 await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
@@ -246,6 +287,8 @@ class MqttConnection:
                 log.info("MQTT connected to %s as %s", self._where(), self.client_id)
                 if self._on_connect:
                     self._spawn(self._run_on_connect(), "on-connect")
+                # Every await above went through aiomqtt's wait_for: check again.
+                _raise_if_cancelling()
                 async for message in client.messages:
                     self._dispatch(str(message.topic), message.payload)
             except asyncio.CancelledError:
@@ -261,6 +304,9 @@ class MqttConnection:
                 raise
             finally:
                 await self._end_session(clean_stop)
+        finally:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
 
     async def _end_session(self, clean_stop: bool) -> None:
         was_up = self._up.is_set()
