@@ -15,8 +15,11 @@ from edge.shop.testing import MutableClock
 from sync.config import CloudSyncConfig
 from sync.schema import migrate_sync
 
-PRODUCTS = (("serum", "Rose Serum", "skincare", "40.00", 5), ("robe", "Spa Robe",
-            "accessories", "90.00", 1), ("gua-sha", "Gua Sha", "accessories", "30.00", 20))  # fmt: skip
+PRODUCTS = (
+    ("serum", "Rose Serum", "skincare", "40.00", 5),
+    ("robe", "Spa Robe", "accessories", "90.00", 1),
+    ("gua-sha", "Gua Sha", "accessories", "30.00", 20),
+)
 
 
 @dataclass

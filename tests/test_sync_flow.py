@@ -17,6 +17,7 @@ import pytest
 
 from edge.shop import Shop, SqliteDatabase
 from edge.shop.testing import MutableClock
+from sync.attention import AttentionItem, list_attention
 from sync.client import SyncClient
 from sync.edge import EdgeSync
 from sync.errors import BiometricDataRefused, CloudUnreachable
@@ -173,10 +174,8 @@ async def test_cancel_racing_a_completed_pickup_is_flagged(
     assert "cancelled_vs_completed" in {a.kind for a in _attention(edge)}
 
 
-def _attention(shop: Shop) -> list[object]:
-    from sync.attention import list_attention
-
-    return list(list_attention(shop.db))
+def _attention(shop: Shop) -> list[AttentionItem]:
+    return list_attention(shop.db)
 
 
 async def test_member_end_and_consent_withdrawal_reach_the_hook(
