@@ -39,6 +39,7 @@ class FaultProxy:
         self.port = 0
         self.queued: deque[Fault] = deque()
         self.drop_rate = 0.0
+        self.offline = False
         self.connections = 0
         self.upstream: list[bytes] = []  # every request byte forwarded, for inspection
         self.faults = 0
@@ -48,6 +49,15 @@ class FaultProxy:
 
     def fail_next(self, *faults: Fault) -> None:
         self.queued.extend(faults)
+
+    async def set_offline(self, offline: bool) -> None:
+        """Offline: reset every open connection and refuse new ones."""
+        self.offline = offline
+        if offline:
+            tasks = list(self._tasks)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -63,6 +73,8 @@ class FaultProxy:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _next_fault(self) -> Fault | None:
+        if self.offline:
+            return Fault("refuse")
         if self.queued:
             return self.queued.popleft()
         if self.drop_rate and self._rng.random() < self.drop_rate:
