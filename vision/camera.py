@@ -148,14 +148,18 @@ class FrameSource(ABC):
         """Each newest frame once; frames captured while the consumer was busy are skipped."""
         last_seq = -1
         while True:
-            await self._new_frame.wait()
-            self._new_frame.clear()
             frame = self.latest()
             if frame is not None and frame.seq != last_seq:
                 last_seq = frame.seq
                 yield frame
-            elif self._finished:
+                continue
+            if self._finished:
                 return
+            self._new_frame.clear()
+            # Re-check after clearing: the capture thread may have published in between.
+            frame = self.latest()
+            if (frame is None or frame.seq == last_seq) and not self._finished:
+                await self._new_frame.wait()
 
 
 class OpenCVSource(FrameSource):

@@ -15,6 +15,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -181,7 +182,7 @@ class VisionWorker:
         req_id = request[0]
         deadline = time.monotonic() + self.config.call_timeout_s
         try:
-            conn.send(request)
+            self._send_with_deadline(conn, request, deadline)
             while True:
                 if conn.poll(POLL_S):
                     answer = conn.recv()
@@ -204,6 +205,27 @@ class VisionWorker:
         except (WorkerCrashed, WorkerTimeout):
             self._replace_child()
             raise
+
+    def _send_with_deadline(self, conn: Connection, request: Any, deadline: float) -> None:
+        """A frame is larger than the pipe buffer, so send() blocks until a hung child
+        reads it; a helper thread lets the deadline win (killing the child unblocks it)."""
+        failure: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                conn.send(request)
+            except BaseException as exc:
+                failure.append(exc)
+
+        sender = threading.Thread(target=send, name="vision-worker-send", daemon=True)
+        sender.start()
+        sender.join(max(0.0, deadline - time.monotonic()))
+        if sender.is_alive():
+            raise WorkerTimeout(
+                f"vision worker did not take a frame in {self.config.call_timeout_s}s"
+            )
+        if failure:
+            raise failure[0]
 
     def _replace_child(self) -> None:
         """Kill the child now and queue a fresh one behind this call, so the failing
