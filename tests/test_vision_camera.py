@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,7 @@ async def test_video_file_source_skips_to_latest_frame(shared_faces: Path) -> No
     finally:
         await source.stop()
     assert seqs == sorted(seqs) and len(seqs) > 2
-    assert max(b - a for a, b in zip(seqs, seqs[1:], strict=False)) > 1
+    assert max(b - a for a, b in itertools.pairwise(seqs)) > 1
 
 
 async def test_source_reconnects_when_the_folder_appears(
