@@ -74,7 +74,7 @@ async def main(activations: int, host: str, port: int) -> None:
     sim = ZigbeeSimulator(host, port, base=base, devices=zigbee_devices(cfg))
     await sim.start()
     with tempfile.TemporaryDirectory() as tmp:
-        service = EdgeService(cfg, data_dir=Path(tmp))
+        service = EdgeService(cfg, data_dir=Path(tmp), with_api=False)
         core = await service.start()
         try:
             room = core.room("hall")

@@ -25,6 +25,7 @@ from drivers.mqtt.config import (
     MqttBrokerConfig,
     Zigbee2MqttDeviceConfig,
 )
+from edge.api.settings import ApiSettings
 from edge.errors import ConfigError
 from edge.tomlpos import locate
 
@@ -128,6 +129,9 @@ class SiteConfig(StrictModel):
         default_factory=list, description="Modbus buses (TCP gateways and RS-485 serial ports)."
     )
     rooms: list[RoomConfig] = Field(min_length=1, description="Rooms and their devices.")
+    api: ApiSettings = Field(
+        default_factory=ApiSettings, description="LAN API for room tablets and staff."
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SiteConfig:

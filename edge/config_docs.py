@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from drivers.config import DeviceLimits
 from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbee2MqttDeviceConfig
+from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
@@ -40,6 +41,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("rooms.devices.limits", DeviceLimits, "Bounds enforced for every caller."),
     ("[[rooms.scenes]]", SceneConfig, "A scene of the room."),
     ("rooms.scenes.devices.<device id>", SceneAction, "What a scene sets on one device."),
+    ("[api]", ApiSettings, "The LAN API for room tablets and staff (docs/api.md)."),
 ]
 
 

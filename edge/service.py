@@ -21,6 +21,8 @@ from drivers.modbus.devices import build_modbus_device
 from drivers.model import Device, DeviceSnapshot
 from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import build_mqtt_device
+from edge.api.server import ApiServer
+from edge.api.settings import ApiSettings
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.events import EventBus
@@ -41,8 +43,18 @@ ExtraService = Callable[[EdgeCore], Awaitable[None]]
 
 
 class EdgeService:
-    def __init__(self, config: SiteConfig, *, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        data_dir: Path | None = None,
+        with_api: bool = True,
+        api_settings: ApiSettings | None = None,
+    ) -> None:
         self.config = config
+        self.with_api = with_api
+        self.api_settings = api_settings or config.api
+        self.api: ApiServer | None = None
         self.data_dir = Path(data_dir or config.storage.data_dir)
         self.events = EventBus()
         self.store = Store(
@@ -108,9 +120,12 @@ class EdgeService:
         if self._started:
             raise RuntimeError("EdgeService.start() called twice")
         self._started = True
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Staff password hashes, tokens and member data live here: owner only.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await self.store.open()
         await asyncio.get_running_loop().run_in_executor(None, self.shop.migrate)
+        for db in (DB_NAME, SHOP_DB_NAME):
+            (self.data_dir / db).chmod(0o600)
         self.core = core = self._build()
         ready = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(core, ready), name="edge-supervisor")
@@ -140,6 +155,10 @@ class EdgeService:
                     spawn(f"heater-guard-{guard.device.device_id}", guard.run())
                 for name, factory in self._extra:
                     spawn(name, factory(core))
+                if self.with_api:
+                    # Last to start, first to stop: no request finds a stopped part.
+                    self.api = ApiServer(core, data_dir=self.data_dir, settings=self.api_settings)
+                    spawn("lan-api", self.api.run())
                 ready.set_result(None)
         except BaseException as exc:
             if not ready.done():

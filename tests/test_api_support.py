@@ -173,7 +173,7 @@ async def start_api_site(broker: Broker, tmp: Path, **settings: Any) -> ApiSite:
         broker.host, broker.port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
     )
     await zigbee.start()
-    service = EdgeService(cfg, data_dir=tmp)
+    service = EdgeService(cfg, data_dir=tmp, with_api=False)
     core = await service.start()
     await wait_until(
         lambda: all(d.snapshot().availability is Availability.ONLINE for _, d in core.all_devices())

@@ -18,7 +18,7 @@ from edge.demo.runner import DemoSite
 
 
 async def test_demo_with_embedded_broker(tmp_path: Path) -> None:
-    site = DemoSite(tmp_path, broker="embedded")
+    site = DemoSite(tmp_path, broker="embedded", http_port=0)
     service = await site.start()
     try:
         assert site.embedded is not None
@@ -52,7 +52,7 @@ async def test_demo_with_embedded_broker(tmp_path: Path) -> None:
 def test_demo_command_starts_and_stops_cleanly(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "coresync-edge"
     proc = subprocess.Popen(
-        [str(exe), "demo", "--data-dir", str(tmp_path)],
+        [str(exe), "demo", "--data-dir", str(tmp_path), "--http-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

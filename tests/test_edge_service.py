@@ -132,7 +132,7 @@ async def start_site(broker: Broker, tmp: Path, **kw: float) -> Site:
         broker.host, broker.port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
     )
     await zigbee.start()
-    service = EdgeService(cfg, data_dir=tmp)
+    service = EdgeService(cfg, data_dir=tmp, with_api=False)
     core = await service.start()
     await wait_until(
         lambda: all(

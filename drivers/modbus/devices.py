@@ -112,7 +112,7 @@ class ModbusDevice(Device):
         self._publish(state=state, availability=Availability.ONLINE)
         return state
 
-    async def send(self, command: Command, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def send(self, command: Command, *, timeout: float = 5.0) -> None:
         expected = COMMAND_FOR_KIND[self.kind]
         if expected is None or not isinstance(command, expected):
             raise UnsupportedCommand(

@@ -61,9 +61,16 @@ async def select_broker(spec: str | None) -> tuple[str, int, EmbeddedBroker | No
 class DemoSite:
     """Everything the demo runs, started and stopped in a fixed order."""
 
-    def __init__(self, data_dir: Path | None = None, broker: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        broker: str | None = None,
+        *,
+        http_port: int | None = 8080,
+    ) -> None:
         self.data_dir = data_dir or DEFAULT_DATA_DIR
         self.broker_spec = broker
+        self.http_port = http_port  # None: no LAN API
         self.embedded: EmbeddedBroker | None = None
         self.gateway: ThermostatGateway | None = None
         self.zigbee: ZigbeeSimulator | None = None
@@ -81,7 +88,12 @@ class DemoSite:
             host, port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
         )
         await self.zigbee.start()
-        self.service = EdgeService(cfg, data_dir=self.data_dir)
+        self.service = EdgeService(
+            cfg,
+            data_dir=self.data_dir,
+            with_api=self.http_port is not None,
+            api_settings=cfg.api.model_copy(update={"port": self.http_port or 0}),
+        )
         await self.service.start()
         log.info(
             "demo site %s up: MQTT %s:%d%s, Modbus gateway 127.0.0.1:%d, data in %s",
@@ -108,12 +120,17 @@ class DemoSite:
 
 
 async def run_demo(data_dir: Path | None, http_port: int, broker: str | None) -> int:
-    site = DemoSite(data_dir, broker)
+    site = DemoSite(data_dir, broker, http_port=http_port)
     try:
         service = await site.start()
+        if service.api is not None:
+            await service.api.ready()
         print(f"CoreSync demo site running (site id {site.config.site.id if site.config else '?'})")
+        if service.api is not None:
+            secret = site.data_dir / "initial-admin-password"
+            print(f"  staff dashboard: {service.api.url}  (user admin, password in {secret})")
+            print(f"  room tablet:     {service.api.url}tablet")
         print("Press Ctrl-C to stop.", flush=True)
-        del http_port  # the LAN API joins here (issue 3)
         await service.wait()
     finally:
         await site.stop()
