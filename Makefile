@@ -1,6 +1,7 @@
 # The two set-up commands of the README are `make demo` and `make test`.
 # Both build the virtualenv on first use; `make test` also installs the
-# system tools the tests use (Mosquitto, socat, Chromium) when missing.
+# system tools the tests use (Mosquitto, socat, Debian's Chromium for the
+# browser tests) when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,7 +30,7 @@ lint: $(VENV)/.installed
 
 system-deps:
 	@missing=""; \
-	for t in mosquitto:mosquitto socat:socat; do \
+	for t in mosquitto:mosquitto socat:socat chromium:chromium; do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
