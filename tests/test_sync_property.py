@@ -61,7 +61,8 @@ def apply_op(shop: Shop, op: tuple[Any, ...], members: dict[str, str]) -> None:
         elif kind == "request":
             when = (shop.today() + timedelta(days=5)).isoformat()
             form = {"request_type": "fresh_flowers", "title": "Peonies", "description": "pink",
-                    "budget_min": "10.00", "budget_max": "50.00", "preferred_pickup_date": when}  # fmt: skip
+                    "budget_min": "10.00", "budget_max": "50.00",
+                    "preferred_pickup_date": when}  # fmt: skip
             shop.submit_request(members["ava"], form)
         elif kind == "review":
             r = _nth(list(shop.list_requests(page_size=100).items), op[2])
