@@ -34,7 +34,8 @@ def initial_state(kind: DeviceKind) -> dict[str, Any]:
     if kind is DeviceKind.LIGHT:
         return {"state": "OFF", "brightness": 254, "color_temp": 370}
     if kind is DeviceKind.LOCK:
-        return {"state": "UNLOCKED", "lock_state": "unlocked", "contact": True}
+        # A door lock starts locked, as a real entrance does out of hours.
+        return {"state": "LOCKED", "lock_state": "locked", "contact": True}
     if kind is DeviceKind.CLIMATE:
         return {
             "system_mode": "off",
