@@ -29,6 +29,8 @@ from edge.shop.errors import Conflict, StorageFailure
 Dialect = Literal["sqlite", "postgres"]
 Row = dict[str, Any]
 Params = Sequence[Any]
+SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+_SQLITE_SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 class Tx(ABC):
@@ -104,12 +106,23 @@ class _SqliteTx(Tx):
 
 
 class SqliteDatabase(Database):
-    """A SQLite file in WAL mode; one connection per thread, writes ``BEGIN IMMEDIATE``."""
+    """A SQLite file in WAL mode; one connection per thread, writes ``BEGIN IMMEDIATE``.
+
+    ``synchronous`` defaults to FULL: orders, consent and the outbox must
+    survive a power cut once committed (docs/durability.md).
+    """
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, path: str, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, path: str, busy_timeout_ms: int = 30_000, *, synchronous: SqliteSync = "FULL"
+    ) -> None:
+        if synchronous not in _SQLITE_SYNC_LEVELS:
+            raise ValueError(
+                f"synchronous: expected one of {_SQLITE_SYNC_LEVELS}, got {synchronous!r}"
+            )
         self.path = path
+        self.synchronous = synchronous
         self._busy_ms = busy_timeout_ms
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -126,7 +139,7 @@ class SqliteDatabase(Database):
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -262,8 +275,15 @@ class PostgresDatabase(Database):
             conn.close()
 
 
-def open_database(target: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
-    """``postgresql://...`` (or ``postgres://``) selects PostgreSQL; anything else is a path."""
+def open_database(
+    target: str,
+    *,
+    schema: str | None = None,
+    pool_size: int = 10,
+    synchronous: SqliteSync = "FULL",
+) -> Database:
+    """``postgresql://...`` (or ``postgres://``) selects PostgreSQL; anything else is a path
+    (``synchronous`` applies to SQLite only)."""
     if target.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(target, schema=schema, pool_size=pool_size)
-    return SqliteDatabase(target)
+    return SqliteDatabase(target, synchronous=synchronous)
