@@ -59,8 +59,10 @@ class SyncClient:
         *,
         secret: str | None = None,
         on_member_change: MemberHook | None = None,
+        keep_alive: bool = True,
     ) -> None:
         self.shop = shop
+        self._keep_alive = keep_alive
         self.cfg = cfg
         self.store = EdgeSync(shop)
         self._secret = secret
@@ -84,7 +86,8 @@ class SyncClient:
     async def _http(self, method: str, path: str, body: Any = None) -> Any:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.cfg.request_timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            connector = aiohttp.TCPConnector(force_close=not self._keep_alive)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         data = None if body is None else json.dumps(body).encode()
         headers = {"Authorization": self._auth(), "Content-Type": "application/json"}
         try:

@@ -42,6 +42,7 @@ class FaultProxy:
         self.offline = False
         self.connections = 0
         self.upstream: list[bytes] = []  # every request byte forwarded, for inspection
+        self.downstream: list[bytes] = []  # every response byte forwarded
         self.faults = 0
         self._rng = random.Random(seed)
         self._server: asyncio.Server | None = None
@@ -116,7 +117,9 @@ class FaultProxy:
             down_limit = fault.after_bytes if fault and fault.kind == "cut_response" else None
             pumps = [
                 asyncio.create_task(_pump(reader, up_w, up_limit, self.upstream), name="proxy-up"),
-                asyncio.create_task(_pump(up_r, writer, down_limit), name="proxy-down"),
+                asyncio.create_task(
+                    _pump(up_r, writer, down_limit, self.downstream), name="proxy-down"
+                ),
             ]
             try:
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
