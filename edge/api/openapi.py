@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from edge.api.models import CommandBody, LoginBody, NewUserBody, PairBody, UserPatchBody
+from edge.api.shop_openapi import SHOP_PATHS, shop_schemas
 
 API_VERSION = "1"
 
@@ -213,7 +214,7 @@ _ERROR_NAMES = {
     422: "Invalid field",
     429: "Too many attempts",
     502: "Device refused or failed",
-    503: "Device unavailable",
+    503: "Device or database unavailable",
     504: "Device timeout",
 }
 
@@ -225,6 +226,7 @@ def openapi_document(site_id: str) -> dict[str, Any]:
             ref_template="#/components/schemas/{model}"
         )
         schemas.update(schemas[model.__name__].pop("$defs", {}))
+    schemas.update(shop_schemas())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -234,7 +236,7 @@ def openapi_document(site_id: str) -> dict[str, Any]:
             'Errors: {"error": {"code", "message", "field"}}.',
         },
         "servers": [{"url": "/"}],
-        "paths": PATHS,
+        "paths": {**PATHS, **SHOP_PATHS},
         "components": {
             "schemas": schemas,
             "responses": {
