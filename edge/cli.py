@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate-config", help="check a site config; exit 2 naming each problem")
     val.add_argument("file", type=Path)
+
+    sync = sub.add_parser("sync", help="sync orders and requests with the cloud now")
+    sync.add_argument("--config", "-c", type=Path, required=True, help="site config (TOML)")
+    sync.add_argument("--data-dir", type=Path, help="override storage.data_dir")
+    sync.add_argument("--once", action="store_true", help="one full cycle, then exit (cron)")
+    sync.add_argument("--status", action="store_true", help="print the sync status and exit")
     return p
 
 
@@ -143,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level)
     if args.command == "run":
         return asyncio.run(_run(args.config, args.data_dir))
+    if args.command == "sync":
+        return _sync(args.config, args.data_dir, once=args.once, status=args.status)
     if args.command == "demo":
         from edge.demo.runner import run_demo
 
@@ -150,6 +158,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_demo_with_signals(run_demo(args.data_dir, args.http_port, args.broker))
         )
     return 2
+
+
+def _sync(config_path: Path, data_dir: Path | None, *, once: bool, status: bool) -> int:
+    import json
+
+    from edge.service import open_shop
+    from sync import SyncError, sync_once, sync_status
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    if cfg.cloud is None:
+        print(f"{config_path}: no [cloud] section: this site does not sync", file=sys.stderr)
+        return 2
+    data = data_dir or cfg.storage.data_dir
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shop = open_shop(cfg, data)
+    try:
+        shop.migrate()
+        if status:
+            print(json.dumps(sync_status(shop), indent=2, default=str))
+            return 0
+        if not once:
+            print("use --once for one cycle (the daemon runs sync continuously)", file=sys.stderr)
+            return 2
+        try:
+            report = asyncio.run(sync_once(shop, cfg.cloud))
+        except SyncError as exc:
+            print(f"sync failed: {exc}", file=sys.stderr)
+            return 1
+        print(report)
+        return 0
+    finally:
+        shop.db.close()
 
 
 async def _run_demo_with_signals(coro: asyncio.Future[int] | object) -> int:

@@ -28,6 +28,7 @@ from drivers.mqtt.config import (
 from edge.api.settings import ApiSettings
 from edge.errors import ConfigError
 from edge.tomlpos import locate
+from sync.config import CloudSyncConfig
 
 DeviceConfig = Annotated[
     Zigbee2MqttDeviceConfig | HaJsonLightDeviceConfig | ModbusDeviceConfig,
@@ -131,6 +132,11 @@ class SiteConfig(StrictModel):
     rooms: list[RoomConfig] = Field(min_length=1, description="Rooms and their devices.")
     api: ApiSettings = Field(
         default_factory=ApiSettings, description="LAN API for room tablets and staff."
+    )
+    cloud: CloudSyncConfig | None = Field(
+        None,
+        description="Cloud API to sync pickup orders and concierge requests with; "
+        "unset for a stand-alone spa.",
     )
 
     @model_validator(mode="after")

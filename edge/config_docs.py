@@ -19,6 +19,7 @@ from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, Modbus
 from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbee2MqttDeviceConfig
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
+from sync.config import CloudSyncConfig
 
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[site]", SiteInfo, "Who and where this controller is."),
@@ -42,6 +43,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[[rooms.scenes]]", SceneConfig, "A scene of the room."),
     ("rooms.scenes.devices.<device id>", SceneAction, "What a scene sets on one device."),
     ("[api]", ApiSettings, "The LAN API for room tablets and staff (docs/api.md)."),
+    ("[cloud]", CloudSyncConfig, "Sync with the cloud API (docs/sync.md); unset: stand-alone."),
 ]
 
 

@@ -3,7 +3,8 @@ config, runs every long-lived task in one TaskGroup, and shuts down in a
 fixed order.
 
 Start order: database → transports (MQTT, Modbus buses) → device pollers →
-state persistence → MQTT bridge → heater guards → extra services (LAN API).
+state persistence → MQTT bridge → heater guards → cloud sync → extra services →
+LAN API.
 Stop is the reverse, one task at a time, so nothing that is still running
 loses a dependency under it; ``stop()`` is safe to call twice.
 """
@@ -32,6 +33,7 @@ from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
 from edge.shop.service import Shop
 from edge.store import Store
+from sync import run_sync_job
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,21 @@ SHOP_DB_NAME = "shop.db"
 
 # A coroutine factory run as one supervised task once the core is up.
 ExtraService = Callable[[EdgeCore], Awaitable[None]]
+
+
+def open_shop(config: SiteConfig, data_dir: Path) -> Shop:
+    """The site's shop on <data_dir>/shop.db (not yet migrated)."""
+    return Shop(
+        open_database(str(Path(data_dir) / SHOP_DB_NAME)),
+        ShopConfig(
+            node_id=config.cloud.node_id if config.cloud else config.site.id,
+            tax_rate=config.site.tax_rate,
+            # A stand-alone spa numbers its own orders; with a cloud, the edge
+            # spends the number blocks the cloud leases it (docs/numbering.md).
+            number_authority=config.cloud is None,
+            timezone=config.site.timezone,
+        ),
+    )
 
 
 class EdgeService:
@@ -60,16 +77,7 @@ class EdgeService:
         self.store = Store(
             self.data_dir / DB_NAME, history_limit=config.storage.state_history_limit
         )
-        self.shop = Shop(
-            open_database(str(self.data_dir / SHOP_DB_NAME)),
-            ShopConfig(
-                node_id=config.site.id,
-                tax_rate=config.site.tax_rate,
-                # Stand-alone until a cloud leases this node its number blocks.
-                number_authority=True,
-                timezone=config.site.timezone,
-            ),
-        )
+        self.shop = open_shop(config, self.data_dir)
         self.mqtt: MqttConnection | None = None
         self.buses: dict[str, ModbusBus] = {}
         self.devices: dict[str, Device] = {}
@@ -153,6 +161,8 @@ class EdgeService:
                     spawn("mqtt-bridge", MqttBridge(core, self.mqtt).run())
                 for guard in self.guards:
                     spawn(f"heater-guard-{guard.device.device_id}", guard.run())
+                if self.config.cloud is not None:
+                    spawn("cloud-sync", run_sync_job(self.shop, self.config.cloud))
                 for name, factory in self._extra:
                     spawn(name, factory(core))
                 if self.with_api:
