@@ -1,0 +1,466 @@
+"""The door service: camera → worker → decision → shop check → lock, and the
+non-biometric ways in (member PIN at the keypad, staff remote unlock).
+
+The lock is only ever touched through :meth:`EdgeCore.command`, with actor
+``door:<member id>`` (face, PIN) or the staff member (remote), and relocked
+after ``relock_s``.  Every attempt becomes a door event, stored durably and
+published on the event bus as type ``door``; events carry scores, the
+liveness verdict and per-stage latency, never a template or an image.
+Any vision error means "stay locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from edge.core import Actor, EdgeCore
+from edge.door import registry
+from edge.door.config import DoorConfig
+from edge.door.decision import Attempt, DoorDecider, verdict_summary
+from edge.door.enroll import embeddings_from_photos
+from edge.door.errors import DoorRefused, DoorUnavailable, PinThrottled, UnknownMember
+from edge.door.store import Consent, DoorEvent
+from edge.door.vault import Vault
+from edge.errors import NotFound
+from edge.shop.errors import NotFound as ShopNotFound
+from vision.camera import FrameSource, from_uri
+from vision.errors import VisionError, WorkerError
+from vision.matcher import Matcher
+from vision.worker import VisionWorker
+
+log = logging.getLogger(__name__)
+RELOCK = Actor("door", "relock")
+PIN_DIGITS = (4, 8)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class DoorService:
+    def __init__(
+        self,
+        core: EdgeCore,
+        config: DoorConfig,
+        data_dir: Path,
+        *,
+        worker: VisionWorker | None = None,
+        source: FrameSource | None = None,
+    ) -> None:
+        self.core = core
+        self.config = config
+        self.vault = Vault(data_dir, config.master_key_file)
+        self.worker = worker or VisionWorker(config.worker)
+        self.source = source
+        if self.source is None and config.camera:
+            self.source = from_uri(config.camera, loop=config.camera_loop, fps=config.camera_fps)
+        self.decider = DoorDecider(
+            Matcher([], _empty(), config.match),
+            config.agreement,
+            config.liveness,
+            config.decision_window_s,
+            config.unknown_frames,
+        )
+        self.hasher = PasswordHasher()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._relock_task: asyncio.Task[None] | None = None
+        self._failures: collections.deque[float] = collections.deque()
+        self._cooldown_until = 0.0
+        self._quiet_until = 0.0
+        self._vision_down = False
+        self._worker_started = False
+        self._started = False
+        self._stopped = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        await self.vault.open()
+        await self.reload_templates()
+        registry.register(self.core, self)
+        spawn = self._tasks.append
+        spawn(asyncio.create_task(self._retention_loop(), name="door-retention"))
+        spawn(asyncio.create_task(self._reload_loop(), name="door-template-reload"))
+        if self.source is not None:
+            await self.source.start()
+            spawn(asyncio.create_task(self._camera_loop(), name="door-camera"))
+
+    async def run(self) -> None:
+        """For :meth:`EdgeService.add_service`: start, serve until cancelled, stop."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        registry.unregister(self.core, self)
+        for task in reversed(self._tasks):
+            task.cancel()
+            await asyncio.wait([task])
+        relock, self._relock_task = self._relock_task, None
+        if relock is not None and not relock.done():
+            relock.cancel()
+            await asyncio.wait([relock])
+            await self._lock_now()  # fail secure: never leave the door open behind us
+        if self.source is not None:
+            await self.source.stop()
+        await self.worker.stop()
+        await self.vault.close()
+
+    async def ensure_worker(self) -> VisionWorker:
+        if not self._worker_started:
+            await self.worker.start()
+            self._worker_started = True
+        return self.worker
+
+    # -- templates ---------------------------------------------------------------------
+    async def reload_templates(self) -> int:
+        ids, matrix = await self.vault.load_templates()
+        self.decider.matcher = Matcher(ids, matrix, self.config.match)
+        self.decider.reset()
+        return self.decider.matcher.member_count
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.template_reload_s)
+            try:
+                if await self.vault.templates_changed():
+                    await self.reload_templates()
+            except Exception:
+                log.exception("could not reload face templates")
+
+    # -- the camera path ---------------------------------------------------------------
+    async def _camera_loop(self) -> None:
+        assert self.source is not None
+        attempt = 0
+        while True:
+            try:
+                await self.ensure_worker()
+                break
+            except VisionError as exc:
+                attempt += 1
+                await self._vision_outage(str(exc))
+                await asyncio.sleep(random.uniform(0, min(60.0, 0.5 * 2**attempt)))
+        async for frame in self.source.frames():
+            now = time.time()
+            if now < self._quiet_until or now < self._cooldown_until:
+                continue
+            try:
+                result = await self.worker.analyze(frame)
+            except WorkerError as exc:
+                self.decider.reset()
+                await self._vision_outage(str(exc))
+                continue
+            if self._vision_down:
+                self._vision_down = False
+                log.info("door vision recovered")
+            outcome = self.decider.feed(result, time.time())
+            if outcome is not None:
+                latency = {
+                    **outcome.latency_ms,
+                    "frame_to_decision": (time.time() - frame.ts) * 1e3,
+                }
+                await self.handle_attempt(outcome, latency)
+
+    async def _vision_outage(self, detail: str) -> None:
+        """First failure of an outage: one event and one alert; the door stays locked."""
+        if self._vision_down:
+            return
+        self._vision_down = True
+        log.warning("door vision unavailable: %s", detail)
+        await self._record(DoorEvent("system", "error", "vision_unavailable", actor="door"))
+        self._alert("door_vision_unavailable", f"face access unavailable: {detail}")
+
+    async def handle_attempt(self, attempt: Attempt, latency: dict[str, float]) -> DoorEvent:
+        """Decide on one face attempt: member checks, then unlock or deny."""
+        liveness = verdict_summary(attempt.liveness)
+        base: dict[str, Any] = {
+            "member_id": attempt.member_id,
+            "distance": _finite(attempt.distance),
+            "margin": _finite(attempt.margin),
+            "liveness": liveness,
+        }
+        if not attempt.passed or attempt.member_id is None:
+            return await self._deny("face", attempt.reason, latency, **base)
+        t0 = time.perf_counter()
+        refusal = await self._member_refusal(attempt.member_id)
+        latency["member_check"] = (time.perf_counter() - t0) * 1e3
+        if refusal is not None:
+            return await self._deny("face", refusal, latency, **base)
+        return await self._unlock("face", Actor("door", attempt.member_id), latency, **base)
+
+    async def _member_refusal(self, member_id: str) -> str | None:
+        try:
+            member = await self.core.run_shop(lambda shop: shop.get_member(member_id))
+        except ShopNotFound:
+            return "not_a_member"
+        except NotFound:
+            return "shop_unavailable"
+        if not member.active:
+            return "membership_inactive"
+        if await self.vault.active_consent(member_id) is None:
+            return "no_consent"
+        return None
+
+    async def _unlock(
+        self,
+        method: str,
+        actor: Actor,
+        latency: dict[str, float],
+        reason: str = "unlocked",
+        **fields: Any,
+    ) -> DoorEvent:
+        t0 = time.perf_counter()
+        outcome = await self.core.command(
+            self.config.room, self.config.lock, {"locked": False}, actor
+        )
+        latency["lock"] = (time.perf_counter() - t0) * 1e3
+        if outcome.ok:
+            self._schedule_relock()
+            self._quiet_until = time.time() + self.config.relock_s
+        decision = "unlock" if outcome.ok else "error"
+        reason = reason if outcome.ok else f"lock_{outcome.result}"
+        return await self._record(
+            DoorEvent(
+                method,
+                decision,
+                reason,
+                actor=str(actor),
+                latency_ms=_rounded(latency),
+                lock_result=outcome.result,
+                **fields,
+            )
+        )
+
+    async def _deny(
+        self, method: str, reason: str, latency: dict[str, float] | None, **fields: Any
+    ) -> DoorEvent:
+        event = await self._record(
+            DoorEvent(method, "deny", reason, latency_ms=_rounded(latency), **fields)
+        )
+        self._quiet_until = time.time() + 1.0
+        await self._count_failure()
+        return event
+
+    async def _count_failure(self) -> None:
+        now = time.time()
+        self._failures.append(now)
+        while self._failures and self._failures[0] < now - self.config.failure_window_s:
+            self._failures.popleft()
+        if len(self._failures) >= self.config.failure_limit:
+            self._cooldown_until = now + self.config.cooldown_s
+            count = len(self._failures)
+            self._failures.clear()
+            await self._record(
+                DoorEvent("system", "cooldown", f"{count} failed attempts", actor="door")
+            )
+            self._alert(
+                "door_cooldown",
+                f"{count} failed attempts at the door; face access paused "
+                f"for {self.config.cooldown_s:.0f}s",
+            )
+
+    def _alert(self, kind: str, message: str) -> None:
+        self.core.events.publish("alert", {"kind": kind, "message": message, "door": self._door_id})
+
+    @property
+    def _door_id(self) -> str:
+        return f"{self.config.room}/{self.config.lock}"
+
+    async def _record(self, event: DoorEvent) -> DoorEvent:
+        stored = await self.vault.record_event(event)
+        # room_id stays None: tablets never see door events.
+        self.core.events.publish("door", {**stored.as_dict(), "door": self._door_id})
+        return stored
+
+    @property
+    def cooling_down(self) -> bool:
+        return time.time() < self._cooldown_until
+
+    # -- relock ------------------------------------------------------------------------
+    def _schedule_relock(self) -> None:
+        if self._relock_task is not None and not self._relock_task.done():
+            self._relock_task.cancel()
+        self._relock_task = asyncio.create_task(self._relock_later(), name="door-relock")
+
+    async def _relock_later(self) -> None:
+        await asyncio.sleep(self.config.relock_s)
+        await self._lock_now()
+
+    async def _lock_now(self) -> None:
+        try:
+            outcome = await self.core.command(
+                self.config.room, self.config.lock, {"locked": True}, RELOCK
+            )
+        except Exception:
+            log.exception("relocking %s failed", self._door_id)
+            return
+        if not outcome.ok:
+            self._alert("door_relock_failed", f"relock failed: {outcome.result}")
+
+    # -- staff remote unlock and the keypad --------------------------------------------
+    async def remote_unlock(self, staff: Actor, reason: str) -> DoorEvent:
+        log.info("remote unlock by %s: %s", staff, reason)
+        return await self._unlock("remote", staff, {}, reason=f"remote: {reason}")
+
+    async def set_pin(self, member_id: str, pin: str, by: str) -> None:
+        if not (pin.isdigit() and PIN_DIGITS[0] <= len(pin) <= PIN_DIGITS[1]):
+            raise DoorRefused(f"pin: {PIN_DIGITS[0]} to {PIN_DIGITS[1]} digits", field="pin")
+        await self._require_member(member_id)
+        pin_hash = await asyncio.to_thread(self.hasher.hash, pin)
+        await self.vault.set_pin(member_id, pin_hash, by)
+
+    async def pin_unlock(self, member_id: str, pin: str, keypad: str) -> DoorEvent:
+        keys = [f"member:{member_id}", f"keypad:{keypad}"]
+        locked_until = await self.vault.pin_locked_until(keys)
+        if locked_until > time.time():
+            raise PinThrottled("too many wrong PINs; try later", locked_until - time.time())
+        stored = await self.vault.pin_hash(member_id)
+        ok = await asyncio.to_thread(self._verify_pin, stored, pin)
+        if not ok:
+            await self.vault.pin_failure(
+                keys, self.config.pin_max_attempts, self.config.pin_lockout_s
+            )
+            return await self._deny("pin", "wrong_pin", None, member_id=member_id)
+        await self.vault.pin_success(keys[0])
+        refusal = await self._member_refusal_pin(member_id)
+        if refusal is not None:
+            return await self._deny("pin", refusal, None, member_id=member_id)
+        return await self._unlock("pin", Actor("door", member_id), {}, member_id=member_id)
+
+    def _verify_pin(self, stored: str | None, pin: str) -> bool:
+        # Unknown member or no PIN: spend the same time so timing reveals nothing.
+        target = stored or self.hasher.hash("no-pin-set")
+        try:
+            return bool(self.hasher.verify(target, pin)) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def _member_refusal_pin(self, member_id: str) -> str | None:
+        try:
+            member = await self.core.run_shop(lambda shop: shop.get_member(member_id))
+        except (ShopNotFound, NotFound):
+            return "not_a_member"
+        return None if member.active else "membership_inactive"
+
+    async def _require_member(self, member_id: str) -> None:
+        try:
+            await self.core.run_shop(lambda shop: shop.get_member(member_id))
+        except ShopNotFound:
+            raise UnknownMember(f"member_id: no member {member_id!r}", "member_id") from None
+
+    # -- consent, enrollment, deletion -------------------------------------------------
+    async def grant_consent(
+        self, member_id: str, witness: str, purpose: str, retention_days: int | None = None
+    ) -> Consent:
+        await self._require_member(member_id)
+        days = min(retention_days or self.config.retention_days, self.config.retention_days)
+        return await self.vault.grant_consent(
+            member_id, self.config.consent_text_version, purpose, days, witness
+        )
+
+    async def withdraw_consent(self, member_id: str, witness: str, note: str = "") -> int:
+        n = await self.vault.withdraw_consent(member_id, witness, note or "withdrawn")
+        await self.reload_templates()
+        return n
+
+    async def enroll_photos(
+        self, member_id: str, photos: list[tuple[str, bytes]], by: str
+    ) -> list[str]:
+        await self._require_member(member_id)
+        if await self.vault.active_consent(member_id) is None:
+            raise DoorRefused(
+                f"member {member_id} has no active consent to face access; record it first",
+                field="member_id",
+            )
+        worker = await self.ensure_worker()
+        cfg = self.config
+        vectors = await embeddings_from_photos(
+            worker, photos, cfg.quality, cfg.enroll_min_photos, cfg.enroll_max_photos
+        )
+        ids = await self.vault.enroll(member_id, vectors, by)
+        await self.reload_templates()
+        return ids
+
+    async def on_member_change(self, member_id: str, active: bool, consent: bool | None) -> int:
+        """For the sync engine: membership ended or consent withdrawn elsewhere → destroy."""
+        if consent is False:
+            return await self.withdraw_consent(member_id, "sync", "withdrawn via sync")
+        if not active:
+            n = await self.vault.destroy_templates(member_id, "membership_ended")
+            await self.reload_templates()
+            return n
+        return 0
+
+    async def expire_retention(self, now: float | None = None) -> list[str]:
+        expired = await self.vault.expired_members(self.config.retention_days, now)
+        for member_id in expired:
+            await self.vault.destroy_templates(member_id, "retention_expired")
+        if expired:
+            await self.reload_templates()
+        return expired
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                gone = await self.expire_retention()
+                if gone:
+                    log.info("retention expired for %d member(s): templates destroyed", len(gone))
+            except Exception:
+                log.exception("retention check failed")
+            await asyncio.sleep(self.config.retention_check_s)
+
+    async def export(self, member_id: str) -> dict[str, Any]:
+        member: dict[str, Any] | None = None
+        with contextlib.suppress(ShopNotFound, NotFound):
+            record = await self.core.run_shop(lambda shop: shop.get_member(member_id))
+            member = record.to_json()
+        data = await self.vault.export(member_id)
+        if member is None and not data["consent_history"] and not data["door_events"]:
+            raise UnknownMember(f"member_id: nothing stored about {member_id!r}", "member_id")
+        return {"member_id": member_id, "member": member, **data}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "door": self._door_id,
+            "camera": str(self.source) if self.source is not None else None,
+            "vision": "down" if self._vision_down else "ok",
+            "enrolled_members": self.decider.matcher.member_count,
+            "liveness": self.config.liveness.mode,
+            "cooling_down": self.cooling_down,
+            "worker_restarts": self.worker.restarts,
+        }
+
+
+def door_or_unavailable(core: EdgeCore) -> DoorService:
+    door = registry.door_for(core)
+    if door is None:
+        raise DoorUnavailable("no [door] section in the site config, or it is not running")
+    return door
+
+
+def _rounded(latency: dict[str, float] | None) -> dict[str, float] | None:
+    return None if latency is None else {k: round(v, 2) for k, v in latency.items()}
+
+
+def _empty() -> Any:
+    import numpy as np
+
+    return np.empty((0, 128), dtype=np.float32)
