@@ -96,12 +96,14 @@ class _SqliteTx(Tx):
             if match:
                 raise _unique_conflict(match.group(1)) from exc
             raise StorageFailure(str(exc)) from exc
+        except sqlite3.OperationalError as exc:  # disk full, I/O error, locked
+            raise StorageFailure(str(exc)) from exc
 
     def all(self, sql: str, params: Params = ()) -> list[Row]:
         try:
             cur = self._conn.execute(sql, tuple(params))
             return [dict(r) for r in cur.fetchall()]
-        except sqlite3.IntegrityError as exc:
+        except (sqlite3.IntegrityError, sqlite3.OperationalError) as exc:
             raise StorageFailure(str(exc)) from exc
 
 
