@@ -44,7 +44,6 @@ def prepare_shop(shop: Shop) -> str:
 
 
 async def run(data_dir: Path, sync: SqliteSync, seconds: float | None) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
     shop = Shop(SqliteDatabase(str(data_dir / "shop.db"), synchronous=sync), ShopConfig("edge-1"))
     member_id = prepare_shop(shop)
     store = Store(data_dir / "edge.db")
@@ -76,4 +75,5 @@ if __name__ == "__main__":
     ap.add_argument("--sync", default="FULL", choices=["NORMAL", "FULL"])
     ap.add_argument("--seconds", type=float)
     args = ap.parse_args()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(run(args.data_dir, args.sync, args.seconds))

@@ -155,9 +155,10 @@ def tiny_filesystem(where: Path, size_kib: int) -> Iterator[Path]:
 
 
 def _fill_orders(shop: Shop, member_id: str, acked: list[str], limit: int) -> Exception | None:
+    order = {"items": [{"product": "serum", "quantity": 1}]}
     for _ in range(limit):
         try:
-            acked.append(shop.create_order(member_id, {"items": [{"product": "serum", "quantity": 1}]}).id)  # fmt: skip
+            acked.append(shop.create_order(member_id, order).id)
         except Exception as exc:
             return exc
     return None
