@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from edge.api.models import CommandBody, LoginBody, NewUserBody, PairBody, UserPatchBody
+from edge.api.routes_door import BODIES as DOOR_BODIES
+from edge.api.routes_door import door_paths
 from edge.api.shop_openapi import SHOP_PATHS, shop_schemas
 
 API_VERSION = "1"
@@ -200,9 +202,6 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(422,),
         )
     },
-    "/api/v1/door-events": {
-        "get": _op("Door events (lock commands and alerts for now)", params=[LIMIT], errors=(422,))
-    },
 }
 
 _ERROR_NAMES = {
@@ -221,7 +220,7 @@ _ERROR_NAMES = {
 
 def openapi_document(site_id: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
-    for model in (LoginBody, CommandBody, PairBody, NewUserBody, UserPatchBody):
+    for model in (LoginBody, CommandBody, PairBody, NewUserBody, UserPatchBody, *DOOR_BODIES):
         schemas[model.__name__] = model.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
@@ -236,7 +235,7 @@ def openapi_document(site_id: str) -> dict[str, Any]:
             'Errors: {"error": {"code", "message", "field"}}.',
         },
         "servers": [{"url": "/"}],
-        "paths": {**PATHS, **SHOP_PATHS},
+        "paths": {**PATHS, **SHOP_PATHS, **door_paths(_op, _param, LIMIT)},
         "components": {
             "schemas": schemas,
             "responses": {

@@ -1,4 +1,4 @@
-"""Rooms, scenes, device commands, the command log and door events.
+"""Rooms, scenes, device commands and the command log (door events: routes_door).
 
 Tablets see only their own room, never lock devices: a room token can set
 lights and climate within the limits and run scenes that do not unlock a
@@ -15,7 +15,7 @@ from aiohttp import web
 from drivers.model import DeviceKind
 from edge.api.auth import Principal, audit, principal, require_room, require_staff
 from edge.api.errors import ApiError, read_json
-from edge.api.keys import CORE, WS_HUB
+from edge.api.keys import CORE
 from edge.api.models import CommandBody, parse_body
 from edge.api.routes_auth import query_limit
 from edge.core import DeviceOutcome, EdgeCore, Room
@@ -167,21 +167,3 @@ async def command_log(request: web.Request) -> web.Response:
     device = request.query.get("device_id")
     rows = await core_of(request).store.commands(device_id=device, limit=query_limit(request))
     return web.json_response({"commands": rows})
-
-
-@routes.get("/api/v1/door-events")
-async def door_events(request: web.Request) -> web.Response:
-    """Lock commands and alerts, newest first (real door events come with the door feature)."""
-    require_staff(request)
-    limit = query_limit(request)
-    core = core_of(request)
-    events: list[dict[str, Any]] = []
-    for room in core.rooms():
-        for cfg in room.config.devices:
-            if cfg.kind is DeviceKind.LOCK:
-                rows = await core.store.commands(device_id=f"{room.id}/{cfg.id}", limit=limit)
-                events.extend({"type": "lock_command", "room_id": room.id, **r} for r in rows)
-    for alert in request.app[WS_HUB].recent_alerts():
-        events.append({"type": "alert", **alert})
-    events.sort(key=lambda e: str(e.get("ts", "")), reverse=True)
-    return web.json_response({"events": events[:limit]})

@@ -14,9 +14,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
+import hmac
 import logging
 import math
+import os
 import random
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,7 @@ from vision.worker import VisionWorker
 log = logging.getLogger(__name__)
 RELOCK = Actor("door", "relock")
 PIN_DIGITS = (4, 8)
+KEYPAD_TOKEN_FILE = "door-keypad.token"
 
 
 def _finite(value: float | None) -> float | None:
@@ -80,6 +85,7 @@ class DoorService:
         self._quiet_until = 0.0
         self._vision_down = False
         self._worker_started = False
+        self._keypad_hash = ""
         self._started = False
         self._stopped = False
 
@@ -89,6 +95,7 @@ class DoorService:
             return
         self._started = True
         await self.vault.open()
+        self._keypad_hash = await asyncio.to_thread(self._keypad_token_hash)
         await self.reload_templates()
         registry.register(self.core, self)
         spawn = self._tasks.append
@@ -123,6 +130,19 @@ class DoorService:
             await self.source.stop()
         await self.worker.stop()
         await self.vault.close()
+
+    def _keypad_token_hash(self) -> str:
+        """The door keypad's token: generated once into a 0600 file in the data dir."""
+        path = self.vault.data_dir / KEYPAD_TOKEN_FILE
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        return hashlib.sha256(path.read_text().strip().encode()).hexdigest()
+
+    def keypad_ok(self, token: str) -> bool:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return bool(token) and hmac.compare_digest(digest, self._keypad_hash)
 
     async def ensure_worker(self) -> VisionWorker:
         if not self._worker_started:

@@ -97,6 +97,9 @@ class Vault:
             )
         )
 
+    async def consent_history(self, member_id: str) -> list[dict[str, Any]]:
+        return await self._call(lambda: self.door.consent_history(member_id))
+
     async def active_consent(self, member_id: str) -> Consent | None:
         return await self._call(lambda: self.door.active_consent(member_id))
 
