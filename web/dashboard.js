@@ -103,7 +103,12 @@ const CoreSyncDashboard = (() => {
     ], data.entries));
   } });
 
-  function register(spec) { pages[spec.id] = spec; }
+  // A page may also take live events: spec.onEvent(msg) while it is shown.
+  function register(spec) {
+    pages[spec.id] = spec;
+    const link = document.querySelector(`#nav a[data-page="${spec.id}"]`);
+    if (link) { link.classList.remove("soon"); link.removeAttribute("title"); }
+  }
 
   async function show(id) {
     const spec = pages[id] || pages.rooms;
@@ -128,6 +133,8 @@ const CoreSyncDashboard = (() => {
     } else if (msg.type === "alert") {
       flash(`Alert: ${msg.data.message || msg.data.kind || "see door events"}`);
     }
+    const spec = pages[current];
+    if (spec && spec.onEvent) spec.onEvent(msg);
   }
 
   // -- session ---------------------------------------------------------------------
@@ -168,5 +175,5 @@ const CoreSyncDashboard = (() => {
   window.addEventListener("hashchange", () => { if (me) show(location.hash.slice(1)); });
 
   enter();
-  return { register, show, get current() { return current; } };
+  return { register, show, call, flash, table, get current() { return current; } };
 })();
