@@ -33,7 +33,13 @@ from edge.door import registry
 from edge.door.config import DoorConfig
 from edge.door.decision import Attempt, DoorDecider, verdict_summary
 from edge.door.enroll import embeddings_from_photos
-from edge.door.errors import DoorRefused, DoorUnavailable, PinThrottled, UnknownMember
+from edge.door.errors import (
+    ConsentRequired,
+    DoorRefused,
+    DoorUnavailable,
+    PinThrottled,
+    UnknownMember,
+)
 from edge.door.store import Consent, DoorEvent
 from edge.door.vault import Vault
 from edge.errors import NotFound
@@ -406,7 +412,7 @@ class DoorService:
     ) -> list[str]:
         await self._require_member(member_id)
         if await self.vault.active_consent(member_id) is None:
-            raise DoorRefused(
+            raise ConsentRequired(
                 f"member {member_id} has no active consent to face access; record it first",
                 field="member_id",
             )
