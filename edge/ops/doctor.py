@@ -149,7 +149,10 @@ def check_data_dir(data_dir: Path) -> list[Check]:
     if not data_dir.exists():
         parent = next((p for p in data_dir.parents if p.exists()), Path("/"))
         if os.access(parent, os.W_OK):
-            return [Check(name, "WARN", "does not exist yet; created on first start")]
+            return [
+                Check(name, "WARN", "does not exist yet; created on first start"),
+                check_disk(parent),
+            ]
         return [
             Check(
                 name,
