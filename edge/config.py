@@ -26,6 +26,7 @@ from drivers.mqtt.config import (
     Zigbee2MqttDeviceConfig,
 )
 from edge.api.settings import ApiSettings
+from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
 from edge.tomlpos import locate
 from sync.config import CloudSyncConfig
@@ -133,6 +134,9 @@ class SiteConfig(StrictModel):
     api: ApiSettings = Field(
         default_factory=ApiSettings, description="LAN API for room tablets and staff."
     )
+    door: DoorConfig | None = Field(
+        None, description="Entrance door: face access, keypad PIN, consent retention."
+    )
     cloud: CloudSyncConfig | None = Field(
         None,
         description="Cloud API to sync pickup orders and concierge requests with; "
@@ -155,6 +159,8 @@ class SiteConfig(StrictModel):
                     raise ValueError(
                         f"device {room.id}/{device.id} uses MQTT but there is no [mqtt] section"
                     )
+        if self.door is not None:
+            check_door_against_rooms(self.door, self.rooms)
         return self
 
     def room(self, room_id: str) -> RoomConfig | None:

@@ -19,7 +19,12 @@ from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, Modbus
 from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbee2MqttDeviceConfig
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
+from edge.door.config import DoorConfig
 from sync.config import CloudSyncConfig
+from vision.liveness import LivenessConfig
+from vision.matcher import AgreementConfig, MatchConfig
+from vision.quality import QualityConfig
+from vision.worker import WorkerConfig
 
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[site]", SiteInfo, "Who and where this controller is."),
@@ -43,6 +48,12 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[[rooms.scenes]]", SceneConfig, "A scene of the room."),
     ("rooms.scenes.devices.<device id>", SceneAction, "What a scene sets on one device."),
     ("[api]", ApiSettings, "The LAN API for room tablets and staff (docs/api.md)."),
+    ("[door]", DoorConfig, "The entrance door: face access, keypad PIN, consent retention."),
+    ("[door.match]", MatchConfig, "When a face counts as a member (1:N)."),
+    ("[door.agreement]", AgreementConfig, "Frames that must agree on one member."),
+    ("[door.liveness]", LivenessConfig, "Liveness evidence required before an unlock."),
+    ("[door.worker]", WorkerConfig, "The inference worker process."),
+    ("[door.quality]", QualityConfig, "Enrollment photo quality gate."),
     ("[cloud]", CloudSyncConfig, "Sync with the cloud API (docs/sync.md); unset: stand-alone."),
 ]
 

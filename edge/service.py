@@ -165,6 +165,11 @@ class EdgeService:
                     spawn("cloud-sync", run_sync_job(self.shop, self.config.cloud))
                 for name, factory in self._extra:
                     spawn(name, factory(core))
+                if self.config.door is not None:
+                    from edge.door.service import DoorService
+
+                    door = DoorService(core, self.config.door, self.data_dir)
+                    spawn("door", door.run())
                 if self.with_api:
                     # Last to start, first to stop: no request finds a stopped part.
                     self.api = ApiServer(core, data_dir=self.data_dir, settings=self.api_settings)
