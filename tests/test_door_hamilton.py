@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from edge.door.enroll import embeddings_from_photos
 from vision.matcher import Matcher
@@ -31,9 +32,9 @@ async def test_hamilton_clip_recognises_only_the_enrolled(shared_faces: Path) ->
             vectors.append(found)
         matcher = Matcher(ids, np.concatenate(vectors))
 
-        def frames() -> list[np.ndarray]:  # type: ignore[type-arg]
+        def frames() -> list[npt.NDArray[np.uint8]]:
             cap = cv2.VideoCapture(str(clip))
-            out = []
+            out: list[npt.NDArray[np.uint8]] = []
             while True:
                 ok, image = cap.read()
                 if not ok:
