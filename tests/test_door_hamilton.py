@@ -39,7 +39,7 @@ async def test_hamilton_clip_recognises_only_the_enrolled(shared_faces: Path) ->
                 ok, image = cap.read()
                 if not ok:
                     return out
-                out.append(image)
+                out.append(np.asarray(image, np.uint8))
 
         images = await asyncio.to_thread(frames)
         recognised: dict[str, int] = {}
