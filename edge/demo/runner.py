@@ -19,6 +19,7 @@ from edge.config import SiteConfig, validate_data
 from edge.demo import demo_site_text
 from edge.demo.broker import EmbeddedBroker, broker_answers, free_port
 from edge.service import EdgeService
+from edge.shop.demo_seed import seed_demo_shop
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ class DemoSite:
             with_api=self.http_port is not None,
             api_settings=cfg.api.model_copy(update={"port": self.http_port or 0}),
         )
-        await self.service.start()
+        core = await self.service.start()
+        # The same real-looking catalogue and members as the cloud demo.
+        await core.run_shop(seed_demo_shop)
         log.info(
             "demo site %s up: MQTT %s:%d%s, Modbus gateway 127.0.0.1:%d, data in %s",
             cfg.site.id,
