@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drivers.modbus.bus import ModbusBus
 from drivers.modbus.config import ModbusDeviceConfig
@@ -24,6 +25,7 @@ from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import build_mqtt_device
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
+from edge.attendance import forward_attendance
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.events import EventBus
@@ -34,6 +36,10 @@ from edge.shop.db import open_database
 from edge.shop.service import Shop
 from edge.store import Store
 from sync import run_sync_job
+from sync.client import MemberHook
+
+if TYPE_CHECKING:
+    from edge.door.service import DoorService
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,20 @@ def open_shop(config: SiteConfig, data_dir: Path) -> Shop:
             timezone=config.site.timezone,
         ),
     )
+
+
+def _member_hook(door: DoorService | None) -> MemberHook | None:
+    """A membership end or consent withdrawal from the cloud destroys that
+    member's face templates here at once."""
+    if door is None:
+        return None
+
+    async def hook(member_id: str, active: bool, consent: bool) -> None:
+        destroyed = await door.on_member_change(member_id, active, consent)
+        if destroyed:
+            log.info("destroyed %d face templates of member %s (via sync)", destroyed, member_id)
+
+    return hook
 
 
 class EdgeService:
@@ -161,14 +181,21 @@ class EdgeService:
                     spawn("mqtt-bridge", MqttBridge(core, self.mqtt).run())
                 for guard in self.guards:
                     spawn(f"heater-guard-{guard.device.device_id}", guard.run())
-                if self.config.cloud is not None:
-                    spawn("cloud-sync", run_sync_job(self.shop, self.config.cloud))
-                for name, factory in self._extra:
-                    spawn(name, factory(core))
+                door = None
                 if self.config.door is not None:
                     from edge.door.service import DoorService
 
                     door = DoorService(core, self.config.door, self.data_dir)
+                if self.config.cloud is not None:
+                    hook = _member_hook(door)
+                    spawn(
+                        "cloud-sync",
+                        run_sync_job(self.shop, self.config.cloud, on_member_change=hook),
+                    )
+                    spawn("attendance-forward", forward_attendance(core))
+                for name, factory in self._extra:
+                    spawn(name, factory(core))
+                if door is not None:
                     spawn("door", door.run())
                 if self.with_api:
                     # Last to start, first to stop: no request finds a stopped part.
