@@ -24,14 +24,14 @@ SHOP_DB = "shop.db"
 TEMPLATES_DB = "templates.db"
 DATABASES = (EDGE_DB, SHOP_DB, TEMPLATES_DB)
 LOCK_FILE = "coresync-edge.lock"
-KEY_FILE = "vision-master.key"
+KEY_FILE = "door-master.key"  # edge.door.vault.MASTER_KEY
 KEY_CREDENTIAL = "vision-master-key"  # vision.templates.CREDENTIAL_NAME
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def template_key_path(data_dir: Path, key_file: Path | None = None) -> Path | None:
     """Where the template master key is: the systemd credential, else
-    ``key_file``, else ``<data_dir>/vision-master.key``; None when none exists."""
+    ``key_file``, else ``<data_dir>/door-master.key``; None when none exists."""
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     candidates = [Path(cred_dir) / KEY_CREDENTIAL] if cred_dir else []
     candidates += [key_file] if key_file is not None else []
