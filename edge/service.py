@@ -37,6 +37,7 @@ from edge.shop.service import Shop
 from edge.store import Store
 from sync import run_sync_job
 from sync.client import MemberHook
+from sync.schema import migrate_sync
 
 if TYPE_CHECKING:
     from edge.door.service import DoorService
@@ -151,7 +152,7 @@ class EdgeService:
         # Staff password hashes, tokens and member data live here: owner only.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await self.store.open()
-        await asyncio.get_running_loop().run_in_executor(None, self.shop.migrate)
+        await asyncio.get_running_loop().run_in_executor(None, self._migrate_shop)
         for db in (DB_NAME, SHOP_DB_NAME):
             (self.data_dir / db).chmod(0o600)
         self.core = core = self._build()
@@ -160,6 +161,12 @@ class EdgeService:
         await ready
         log.info("edge service for site %s started", self.config.site.id)
         return core
+
+    def _migrate_shop(self) -> None:
+        self.shop.migrate()
+        # The sync tables exist on a stand-alone spa too: its status page and
+        # the outbox of attendance work before a cloud is configured.
+        migrate_sync(self.shop.db)
 
     async def _supervise(self, core: EdgeCore, ready: asyncio.Future[None]) -> None:
         try:

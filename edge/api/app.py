@@ -18,6 +18,7 @@ from edge.api.routes_auth import routes as auth_routes
 from edge.api.routes_door import routes as door_routes
 from edge.api.routes_rooms import routes as room_routes
 from edge.api.routes_shop import routes as shop_routes
+from edge.api.routes_sync import routes as sync_routes
 from edge.api.routes_tablets import routes as tablet_routes
 from edge.api.settings import ApiSettings
 from edge.api.ws import WsHub, websocket
@@ -50,6 +51,7 @@ def create_app(
     app.add_routes(tablet_routes)
     app.add_routes(shop_routes)
     app.add_routes(door_routes)
+    app.add_routes(sync_routes)
     app.router.add_get("/api/v1/ws", websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)

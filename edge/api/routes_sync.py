@@ -1,0 +1,48 @@
+"""Sync status for staff: last success, queue depth, last error, items
+needing attention (oversells, cancel-vs-pickup races, rejected changes).
+
+``GET /api/v1/sync/status`` answers on a stand-alone spa too (``enabled``
+false), so the dashboard can say so instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from edge.api.auth import require_staff
+from edge.api.keys import CORE
+from edge.core import EdgeCore
+from sync import sync_status
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/sync/status")
+async def status(request: web.Request) -> web.Response:
+    require_staff(request)
+    core: EdgeCore = request.app[CORE]
+    cloud = core.config.cloud
+    body: dict[str, Any] = {
+        "enabled": cloud is not None,
+        "cloud": cloud.base_url if cloud is not None else None,
+        "node_id": cloud.node_id if cloud is not None else None,
+    }
+    if core.shop is not None:
+        body.update(await core.run_shop(sync_status))
+    return web.json_response(body, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)  # timestamps and decimals as text
+
+
+def sync_paths(op: Any) -> dict[str, dict[str, Any]]:
+    """This module's part of the OpenAPI document."""
+    return {
+        "/api/v1/sync/status": {
+            "get": op("Cloud sync status: last success, queue depth, errors, attention items")
+        }
+    }
