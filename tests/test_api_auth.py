@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import stat
 from pathlib import Path
 
@@ -204,13 +206,31 @@ async def test_malformed_and_invalid_login_bodies(api: ApiSite) -> None:
     assert resp.status == 400
 
 
-async def test_first_start_prints_password_once(
-    mqtt_broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+async def test_first_start_prints_password_once_on_a_terminal(
+    mqtt_broker: Broker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     site = await start_api_site(mqtt_broker, tmp_path)
     try:
         out = capsys.readouterr().out
         password = (tmp_path / INITIAL_PASSWORD_FILE).read_text().strip()
         assert out.count(password) == 1
+    finally:
+        await stop_api_site(site)
+
+
+async def test_first_start_under_a_service_manager_names_only_the_file(
+    mqtt_broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # stdout is a pipe (the journal under systemd): the secret must not go there.
+    site = await start_api_site(mqtt_broker, tmp_path)
+    try:
+        out = capsys.readouterr().out
+        password = (tmp_path / INITIAL_PASSWORD_FILE).read_text().strip()
+        assert password not in out
+        assert str(tmp_path / INITIAL_PASSWORD_FILE) in out
     finally:
         await stop_api_site(site)

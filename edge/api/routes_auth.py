@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 
@@ -234,7 +235,12 @@ async def ensure_admin(store: Store, auth: Auth, data_dir: Path) -> str | None:
         return None
     path = data_dir / INITIAL_PASSWORD_FILE
     await asyncio.get_running_loop().run_in_executor(None, _write_secret, path, password)
-    print(f"coresync-edge: created user 'admin' with password {password} (also in {path})")
+    if sys.stdout.isatty():
+        # Printed once, to a person at a terminal.  Under systemd stdout is the
+        # journal, which must never hold a secret: there only the file is named.
+        print(f"coresync-edge: created user 'admin' with password {password} (also in {path})")
+    else:
+        print(f"coresync-edge: created user 'admin'; its password is in {path} (mode 0600)")
     log.warning("created initial admin account; password written to %s", path)
     return password
 
