@@ -11,8 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge import cli_ops
 from edge.config import load_config
 from edge.errors import ConfigError
+from edge.ops.logging import register_secret, setup_logging
 
 EXAMPLES = """\
 examples:
@@ -20,6 +22,9 @@ examples:
   coresync-edge demo --data-dir /tmp/spa     ... keeping its database in /tmp/spa
   coresync-edge validate-config config/site.example.toml
   coresync-edge run --config /etc/coresync/site.toml
+  coresync-edge sync --config /etc/coresync/site.toml --once
+  coresync-edge backup --data-dir /var/lib/coresync-edge --dest /var/backups/coresync
+  coresync-edge doctor --config /etc/coresync/site.toml
 """
 
 
@@ -31,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--log-format",
+        choices=("kv", "json"),
+        default="kv",
+        help="key=value lines (default) or JSON lines; journald-aware either way",
+    )
     p.add_argument(
         "--validate-config",
         type=Path,
@@ -63,18 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--data-dir", type=Path, help="override storage.data_dir")
     sync.add_argument("--once", action="store_true", help="one full cycle, then exit (cron)")
     sync.add_argument("--status", action="store_true", help="print the sync status and exit")
+    cli_ops.register(sub)
     return p
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
-    # Third-party chatter at INFO is noise for an operator.
-    for noisy in ("amqtt", "pymodbus", "transitions"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def validate_config(path: Path) -> int:
@@ -114,6 +115,9 @@ async def _run(config_path: Path, data_dir: Path | None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+    if cfg.mqtt is not None:
+        # Never in a log line, whatever a library prints about its connection.
+        register_secret(cfg.mqtt.resolve_password())
     service = EdgeService(cfg, data_dir=data_dir)
     notifier = Notifier()
     interval = watchdog_interval()
@@ -146,7 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "validate-config":
         return validate_config(args.file)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
+    for noisy in ("amqtt", "pymodbus", "transitions"):
+        # Third-party chatter at INFO is noise for an operator.
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    code = cli_ops.dispatch(args)
+    if code is not None:
+        return code
     if args.command == "run":
         return asyncio.run(_run(args.config, args.data_dir))
     if args.command == "sync":

@@ -24,7 +24,7 @@ from drivers.errors import (
     TransportError,
     UnsupportedCommand,
 )
-from drivers.model import Command, Device, DeviceSnapshot, iter_fields
+from drivers.model import Command, Device, DeviceSnapshot, LockCommand, iter_fields
 from edge.config import RoomConfig, SiteConfig
 from edge.errors import NotFound
 from edge.events import EventBus
@@ -251,7 +251,15 @@ class EdgeCore:
         fields = {k: (v.value if hasattr(v, "value") else v) for k, v in iter_fields(command)}
         await self.store.log_command(
             CommandRecord(
-                actor.kind, actor.id, device.device_id, fields, result, detail, elapsed, scene_id
+                actor.kind,
+                actor.id,
+                device.device_id,
+                fields,
+                result,
+                detail,
+                elapsed,
+                scene_id,
+                durable=isinstance(command, LockCommand),
             )
         )
         room_id = device.device_id.split("/", 1)[0]

@@ -30,6 +30,7 @@ from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.events import EventBus
 from edge.mqtt_bridge import MqttBridge
+from edge.ops.layout import DataDirLock
 from edge.safety import HeaterGuard
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
@@ -111,6 +112,7 @@ class EdgeService:
         self._pending_event = asyncio.Event()
         self._started = False
         self._stopped = False
+        self._lock = DataDirLock(self.data_dir)
 
     def add_service(self, name: str, factory: ExtraService) -> None:
         """Run ``factory(core)`` as a supervised task (call before start)."""
@@ -151,6 +153,8 @@ class EdgeService:
         self._started = True
         # Staff password hashes, tokens and member data live here: owner only.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # One daemon per data dir; `restore` relies on this lock too.
+        self._lock.acquire()
         await self.store.open()
         await asyncio.get_running_loop().run_in_executor(None, self._migrate_shop)
         for db in (DB_NAME, SHOP_DB_NAME):
@@ -241,6 +245,7 @@ class EdgeService:
             self.core.close()
         self.shop.db.close()
         await self.store.close()
+        self._lock.release()
         log.info("edge service stopped")
 
     # -- state persistence ------------------------------------------------------------

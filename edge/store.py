@@ -10,6 +10,7 @@ durability rule for power loss is in docs/durability.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import sqlite_utils
 from drivers.model import DeviceSnapshot
 from edge.errors import StorageError
 from edge.migrations import migrate
+from edge.ops.durability import durable_write
 from edge.serialize import snapshot_from_dict, snapshot_to_dict
 
 T = TypeVar("T")
@@ -76,6 +78,7 @@ class CommandRecord:
     detail: str | None = None
     duration_ms: float | None = None
     scene_id: str | None = None
+    durable: bool = False  # door lock commands: must survive a power cut
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -199,6 +202,10 @@ class Store:
     # -- command log -----------------------------------------------------------
     async def log_command(self, rec: CommandRecord) -> int:
         def insert(conn: sqlite3.Connection) -> int:
+            with durable_write(conn) if rec.durable else contextlib.nullcontext(conn):
+                return _insert(conn)
+
+        def _insert(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "INSERT INTO command_log (ts, actor_kind, actor_id, device_id, scene_id, command,"
                 " result, detail, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",

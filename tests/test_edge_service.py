@@ -334,3 +334,11 @@ async def test_stop_twice_and_offline_status(mqtt_broker: Broker, tmp_path: Path
             async for msg in client.messages:
                 assert msg.payload == b"offline"
                 break
+
+
+async def test_one_daemon_per_data_dir(site: Site, tmp_path: Path) -> None:
+    from edge.ops.errors import DataDirBusy
+
+    second = EdgeService(site.config, data_dir=tmp_path, with_api=False)
+    with pytest.raises(DataDirBusy):
+        await second.start()

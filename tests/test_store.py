@@ -170,3 +170,36 @@ def test_kill_9_during_writes_loses_nothing_committed(tmp_path: Path) -> None:
         last_acked = max(last_acked, acked)
         conn.close()
     assert last_acked > 0
+
+
+async def test_lock_commands_are_written_with_full_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    import edge.store
+    from edge.ops.durability import durable_write, get_synchronous
+
+    levels: list[str] = []
+
+    @contextlib.contextmanager
+    def recording(conn: sqlite3.Connection):  # type: ignore[no-untyped-def]
+        with durable_write(conn):
+            levels.append(get_synchronous(conn))
+            yield conn
+
+    monkeypatch.setattr(edge.store, "durable_write", recording)
+    store = Store(tmp_path / "edge.db")
+    await store.open()
+    try:
+        await store.log_command(
+            CommandRecord("door", "m1", "entrance/door", {"locked": False}, "ok", durable=True)
+        )
+        await store.log_command(CommandRecord("staff", "a", "room/light", {"on": True}, "ok"))
+        assert levels == ["FULL"]  # only the lock command, and it ran FULL
+        after = await store.call(get_synchronous)
+        assert after == "NORMAL"  # the connection went back for everything else
+        rows = await store.commands()
+        assert {r["device_id"] for r in rows} == {"entrance/door", "room/light"}
+    finally:
+        await store.close()
