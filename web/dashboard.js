@@ -59,18 +59,7 @@ const CoreSyncDashboard = (() => {
     page.replaceChildren(el("h1", {}, "Rooms"), el("div", { class: "grid" }, data.rooms.map(roomCard)));
   } });
 
-  register({ id: "doors", label: "Door events", render: async (page) => {
-    const data = await call("GET", "/api/v1/door-events?limit=200");
-    if (!data) return;
-    page.replaceChildren(el("h1", {}, "Door events"), table([
-      ["When", (e) => e.ts ? new Date(typeof e.ts === "number" ? e.ts * 1000 : e.ts).toLocaleString() : ""],
-      ["Type", (e) => e.type],
-      ["Door", (e) => e.device_id || e.room_id || ""],
-      ["Who", (e) => e.actor_kind ? `${e.actor_kind}:${e.actor_id}` : ""],
-      ["What", (e) => e.command ? JSON.stringify(e.command) : (e.message || "")],
-      ["Result", (e) => e.result || ""],
-    ], data.events));
-  } });
+  // "doors" (door events) and "members" are registered by door.js and members.js.
 
   register({ id: "tablets", label: "Tablets", render: async (page) => {
     const data = await call("GET", "/api/v1/tablets");
