@@ -20,10 +20,15 @@ from edge.demo import demo_site_text
 from edge.demo.broker import EmbeddedBroker, broker_answers, free_port
 from edge.service import EdgeService
 from edge.shop.demo_seed import seed_demo_shop
+from edge.shop.records import Member
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path(".demo-data")
+REPO = Path(__file__).resolve().parents[2]
+DEMO_CLIP = REPO.parent / "shared" / "faces" / "video" / "short_hamilton_clip.mp4"
+DEMO_PHOTOS = REPO.parent / "shared" / "faces" / "dev" / "alex_lacamoire"  # he is in the clip
+DEMO_SITE_FILE = "demo-site.toml"  # written to the data dir for the door CLI
 
 
 def demo_config(mqtt_host: str, mqtt_port: int, modbus_port: int, data_dir: Path) -> SiteConfig:
@@ -34,6 +39,8 @@ def demo_config(mqtt_host: str, mqtt_port: int, modbus_port: int, data_dir: Path
     for bus in data["modbus_buses"]:
         bus["port"] = modbus_port
     data["storage"] = {"data_dir": str(data_dir)}
+    if DEMO_CLIP.is_file():
+        data["door"]["camera"] = str(DEMO_CLIP)
     return validate_data(data, text, "edge/demo/site.toml")
 
 
@@ -77,6 +84,7 @@ class DemoSite:
         self.zigbee: ZigbeeSimulator | None = None
         self.service: EdgeService | None = None
         self.config: SiteConfig | None = None
+        self.members: dict[str, Member] = {}
 
     async def start(self) -> EdgeService:
         host, port, self.embedded = await select_broker(self.broker_spec)
@@ -97,7 +105,14 @@ class DemoSite:
         )
         core = await self.service.start()
         # The same real-looking catalogue and members as the cloud demo.
-        await core.run_shop(seed_demo_shop)
+        self.members = await core.run_shop(seed_demo_shop)
+        (self.data_dir / DEMO_SITE_FILE).write_text(demo_site_text())
+        if cfg.door is not None and cfg.door.camera is None:
+            log.warning(
+                "demo door has no camera (%s not found): face access is off; "
+                "keypad PIN and staff remote unlock still work",
+                DEMO_CLIP,
+            )
         log.info(
             "demo site %s up: MQTT %s:%d%s, Modbus gateway 127.0.0.1:%d, data in %s",
             cfg.site.id,
@@ -133,8 +148,29 @@ async def run_demo(data_dir: Path | None, http_port: int, broker: str | None) ->
             secret = site.data_dir / "initial-admin-password"
             print(f"  staff dashboard: {service.api.url}  (user admin, password in {secret})")
             print(f"  room tablet:     {service.api.url}tablet")
+        door_banner(site)
         print("Press Ctrl-C to stop.", flush=True)
         await service.wait()
     finally:
         await site.stop()
     return 0
+
+
+def door_banner(site: DemoSite) -> None:
+    """How to give a demo member face access: consent first, then enroll (CLI)."""
+    cfg = site.config
+    if cfg is None or cfg.door is None:
+        return
+    camera = cfg.door.camera or "none (PIN and remote unlock only)"
+    print(f"  entrance door:   camera {camera}")
+    member = next(iter(site.members.values()), None)
+    if member is None:
+        return
+    common = f"--config {site.data_dir / DEMO_SITE_FILE} --data-dir {site.data_dir}"
+    photos = f"{DEMO_PHOTOS}/*" if DEMO_PHOTOS.is_dir() else "a.jpg b.jpg c.jpg"
+    print("  face access is opt-in; to enroll a demo member (e.g. " + member.name + "):")
+    print(
+        f"    coresync-edge members {common} consent {member.id} "
+        "--witness YOUR_NAME --purpose 'door access by face'"
+    )
+    print(f"    coresync-edge enroll {common} --member {member.id} --photos {photos}")
