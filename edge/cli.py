@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edge import cli_ops
 from edge.config import load_config
+from edge.door import cli as door_cli
 from edge.errors import ConfigError
 from edge.ops.logging import register_secret, setup_logging
 
@@ -25,6 +26,8 @@ examples:
   coresync-edge sync --config /etc/coresync/site.toml --once
   coresync-edge backup --data-dir /var/lib/coresync-edge --dest /var/backups/coresync
   coresync-edge doctor --config /etc/coresync/site.toml
+  coresync-edge members --config site.toml consent M-1 --witness ana --purpose "door access"
+  coresync-edge enroll --config site.toml --member M-1 --photos a.jpg b.jpg c.jpg
 """
 
 
@@ -75,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--once", action="store_true", help="one full cycle, then exit (cron)")
     sync.add_argument("--status", action="store_true", help="print the sync status and exit")
     cli_ops.register(sub)
+    door_cli.register(sub)
     return p
 
 
@@ -155,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Third-party chatter at INFO is noise for an operator.
         logging.getLogger(noisy).setLevel(logging.WARNING)
     code = cli_ops.dispatch(args)
+    if code is None:
+        code = door_cli.dispatch(args)
     if code is not None:
         return code
     if args.command == "run":

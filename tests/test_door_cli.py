@@ -36,7 +36,7 @@ class Site:
 
     def argv(self, command: str, *rest: str) -> list[str]:
         files = ["--config", str(self.config), "--data-dir", str(self.data)]
-        return [sys.executable, "-m", "edge.door.cli", command, *files, *rest]
+        return [str(Path(sys.executable).parent / "coresync-edge"), command, *files, *rest]
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -120,6 +120,8 @@ class TemplateStore:
             self._conn = sqlite3.connect(db_path, isolation_level=None)
             self._conn.execute("PRAGMA secure_delete=ON")
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # The CLI works beside the daemon: wait for its writes, do not fail.
+            self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA foreign_keys=ON")
             migrate(self._conn, "vision", STEPS)
         except sqlite3.Error as exc:

@@ -15,6 +15,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,9 @@ class WorkerConfig(StrictModel):
 
 def _child_main(conn: Connection, max_faces: int, num_jitters: int, mesh: bool) -> None:
     """Worker process entry point: load once, then answer (id, image, seq, ts) requests."""
+    # Ctrl-C at a terminal reaches the whole process group; the parent decides
+    # when the worker stops, so the child must not die of SIGINT on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         from vision.pipeline import FaceAnalyzer
 

@@ -35,7 +35,6 @@ from edge.shop.errors import NotFound as ShopNotFound
 from edge.shop.service import Shop
 
 # The daemon may hold a write transaction for a moment; wait for it, not fail.
-BUSY_TIMEOUT_MS = 30_000
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
 
@@ -128,14 +127,7 @@ async def _opened(cfg: SiteConfig, door: DoorConfig, data_dir: Path) -> AsyncIte
     vault = Vault(data_dir, door.master_key_file)
     try:
         await asyncio.to_thread(shop.migrate)
-        await vault.open()
-
-        def patient() -> None:
-            # The stores keep sqlite3's 5 s default; a CLI next to the daemon waits longer.
-            for conn in (vault.door._conn, vault.templates._conn):
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-
-        await vault._call(patient)
+        await vault.open()  # its stores wait 30 s for the daemon's writes
         yield DoorFiles(vault, shop)
     finally:
         await vault.close()

@@ -135,6 +135,8 @@ class DoorStore:
             self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # The CLI works beside the daemon: wait for its writes, do not fail.
+            self._conn.execute("PRAGMA busy_timeout=30000")
             # FULL, not WAL's usual NORMAL: a door event must survive a power cut.
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
