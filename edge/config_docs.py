@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -25,6 +26,8 @@ from vision.liveness import LivenessConfig
 from vision.matcher import AgreementConfig, MatchConfig
 from vision.quality import QualityConfig
 from vision.worker import WorkerConfig
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[site]", SiteInfo, "Who and where this controller is."),
@@ -82,6 +85,9 @@ def _default(info: FieldInfo) -> str:
     if info.default is None or info.default is PydanticUndefined:
         return "unset"
     value = getattr(info.default, "value", info.default)
+    if isinstance(value, Path) and value.is_relative_to(SOURCE_ROOT):
+        # A path inside this checkout: say so, the absolute path is per machine.
+        return f"`{value.relative_to(SOURCE_ROOT)}/` of the source tree"
     return f"`{value}`"
 
 
