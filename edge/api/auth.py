@@ -34,6 +34,7 @@ CSRF_COOKIE = "coresync_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 STAFF_PREFIX = "css_"
 TABLET_PREFIX = "cst_"
+MAX_TOKEN_LENGTH = 256
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Public endpoints ignore any session cookie: a stale cookie must not block a login.
 PUBLIC_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/tablets/pair"})
@@ -113,6 +114,8 @@ class Auth:
             self._cache.pop(token_hash, None)
 
     async def resolve(self, token: str) -> Principal | None:
+        if not well_formed(token):
+            return None
         token_hash = db.digest(token)
         now = time.time()
         cached = self._cache.get(token_hash)
@@ -135,6 +138,12 @@ class Auth:
                 self._cache.clear()
             self._cache[token_hash] = (principal, expires)
         return principal
+
+
+def well_formed(secret: str) -> bool:
+    """Tokens we issue are short URL-safe ASCII.  Anything else (raw non-UTF-8 header
+    bytes arrive as surrogates) is nobody's token, and must not reach hashing."""
+    return secret.isascii() and secret.isprintable() and len(secret) <= MAX_TOKEN_LENGTH
 
 
 def token_from_request(request: web.Request) -> tuple[str | None, bool]:
@@ -177,6 +186,8 @@ def check_csrf(request: web.Request, principal: Principal) -> None:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     ok = (
         bool(sent)
+        and well_formed(sent)
+        and well_formed(cookie)
         and hmac.compare_digest(sent, cookie)
         and principal.csrf_hash is not None
         and hmac.compare_digest(db.digest(sent), principal.csrf_hash)

@@ -102,13 +102,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         http_err = ApiError(code, exc.reason)
         http_err.status = exc.status
         return error_response(http_err)
+    except OSError as exc:
+        if not isinstance(request.match_info.route.resource, web.StaticResource):
+            return _internal(request)
+        # aiohttp's static handler lets ENAMETOOLONG and the like escape: no such file.
+        return error_response(ApiError("not_found", f"no such file: {exc.strerror}", field="path"))
     except Exception:
-        # The incident id ties the client's report to the log line with the traceback.
-        incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error %s on %s %s", incident, request.method, request.path)
-        return error_response(
-            ApiError("internal", f"internal error (incident {incident}); see the controller log")
-        )
+        return _internal(request)
+
+
+def _internal(request: web.Request) -> web.Response:
+    """A 500 whose details stay in the log; the incident id ties the two together."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unhandled error %s on %s %s", incident, request.method, request.path)
+    return error_response(
+        ApiError("internal", f"internal error (incident {incident}); see the controller log")
+    )
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
