@@ -8,6 +8,8 @@ a pymodbus Modbus TCP gateway.  Nothing here is a mock of the daemon's side.
 from __future__ import annotations
 
 import logging
+import shutil
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -167,10 +169,12 @@ def door_banner(site: DemoSite) -> None:
     if member is None:
         return
     common = f"--config {site.data_dir / DEMO_SITE_FILE} --data-dir {site.data_dir}"
+    # `make demo` runs from the venv, which a newcomer's shell may not have on PATH.
+    exe = shutil.which("coresync-edge") or str(Path(sys.executable).parent / "coresync-edge")
     photos = f"{DEMO_PHOTOS}/*" if DEMO_PHOTOS.is_dir() else "a.jpg b.jpg c.jpg"
     print("  face access is opt-in; to enroll a demo member (e.g. " + member.name + "):")
     print(
-        f"    coresync-edge members {common} consent {member.id} "
+        f"    {exe} members {common} consent {member.id} "
         "--witness YOUR_NAME --purpose 'door access by face'"
     )
-    print(f"    coresync-edge enroll {common} --member {member.id} --photos {photos}")
+    print(f"    {exe} enroll {common} --member {member.id} --photos {photos}")
