@@ -1,5 +1,9 @@
-"""LAN API figures on a real site (Mosquitto on 127.0.0.1:1883, simulated
-Zigbee2MQTT devices, real SQLite), printed, not asserted.
+"""LAN API figures on a real site (Mosquitto, simulated Zigbee2MQTT devices,
+real SQLite), printed, not asserted.
+
+Without --broker it starts its own Mosquitto on a free port with
+``set_tcp_nodelay true``, as docs/mqtt.md tells sites to configure theirs: a
+broker with Nagle on holds each small confirmation for ~40 ms.
 
 1. GET /api/v1/rooms/{id} with a valid token: requests/s on one worker, next
    to a bare aiohttp "hello" server in the same run (target >= 50 %).
@@ -8,7 +12,8 @@ Zigbee2MQTT devices, real SQLite), printed, not asserted.
 3. Tablet scene request until every device confirmed, p99 (target <= 30 ms).
 
 The load generator runs in a child process so it does not share the
-server's event loop.  Run: ``.venv/bin/python bench/bench_api.py``.
+server's event loop.  Run: ``.venv/bin/python bench/bench_api.py``
+(``--broker 127.0.0.1:1883`` to use an existing broker instead).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edge.core import Actor  # noqa: E402
-from tests.conftest import Broker  # noqa: E402
+from tests.conftest import Broker, MosquittoProcess  # noqa: E402
 from tests.test_api_support import start_api_site, stop_api_site  # noqa: E402
 
 
@@ -180,9 +185,10 @@ async def bench_scene(site: Any, rounds: int) -> None:
     )
 
 
-async def main(seconds: float) -> None:
+async def main(seconds: float, broker: Broker) -> None:
+    print(f"broker {broker.host}:{broker.port}")
     with tempfile.TemporaryDirectory() as tmp:
-        site = await start_api_site(Broker("127.0.0.1", 1883), Path(tmp))
+        site = await start_api_site(broker, Path(tmp))
         try:
             await bench_get(site, seconds)
             await bench_fanout(site, 50, 100)
@@ -194,11 +200,23 @@ async def main(seconds: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--broker", help="HOST:PORT of an existing broker (default: a private one, TCP_NODELAY)"
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=16, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         print(asyncio.run(load(args.load, args.token, args.seconds, args.concurrency)))
+    elif args.broker:
+        host, _, port = args.broker.rpartition(":")
+        asyncio.run(main(args.seconds, Broker(host, int(port))))
     else:
-        asyncio.run(main(args.seconds))
+        with tempfile.TemporaryDirectory() as broker_dir:
+            mosquitto = MosquittoProcess(Path(broker_dir))
+            mosquitto.start()
+            try:
+                asyncio.run(main(args.seconds, mosquitto.broker))
+            finally:
+                mosquitto.stop()
