@@ -37,6 +37,14 @@ class ShopConfig:
     adult_age: int = 18
 
 
+def where_equal(**columns: Any) -> tuple[str, list[Any]]:
+    """`` WHERE a = ? AND b = ?`` and its parameters, for the columns given a value."""
+    used = {name: value for name, value in columns.items() if value is not None}
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(f"{name} = ?" for name in used), list(used.values())
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

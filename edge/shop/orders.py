@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from edge.shop.base import ShopBase, new_id
+from edge.shop.base import ShopBase, new_id, where_equal
 from edge.shop.catalog import CatalogMixin
 from edge.shop.db import Tx
 from edge.shop.errors import Conflict, InvalidTransition, NotFound, OutOfStock, ValidationFailed
@@ -112,15 +112,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
         page: int = 1,
         page_size: int = 20,
     ) -> Page[Order]:
-        where: list[str] = []
-        params: list[Any] = []
-        if member_id is not None:
-            where.append("member_id = ?")
-            params.append(member_id)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        clause, params = where_equal(member_id=member_id, status=status)
         with self.db.read() as tx:
             total = int(tx.scalar(f"SELECT COUNT(*) AS n FROM orders{clause}", params))
             rows = tx.all(
