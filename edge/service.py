@@ -163,6 +163,16 @@ class EdgeService:
         ready = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(core, ready), name="edge-supervisor")
         await ready
+        if self.api is not None:
+            # "Started" (and systemd's READY=1) means tablets can connect: wait
+            # for the API to listen, unless the supervisor fails first.
+            listening = asyncio.create_task(self.api.ready(), name="edge-api-ready")
+            await asyncio.wait([listening, self._supervisor], return_when=asyncio.FIRST_COMPLETED)
+            if not listening.done():
+                listening.cancel()
+                await asyncio.wait([listening])
+                failure = None if self._supervisor.cancelled() else self._supervisor.exception()
+                raise RuntimeError(f"edge service failed while starting: {failure!r}")
         log.info("edge service for site %s started", self.config.site.id)
         return core
 

@@ -342,3 +342,27 @@ async def test_one_daemon_per_data_dir(site: Site, tmp_path: Path) -> None:
     second = EdgeService(site.config, data_dir=tmp_path, with_api=False)
     with pytest.raises(DataDirBusy):
         await second.start()
+
+
+async def test_start_fails_clearly_when_the_api_port_is_taken(
+    mqtt_broker: Broker, tmp_path: Path
+) -> None:
+    import socket
+
+    from edge.api.settings import ApiSettings
+
+    cfg = make_config(mqtt_broker, free_port())  # no gateway: Modbus just stays offline
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = EdgeService(
+            cfg,
+            data_dir=tmp_path,
+            api_settings=ApiSettings(host="127.0.0.1", port=port, zeroconf=False),
+        )
+        try:
+            with pytest.raises(RuntimeError, match="failed while starting"):
+                await asyncio.wait_for(service.start(), 20)
+        finally:
+            await service.stop()
