@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge import cli_ops
+from edge import cli_admin, cli_ops
 from edge.config import load_config
 from edge.door import cli as door_cli
 from edge.errors import ConfigError
@@ -28,6 +28,7 @@ examples:
   coresync-edge doctor --config /etc/coresync/site.toml
   coresync-edge members --config site.toml consent M-1 --witness ana --purpose "door access"
   coresync-edge enroll --config site.toml --member M-1 --photos a.jpg b.jpg c.jpg
+  coresync-edge users add ana --role manager   (also: events, tablets list|revoke)
 """
 
 
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--status", action="store_true", help="print the sync status and exit")
     cli_ops.register(sub)
     door_cli.register(sub)
+    cli_admin.register(sub)
     return p
 
 
@@ -161,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = cli_ops.dispatch(args)
     if code is None:
         code = door_cli.dispatch(args)
+    if code is None:
+        code = cli_admin.dispatch(args)
     if code is not None:
         return code
     if args.command == "run":
