@@ -72,9 +72,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await ensure_admin(core.store, app[AUTH], app[DATA_DIR])
     hub: WsHub = app[WS_HUB]
     hub.start()
+    app[METRICS].start(core)
     try:
         yield
     finally:
+        await app[METRICS].stop()
         await hub.stop()
 
 

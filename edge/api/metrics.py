@@ -8,9 +8,14 @@ availability and command counts describe the building.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from ipaddress import ip_address
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -19,6 +24,10 @@ from drivers.model import Availability
 from edge.api.auth import require_staff
 from edge.api.keys import CORE, METRICS, SETTINGS
 from edge.core import EdgeCore
+from edge.door import registry
+from edge.events import Event, Subscription
+
+log = logging.getLogger(__name__)
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -39,6 +48,42 @@ class Metrics:
         self.latency_count: dict[str, int] = defaultdict(int)
         self.command_results: dict[str, int] = defaultdict(int)
         self.ws_clients = 0
+        self.door_decisions: dict[tuple[str, str], int] = defaultdict(int)
+        self.command_buckets = [0] * len(BUCKETS)
+        self.command_seconds_sum = 0.0
+        self.command_count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- events (door decisions, command durations) --------------------------------
+    def start(self, core: EdgeCore) -> None:
+        """Count door decisions and command durations from the event bus until stop()."""
+        if self._task is None:
+            subscription = core.events.subscribe(types={"door", "command"}, maxsize=10_000)
+            self._task = asyncio.create_task(self._read(subscription), name="api-metrics-events")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _read(self, subscription: Subscription) -> None:
+        with subscription:
+            async for event in subscription:
+                self.on_event(event)
+
+    def on_event(self, event: Event) -> None:
+        data = event.data
+        if event.type == "door":
+            self.door_decisions[(str(data.get("decision")), str(data.get("method")))] += 1
+        elif event.type == "command" and isinstance(data.get("duration_ms"), int | float):
+            seconds = float(data["duration_ms"]) / 1000.0
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    self.command_buckets[i] += 1
+            self.command_seconds_sum += seconds
+            self.command_count += 1
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, str(status))] += 1
@@ -52,7 +97,14 @@ class Metrics:
     def command_result(self, result: str) -> None:
         self.command_results[result] += 1
 
-    def render(self, core: EdgeCore) -> str:
+    def render(
+        self,
+        core: EdgeCore,
+        sync: dict[str, Any] | None = None,
+        door: dict[str, Any] | None = None,
+    ) -> str:
+        """The exposition text; ``sync`` is ``sync_status`` and ``door`` is
+        ``DoorService.status()``, each None when the site has none."""
         out = [
             "# HELP coresync_api_requests_total HTTP requests by method, route and status.",
             "# TYPE coresync_api_requests_total counter",
@@ -94,7 +146,78 @@ class Metrics:
         ]
         for result, n in sorted(self.command_results.items()):
             out.append(f"coresync_device_commands_total{_labels(result=result)} {n}")
+        out += [
+            "# HELP coresync_device_command_seconds Device command duration, send to confirmed.",
+            "# TYPE coresync_device_command_seconds histogram",
+        ]
+        for bound, n in zip(BUCKETS, self.command_buckets, strict=True):
+            out.append(f"coresync_device_command_seconds_bucket{_labels(le=str(bound))} {n}")
+        out += [
+            f"coresync_device_command_seconds_bucket{_labels(le='+Inf')} {self.command_count}",
+            f"coresync_device_command_seconds_sum {self.command_seconds_sum:.6f}",
+            f"coresync_device_command_seconds_count {self.command_count}",
+            "# HELP coresync_door_decisions_total Door decisions by decision and method.",
+            "# TYPE coresync_door_decisions_total counter",
+        ]
+        for (decision, method), n in sorted(self.door_decisions.items()):
+            labels = _labels(decision=decision, method=method)
+            out.append(f"coresync_door_decisions_total{labels} {n}")
+        out += _door_lines(door) + _sync_lines(sync)
         return "\n".join(out) + "\n"
+
+
+def _door_lines(door: dict[str, Any] | None) -> list[str]:
+    if door is None:
+        return []
+    labels = _labels(door=str(door["door"]))
+    up = int(door.get("vision") != "down")
+    return [
+        "# HELP coresync_vision_worker_up 0 while the door's face recognition is unavailable.",
+        "# TYPE coresync_vision_worker_up gauge",
+        f"coresync_vision_worker_up{labels} {up}",
+        "# HELP coresync_vision_worker_restarts_total Restarts of the vision worker process.",
+        "# TYPE coresync_vision_worker_restarts_total counter",
+        f"coresync_vision_worker_restarts_total{labels} {int(door['worker_restarts'])}",
+        "# HELP coresync_door_cooling_down 1 while face access pauses after failed attempts.",
+        "# TYPE coresync_door_cooling_down gauge",
+        f"coresync_door_cooling_down{labels} {int(bool(door.get('cooling_down')))}",
+    ]
+
+
+def _sync_lines(sync: dict[str, Any] | None) -> list[str]:
+    if sync is None:
+        return []
+    out = [
+        "# HELP coresync_sync_queue_depth Changes waiting to be pushed to the cloud.",
+        "# TYPE coresync_sync_queue_depth gauge",
+        f"coresync_sync_queue_depth {int(sync['queue_depth'])}",
+        "# HELP coresync_sync_attention_open Sync items waiting for staff.",
+        "# TYPE coresync_sync_attention_open gauge",
+        f"coresync_sync_attention_open {int(sync.get('attention_open') or 0)}",
+    ]
+    last = sync.get("last_success")
+    if last:  # never synced: no sample, rather than a made-up age
+        age = time.time() - datetime.fromisoformat(str(last)).astimezone(UTC).timestamp()
+        out += [
+            "# HELP coresync_sync_last_success_age_seconds Seconds since the last full sync.",
+            "# TYPE coresync_sync_last_success_age_seconds gauge",
+            f"coresync_sync_last_success_age_seconds {max(0.0, age):.3f}",
+        ]
+    return out
+
+
+async def _sync_status(core: EdgeCore) -> dict[str, Any] | None:
+    """sync_status at scrape time (a few indexed reads on the shop's threads)."""
+    if core.shop is None or core.config.cloud is None:
+        return None
+    from sync import sync_status
+
+    try:
+        return await core.run_shop(sync_status)
+    except Exception:
+        # A scrape must still answer with the other figures.
+        log.exception("sync status for /metrics failed")
+        return None
 
 
 @web.middleware
@@ -124,8 +247,13 @@ async def metrics_handler(request: web.Request) -> web.Response:
     if not (request.app[SETTINGS].metrics_public_on_loopback and _is_loopback(request.remote)):
         require_staff(request)
     metrics: Metrics = request.app[METRICS]
+    core: EdgeCore = request.app[CORE]
+    door = registry.door_for(core)
+    text = metrics.render(
+        core, await _sync_status(core), door.status() if door is not None else None
+    )
     return web.Response(
-        text=metrics.render(request.app[CORE]),
+        text=text,
         content_type="text/plain",
         headers={"X-Prometheus-Format": "0.0.4"},
     )
