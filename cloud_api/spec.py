@@ -128,6 +128,11 @@ async def read_body(request: web.Request, model: type[BaseModel] | None) -> Any:
     raw = await request.read()  # bounded by the app's client_max_size
     if model is None:
         return None
+    return parse_json_object(raw, model)
+
+
+def parse_json_object(raw: bytes, model: type[BaseModel]) -> Any:
+    """A request body as ``model``: a JSON object (empty body = {}), money as Decimal."""
     if not raw.strip():
         data: Any = {}
     else:

@@ -29,6 +29,7 @@ from cloud_api.spec import (
     EmptyInput,
     Route,
     authenticate,
+    parse_json_object,
 )
 from edge.shop import Forbidden, ValidationFailed
 from edge.shop.inputs import Input, parse
@@ -187,17 +188,7 @@ async def _read_body(request: web.Request, model: type[BaseModel] | None) -> Any
         if size > MAX_SYNC_BODY:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_SYNC_BODY, actual_size=size)
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            data = json.loads(raw, parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError):
-            raise ValidationFailed("body", "not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ValidationFailed("body", "must be a JSON object")
-    return parse(model, data)
+    return parse_json_object(b"".join(chunks), model)
 
 
 def _dumps(value: Any) -> str:
