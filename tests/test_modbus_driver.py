@@ -110,7 +110,10 @@ def tcp_bus_cfg(sim: ModbusSimulator, **kw: Any) -> ModbusTcpBusConfig:
 
 @pytest.fixture
 async def manager(gateway: ModbusSimulator) -> AsyncIterator[ModbusBusManager]:
-    mgr = ModbusBusManager([tcp_bus_cfg(gateway, timeout_s=0.25)])
+    # 0.5 s, the driver's default: the simulator shares this test's event loop
+    # (in asyncio debug mode), and on a loaded 2-core box a healthy answer can
+    # take longer than a tighter timeout now and then.
+    mgr = ModbusBusManager([tcp_bus_cfg(gateway, timeout_s=0.5)])
     yield mgr
     await mgr.stop()
     await mgr.stop()
