@@ -4,9 +4,8 @@ aiohttp's test server with staff users of each role."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from drivers.model import Availability
 from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.api import ApiSettings, create_app
 from edge.api.routes_auth import INITIAL_PASSWORD_FILE
 from edge.config import parse_config
 from edge.core import EdgeCore
-from edge.demo.runner import zigbee_devices
 from edge.service import EdgeService
 from tests.conftest import Broker
+from tests.edge_site import start_edge
+from tests.edge_site import wait_until as wait_until  # other test modules import it here
 
 SITE = """\
 [site]
@@ -154,30 +153,12 @@ class ApiSite:
         return paired
 
 
-async def wait_until(cond: Callable[[], bool], within_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 async def start_api_site(broker: Broker, tmp: Path, **settings: Any) -> ApiSite:
     tag = uuid.uuid4().hex[:8]
     cfg = parse_config(
         SITE.format(site=f"api-{tag}", host=broker.host, port=broker.port, base=f"api-z2m-{tag}")
     )
-    assert cfg.mqtt is not None
-    zigbee = ZigbeeSimulator(
-        broker.host, broker.port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
-    )
-    await zigbee.start()
-    service = EdgeService(cfg, data_dir=tmp, with_api=False)
-    core = await service.start()
-    await wait_until(
-        lambda: all(d.snapshot().availability is Availability.ONLINE for _, d in core.all_devices())
-    )
+    zigbee, service, core = await start_edge(cfg, broker, tmp)
     app = create_app(core, data_dir=tmp, settings=fast_settings(**settings))
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()

@@ -19,10 +19,10 @@ from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.config import SiteConfig, parse_config
 from edge.core import Actor, EdgeCore
 from edge.demo.broker import free_port
-from edge.demo.runner import zigbee_devices
 from edge.errors import LimitViolation, NotFound
 from edge.service import EdgeService
 from tests.conftest import Broker, MosquittoProcess
+from tests.edge_site import start_edge, wait_until
 
 STAFF = Actor("staff", "test")
 
@@ -128,18 +128,7 @@ async def start_site(broker: Broker, tmp: Path, **kw: float) -> Site:
     await gateway.start()
     cfg = make_config(broker, gateway.port, **kw)
     assert cfg.mqtt is not None
-    zigbee = ZigbeeSimulator(
-        broker.host, broker.port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
-    )
-    await zigbee.start()
-    service = EdgeService(cfg, data_dir=tmp, with_api=False)
-    core = await service.start()
-    await wait_until(
-        lambda: all(
-            d.snapshot().availability is Availability.ONLINE for _, d in core.all_devices()
-        ),
-        10,
-    )
+    zigbee, service, core = await start_edge(cfg, broker, tmp)
     return Site(cfg, service, core, zigbee, gateway, broker, cfg.mqtt.zigbee2mqtt_base)
 
 
@@ -147,15 +136,6 @@ async def stop_site(site: Site) -> None:
     await site.service.stop()
     await site.zigbee.stop()
     await site.gateway.stop()
-
-
-async def wait_until(cond: object, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -266,10 +246,14 @@ async def test_scene_over_mqtt_and_retained_room_state(site: Site) -> None:
 
 async def test_state_persisted_to_sqlite(site: Site) -> None:
     await site.core.command("room", "accent", {"on": True, "brightness": 42}, STAFF)
-    await wait_until(lambda: True, 0)
-    await asyncio.sleep(0.2)
-    states = await site.core.store.load_states()
-    assert states["room/accent"].state.brightness == 42  # type: ignore[union-attr]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:  # persistence is asynchronous: poll the file, not a fixed sleep
+        states = await site.core.store.load_states()
+        if states["room/accent"].state.brightness == 42:  # type: ignore[union-attr]
+            break
+        assert loop.time() < deadline, f"state never persisted: {states['room/accent']}"
+        await asyncio.sleep(0.05)
 
 
 async def test_heater_guard_turns_off_above_hard_max(site: Site) -> None:
