@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +16,8 @@ from edge.shop import Shop, ShopConfig, SqliteDatabase
 from edge.shop.testing import MutableClock
 from sync.config import CloudSyncConfig
 from sync.schema import migrate_sync
+from sync.testing import CloudProcess
+from tests.conftest import free_port
 
 PRODUCTS = (
     ("serum", "Rose Serum", "skincare", "40.00", 5),
@@ -50,6 +54,24 @@ def prepare_cloud(shop: Shop, nodes: tuple[str, ...] = ("edge-1",)) -> Cloud:
                                 "tier": tier})  # fmt: skip
         members[who] = m.id
     return Cloud(shop, auth, secrets, members)
+
+
+@contextmanager
+def running_cloud(
+    db_path: Path, nodes: tuple[str, ...] = ("edge-1",), restock: dict[str, int] | None = None
+) -> Iterator[tuple[Cloud, CloudProcess]]:
+    """A prepared SQLite cloud store served by a real ``coresync-cloud`` process."""
+    db = SqliteDatabase(str(db_path))
+    prepared = prepare_cloud(Shop(db), nodes)
+    for slug, quantity in (restock or {}).items():
+        prepared.shop.restock(slug, {"quantity": quantity})
+    proc = CloudProcess(str(db_path), free_port())
+    proc.start()
+    try:
+        yield prepared, proc
+    finally:
+        proc.stop()
+        db.close()
 
 
 def make_edge(path: Path, node: str = "edge-1", clock: MutableClock | None = None) -> Shop:

@@ -15,10 +15,10 @@ import pytest
 
 from edge.config import parse_config
 from edge.service import open_shop
-from edge.shop import Shop, SqliteDatabase
+from edge.shop import Shop
 from sync.testing import CloudProcess
 from tests.conftest import Broker, free_port
-from tests.sync_helpers import Cloud, prepare_cloud
+from tests.sync_helpers import Cloud, running_cloud
 
 EXE = Path(sys.executable).parent / "coresync-edge"
 
@@ -57,15 +57,8 @@ name = "Lobby"
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[tuple[Cloud, CloudProcess]]:
-    db = SqliteDatabase(str(tmp_path / "cloud.db"))
-    prepared = prepare_cloud(Shop(db), ("edge-1",))
-    proc = CloudProcess(str(tmp_path / "cloud.db"), free_port())
-    proc.start()
-    try:
-        yield prepared, proc
-    finally:
-        proc.stop()
-        db.close()
+    with running_cloud(tmp_path / "cloud.db") as running:
+        yield running
 
 
 def write_site(tmp: Path, broker: Broker, url: str) -> Path:

@@ -15,29 +15,28 @@ from pathlib import Path
 
 import pytest
 
-from edge.shop import Shop, SqliteDatabase
+from edge.shop import Shop
 from edge.shop.testing import MutableClock
 from sync.client import SyncClient
 from sync.edge import EdgeSync
 from sync.errors import CloudUnreachable
 from sync.testing import CloudProcess, FaultProxy
-from tests.conftest import REPO, free_port
-from tests.sync_helpers import Cloud, assert_converged, edge_config, make_edge, now, prepare_cloud
+from tests.conftest import REPO
+from tests.sync_helpers import (
+    Cloud,
+    assert_converged,
+    edge_config,
+    make_edge,
+    now,
+    running_cloud,
+)
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[tuple[Cloud, CloudProcess]]:
-    db = SqliteDatabase(str(tmp_path / "cloud.db"))
-    prepared = prepare_cloud(Shop(db))
-    prepared.shop.restock("gua-sha", {"quantity": 100_000})
-    prepared.shop.restock("serum", {"quantity": 50})
-    proc = CloudProcess(str(tmp_path / "cloud.db"), free_port())
-    proc.start()
-    try:
-        yield prepared, proc
-    finally:
-        proc.stop()
-        db.close()
+    restock = {"gua-sha": 100_000, "serum": 50}
+    with running_cloud(tmp_path / "cloud.db", restock=restock) as running:
+        yield running
 
 
 def _orders(shop: Shop, member: str, n: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from edge.shop import Shop, SqliteDatabase
+from edge.shop import Shop
 from edge.shop.testing import MutableClock
 from sync.attention import AttentionItem, list_attention
 from sync.client import SyncClient
@@ -23,29 +23,21 @@ from sync.edge import EdgeSync
 from sync.errors import BiometricDataRefused, CloudUnreachable
 from sync.privacy import biometric_keys
 from sync.testing import CloudProcess, Fault, FaultProxy
-from tests.conftest import free_port
 from tests.sync_helpers import (
     Cloud,
     assert_converged,
     edge_config,
     make_edge,
     now,
-    prepare_cloud,
+    running_cloud,
     snapshot,
 )
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[tuple[Cloud, CloudProcess]]:
-    db = SqliteDatabase(str(tmp_path / "cloud.db"))
-    prepared = prepare_cloud(Shop(db), ("edge-1", "edge-2"))
-    proc = CloudProcess(str(tmp_path / "cloud.db"), free_port())
-    proc.start()
-    try:
-        yield prepared, proc
-    finally:
-        proc.stop()
-        db.close()
+    with running_cloud(tmp_path / "cloud.db", ("edge-1", "edge-2")) as running:
+        yield running
 
 
 @pytest.fixture
