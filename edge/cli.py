@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge import cli_admin, cli_ops
-from edge.config import load_config
+from edge.config import SiteConfig, load_config
 from edge.door import cli as door_cli
 from edge.errors import ConfigError
 from edge.ops.logging import register_secret, setup_logging
@@ -84,13 +84,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def validate_config(path: Path) -> int:
+def _load_or_report(path: Path, *, summary: bool = False) -> SiteConfig | None:
+    """The config, or None after printing each problem (file:line: key path: why)."""
     try:
-        cfg = load_config(path)
+        return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        if summary:
+            print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return None
+
+
+def validate_config(path: Path) -> int:
+    cfg = _load_or_report(path, summary=True)
+    if cfg is None:
         return 2
     devices = sum(len(r.devices) for r in cfg.rooms)
     print(f"{path}: valid (site {cfg.site.id}, {len(cfg.rooms)} rooms, {devices} devices)")
@@ -115,11 +123,8 @@ async def _run(config_path: Path, data_dir: Path | None) -> int:
     from edge.sdnotify import Notifier, watchdog_interval, watchdog_loop
     from edge.service import EdgeService
 
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    cfg = _load_or_report(config_path)
+    if cfg is None:
         return 2
     if cfg.mqtt is not None:
         # Never in a log line, whatever a library prints about its connection.
@@ -186,11 +191,8 @@ def _sync(config_path: Path, data_dir: Path | None, *, once: bool, status: bool)
     from edge.service import open_shop
     from sync import SyncError, sync_once, sync_status
 
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    cfg = _load_or_report(config_path)
+    if cfg is None:
         return 2
     if cfg.cloud is None:
         print(f"{config_path}: no [cloud] section: this site does not sync", file=sys.stderr)
