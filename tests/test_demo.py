@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiomqtt
@@ -72,3 +73,40 @@ def test_demo_command_starts_and_stops_cleanly(tmp_path: Path) -> None:
     assert "edge service stopped" in rest
     assert "Traceback" not in "".join(lines) + rest
     assert (tmp_path / "edge.db").exists()
+
+
+def test_two_demos_on_one_broker_do_not_knock_each_other_off(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "coresync-edge"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = []
+    try:
+        for name in ("a", "b"):
+            procs.append(
+                subprocess.Popen(
+                    [str(exe), "demo", "--data-dir", str(tmp_path / name), "--http-port", "0"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                )
+            )
+        started: list[str] = []
+        for proc in procs:
+            assert proc.stdout is not None
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                if "Press Ctrl-C to stop." in line:
+                    break
+            started.append("".join(lines))
+        time.sleep(2)  # long enough for a client-id fight to show as reconnects
+    finally:
+        outputs = []
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+            outputs.append(out)
+    outputs = [head + tail for head, tail in zip(started, outputs, strict=True)]
+    for out in outputs:
+        assert "MQTT reconnect" not in out, out  # logged only after a lost connection
+        assert "Traceback" not in out

@@ -8,6 +8,7 @@ a pymodbus Modbus TCP gateway.  Nothing here is a mock of the daemon's side.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tomllib
@@ -37,7 +38,11 @@ def demo_config(mqtt_host: str, mqtt_port: int, modbus_port: int, data_dir: Path
     """The built-in site with the broker, gateway port and data dir filled in."""
     text = demo_site_text()
     data: dict[str, Any] = tomllib.loads(text)
-    data["mqtt"].update(host=mqtt_host, port=mqtt_port)
+    # The client id must be unique on the broker: several demos (a newcomer's
+    # and the test suite's) may share 127.0.0.1:1883, and two clients with one
+    # id knock each other off forever.
+    client_id = f"coresync-{data['site']['id']}-{os.getpid()}"
+    data["mqtt"].update(host=mqtt_host, port=mqtt_port, client_id=client_id)
     for bus in data["modbus_buses"]:
         bus["port"] = modbus_port
     data["storage"] = {"data_dir": str(data_dir)}
