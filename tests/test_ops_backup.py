@@ -168,7 +168,8 @@ def test_cli_backup_and_restore(tmp_path: Path) -> None:
     key.write_text(SECRET + "\n")
     cli = [sys.executable, "-m", "edge.cli_ops"]
     base = ["backup", "--data-dir", str(data), "--dest", str(tmp_path / "b"), "--keep", "3"]
-    keyless = subprocess.run([*cli, *base], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    quiet_stdin = {"capture_output": True, "text": True, "stdin": subprocess.DEVNULL}
+    keyless = subprocess.run([*cli, *base], **quiet_stdin)  # type: ignore[call-overload]
     assert keyless.returncode == 1 and "no backup key" in keyless.stderr, keyless.stderr
     done = subprocess.run([*cli, *base, "--backup-key", str(key)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -188,8 +189,16 @@ def test_cli_backup_and_restore(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "new" / "edge.db").is_file()
     bad = subprocess.run(
-        [*cli, "backup", "--data-dir", str(tmp_path / "nothing"), "--dest", str(tmp_path / "b")]
-        + ["--backup-key", str(key)],
+        [
+            *cli,
+            "backup",
+            "--data-dir",
+            str(tmp_path / "nothing"),
+            "--dest",
+            str(tmp_path / "b"),
+            "--backup-key",
+            str(key),
+        ],
         capture_output=True,
         text=True,
     )

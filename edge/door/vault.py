@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.door.errors import ConsentRequired, DoorUnavailable
-from edge.ops import layout
 from edge.door.store import Consent, DoorEvent, DoorStore, iso
+from edge.ops import layout
 from vision.templates import TemplateStore, load_master_key
 
 T = TypeVar("T")

@@ -146,7 +146,8 @@ def check_data_files(data_dir: Path) -> None:
     """Raise :class:`DataFileUnusable` naming the first unusable data file."""
     problems = file_problems(data_dir)
     if problems:
-        more = f" (+{len(problems) - 1} more; run coresync-edge doctor)" if len(problems) > 1 else ""
+        extra = len(problems) - 1
+        more = f" (+{extra} more; run coresync-edge doctor)" if extra else ""
         raise DataFileUnusable(f"cannot use the data dir: {problems[0].line()}{more}")
 
 
