@@ -28,6 +28,7 @@ from drivers.mqtt.config import (
 from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
+from edge.ops.retention import RetentionConfig
 from edge.tomlpos import locate
 from sync.config import CloudSyncConfig
 
@@ -146,6 +147,11 @@ class SiteConfig(StrictModel):
         None,
         description="Cloud API to sync pickup orders and concierge requests with; "
         "unset for a stand-alone spa.",
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="How long the growing tables (command log, audit log, door events, "
+        "failed-login counters) are kept.",
     )
 
     @model_validator(mode="after")

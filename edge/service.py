@@ -31,6 +31,7 @@ from edge.core import EdgeCore
 from edge.events import EventBus
 from edge.mqtt_bridge import MqttBridge
 from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
+from edge.ops.retention import run_retention
 from edge.safety import HeaterGuard
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
@@ -205,6 +206,7 @@ class EdgeService:
                     if runner is not None:
                         spawn(f"device-{device_id}", runner())
                 spawn("state-persist", self._persist_loop())
+                spawn("retention", run_retention(self.store, self.data_dir, self.config.retention))
                 if self.mqtt is not None:
                     spawn("mqtt-bridge", MqttBridge(core, self.mqtt).run())
                 for guard in self.guards:
