@@ -92,3 +92,15 @@ def test_a_read_only_shop_db_is_one_line_naming_it(tmp_path: Path) -> None:
     # Put right, the same data dir starts: nothing was changed by the refusal.
     shop.chmod(0o600)
     assert file_problems(tmp_path / "data") == []
+
+
+def test_data_files_health_names_each_file_for_healthz(tmp_path: Path) -> None:
+    from edge.ops.layout import data_files_health
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_shop(data)
+    sqlite3.connect(data / "door.db").execute("CREATE TABLE t (x)").connection.close()
+    assert data_files_health(data) == {"shop.db": "ok", "door.db": "ok"}
+    (data / "door.db").chmod(0o444)
+    assert data_files_health(data) == {"shop.db": "ok", "door.db": "door.db read-only (mode 444)"}

@@ -108,4 +108,6 @@ def test_backup_timer_runs_the_backup_service() -> None:
     assert timer["OnCalendar"] and timer["Persistent"] == ["true"]
     svc = directives("coresync-edge-backup.service")
     assert " backup " in svc["ExecStart"][0] and "--include-key" not in svc["ExecStart"][0]
+    # The backup key comes from a credential the backup itself never holds.
+    assert [c.split(":")[0] for c in svc["LoadCredential"]] == ["backup-key"]
     assert svc["User"] == ["coresync"]

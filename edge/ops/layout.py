@@ -142,6 +142,19 @@ def file_problems(data_dir: Path, uid: int | None = None) -> list[FileProblem]:
     return out
 
 
+def data_files_health(data_dir: Path) -> dict[str, str]:
+    """Each data file present -> "ok" or why the daemon cannot write it, for
+    ``/healthz`` (blocking stat calls: run it off the event loop)."""
+    problems = file_problems(data_dir)
+    out = {}
+    for f in DATA_FILES:
+        if not (Path(data_dir) / f.name).is_file():
+            continue
+        mine = [p for p in problems if p.path.name.startswith(f.name)]
+        out[f.name] = "; ".join(f"{p.path.name} {p.detail}" for p in mine) or "ok"
+    return out
+
+
 def check_data_files(data_dir: Path) -> None:
     """Raise :class:`DataFileUnusable` naming the first unusable data file."""
     problems = file_problems(data_dir)
