@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 Status = Literal["OK", "WARN", "FAIL"]
+# A secret the config names but the environment does not hold.
+CREDENTIALS_FIX = (
+    "run with --credentials-dir /etc/coresync/credentials (as root) or set the variable"
+)
 
 
 @dataclass(frozen=True)

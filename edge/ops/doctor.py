@@ -23,7 +23,7 @@ from drivers.mqtt.config import MqttBrokerConfig
 from drivers.mqtt.errors import MqttCredentialError
 from edge.config import SiteConfig, load_config
 from edge.errors import ConfigError
-from edge.ops.checks import Check, Status, exit_code
+from edge.ops.checks import CREDENTIALS_FIX, Check, Status, exit_code
 from edge.ops.doctor_devices import (
     check_camera,
     check_cloud,
@@ -44,12 +44,7 @@ async def check_mqtt(cfg: MqttBrokerConfig, timeout: float) -> Check:
     try:
         secret = cfg.resolve_secret()
     except MqttCredentialError as exc:
-        return Check(
-            name,
-            "FAIL",
-            str(exc),
-            "run with --credentials-dir /etc/coresync/credentials (as root) or set the variable",
-        )
+        return Check(name, "FAIL", str(exc), CREDENTIALS_FIX)
     tls = {}
     if cfg.tls:
         tls["tls_params"] = aiomqtt.TLSParameters(

@@ -21,7 +21,7 @@ from drivers.modbus.config import (
     ModbusTcpBusConfig,
 )
 from edge.door.config import DoorConfig
-from edge.ops.checks import Check
+from edge.ops.checks import CREDENTIALS_FIX, Check
 from sync.config import CloudSyncConfig
 
 
@@ -184,12 +184,7 @@ async def check_cloud(cloud: CloudSyncConfig | None, timeout: float) -> Check:
     try:
         secret = cloud.node_secret()
     except SyncConfigError as exc:
-        return Check(
-            name,
-            "FAIL",
-            str(exc),
-            "run with --credentials-dir /etc/coresync/credentials (as root) or set the variable",
-        )
+        return Check(name, "FAIL", str(exc), CREDENTIALS_FIX)
     headers = {"Authorization": node_authorization(cloud.node_id, secret)}
     try:
         async with (
