@@ -51,7 +51,7 @@ async def _seed_edge(store: Store) -> None:
 async def test_each_table_is_pruned_at_its_own_age_and_consent_is_kept(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    _seed_door(data)
+    await asyncio.to_thread(_seed_door, data)
     store = Store(data / "edge.db")
     await store.open()
     try:
@@ -77,8 +77,8 @@ async def test_each_table_is_pruned_at_its_own_age_and_consent_is_kept(tmp_path:
     finally:
         await store.close()
     # Consent records are the proof of consent: never pruned.
-    assert _count(data / "door.db", "consent_records") == 1
-    assert _count(data / "door.db", "door_events") == 0
+    assert await asyncio.to_thread(_count, data / "door.db", "consent_records") == 1
+    assert await asyncio.to_thread(_count, data / "door.db", "door_events") == 0
 
 
 async def test_the_running_service_prunes_with_its_configured_retention(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ async def test_the_running_service_prunes_with_its_configured_retention(tmp_path
     await store.open()
     await _seed_edge(store)
     await store.close()
-    _seed_door(data)
+    await asyncio.to_thread(_seed_door, data)
     cfg = parse_config(
         f"""
 [site]

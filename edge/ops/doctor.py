@@ -94,7 +94,7 @@ async def check_clock(now: datetime | None = None) -> list[Check]:
         )
     else:
         out.append(Check("clock", "OK", f"{now:%Y-%m-%d %H:%M} UTC"))
-    exe = shutil.which("timedatectl")
+    exe = await asyncio.to_thread(shutil.which, "timedatectl")
     if exe is None:
         out.append(Check("ntp", "WARN", "timedatectl not found; cannot tell NTP sync state"))
         return out
@@ -129,13 +129,17 @@ async def check_clock(now: datetime | None = None) -> list[Check]:
     ]
 
 
+def _daemon_running(data_dir: Path) -> bool:
+    return data_dir.exists() and lock_holder(data_dir) is not None
+
+
 # -- all --------------------------------------------------------------------------------
 async def run_checks(
     config_path: Path, *, data_dir: Path | None = None, timeout: float = 3.0
 ) -> list[Check]:
     checks: list[Check] = []
     try:
-        cfg: SiteConfig | None = load_config(config_path)
+        cfg: SiteConfig | None = await asyncio.to_thread(load_config, config_path)
     except ConfigError as exc:
         cfg = None
         problems = "; ".join(exc.problems)
@@ -145,14 +149,14 @@ async def run_checks(
     if cfg is not None:
         checks.append(Check(f"config {config_path}", "OK", f"site {cfg.site.id}"))
         data = data_dir or cfg.storage.data_dir
-        running = data.exists() and lock_holder(data) is not None
+        running = await asyncio.to_thread(_daemon_running, data)
         if cfg.mqtt is not None:
             checks.append(await check_mqtt(cfg.mqtt, timeout))
         for bus in cfg.modbus_buses:
             if isinstance(bus, ModbusTcpBusConfig):
                 reach = await check_modbus_tcp(bus, timeout)
             else:
-                reach = check_serial_port(bus)
+                reach = await asyncio.to_thread(check_serial_port, bus)
             checks.append(reach)
             slaves = [
                 (f"{room.id}/{dev.id}", dev)

@@ -152,7 +152,8 @@ async def check_camera(door: DoorConfig | None, timeout: float, *, daemon_runnin
     from vision.camera import from_uri
 
     try:
-        source = from_uri(door.camera, loop=False, fps=door.camera_fps)
+        # from_uri looks at the path (stat): off the loop.
+        source = await asyncio.to_thread(from_uri, door.camera, False, door.camera_fps)
     except ValueError as exc:
         return Check(name, "FAIL", str(exc), "set door.camera to a device, URL, file or folder")
     await source.start()
