@@ -116,7 +116,11 @@ def _backup_secret(path: Path | None, *, prompt: bool) -> str:
     if prompt and sys.stdin.isatty():
         import getpass
 
-        return bc.check_secret(getpass.getpass("backup key: ").strip(), "(typed)")
+        try:
+            typed = getpass.getpass("backup key: ")
+        except (EOFError, KeyboardInterrupt):
+            raise BackupKeyError("no backup key typed") from None
+        return bc.check_secret(typed.strip(), "(typed)")
     raise BackupKeyError(
         f"no backup key: give --backup-key FILE or load the credential {KEY_CREDENTIAL!r} "
         "(docs/operations.md, Backup key)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -318,3 +319,30 @@ def test_a_damaged_encrypted_chunk_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(RestoreError, match="authentication"):
         restore(made.path, target, secret=SECRET)
     assert list(target.iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="util-linux script(1) gives a terminal")
+def test_restore_asks_for_the_key_on_a_terminal(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _spa_with_members_and_door(data)
+    made = backup(data, tmp_path / "b", secret=SECRET)
+    target = tmp_path / "restored"
+    cmd = f"{sys.executable} -m edge.cli_ops restore {made.path} --data-dir {target}"
+    proc = subprocess.Popen(
+        ["script", "-qec", cmd, "/dev/null"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"backup key: " not in seen:  # type the key only once asked
+        assert time.monotonic() < deadline and proc.poll() is None, seen
+        seen += os.read(proc.stdout.fileno(), 1024)
+    proc.stdin.write(SECRET.encode() + b"\n")
+    proc.stdin.close()
+    rest = proc.stdout.read()
+    assert proc.wait(30) == 0, seen + rest
+    assert SECRET.encode() not in seen + rest  # not echoed
+    assert _rows(target / "door.db", "SELECT count(*) FROM consent_records") == [(2,)]
