@@ -346,3 +346,18 @@ def test_restore_asks_for_the_key_on_a_terminal(tmp_path: Path) -> None:
     assert proc.wait(30) == 0, seen + rest
     assert SECRET.encode() not in seen + rest  # not echoed
     assert _rows(target / "door.db", "SELECT count(*) FROM consent_records") == [(2,)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="restoring for another user needs root")
+def test_a_restore_run_as_root_gives_the_files_the_data_dirs_owner(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _spa_with_members_and_door(data)
+    made = backup(data, tmp_path / "b", secret=SECRET)
+    target = tmp_path / "service-data"
+    target.mkdir(mode=0o700)
+    os.chown(target, 65534, 65534)  # the service user's data dir
+    result = restore(made.path, target, secret=SECRET)
+    assert sorted(result.restored) == ["door.db", "shop.db", "templates.db"]
+    for name in result.restored:
+        st = (target / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600), name
