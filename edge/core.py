@@ -26,9 +26,10 @@ from drivers.errors import (
 )
 from drivers.model import Command, Device, DeviceSnapshot, LockCommand, iter_fields
 from edge.config import RoomConfig, SiteConfig
-from edge.errors import NotFound
+from edge.errors import NotFound, StorageError
 from edge.events import EventBus
 from edge.limits import build_command, check_command
+from edge.spool import WriteSpool
 from edge.serialize import snapshot_to_dict
 from edge.shop.service import Shop
 from edge.store import CommandRecord, Store
@@ -154,6 +155,9 @@ class EdgeCore:
         self.store = store
         self.events = events
         self.command_timeout_s = command_timeout_s
+        # A command log row that could not be written waits here: the command
+        # itself has already gone to the device, so the record must not be lost.
+        self.command_spool: WriteSpool[CommandRecord] = WriteSpool("command-log", store.log_command)
         self._rooms: dict[str, Room] = {}
         for room_cfg in config.rooms:
             local = {d.id: devices[f"{room_cfg.id}/{d.id}"] for d in room_cfg.devices}
@@ -168,6 +172,7 @@ class EdgeCore:
         return await loop.run_in_executor(self._shop_executor, fn, shop)
 
     def close(self) -> None:
+        self.command_spool.close()
         self._shop_executor.shutdown(wait=True)
 
     # -- lookup ------------------------------------------------------------------
@@ -206,11 +211,18 @@ class EdgeCore:
         actor: Actor,
         *,
         timeout: float | None = None,
+        wait_for_log: bool = True,
     ) -> DeviceOutcome:
         """Check, send and log one command.  Refusals before sending raise; driver
-        failures come back as the outcome's ``result``."""
+        failures come back as the outcome's ``result``.
+
+        The log row is written after the send.  If it cannot be written the row
+        is spooled and written when storage returns; with ``wait_for_log`` (the
+        default) :class:`StorageError` is raised after the send so a caller can
+        undo what it cannot record.  Safety actions pass ``wait_for_log=False``:
+        they return as soon as the device confirmed, whatever the disk does."""
         device, typed = self.prepare(room_id, device_id, command)
-        return await self._execute(device, typed, actor, timeout=timeout)
+        return await self._execute(device, typed, actor, timeout=timeout, wait_for_log=wait_for_log)
 
     async def activate_scene(self, room_id: str, scene_id: str, actor: Actor) -> SceneResult:
         room = self.room(room_id)
@@ -238,6 +250,7 @@ class EdgeCore:
         *,
         scene_id: str | None = None,
         timeout: float | None = None,
+        wait_for_log: bool = True,
     ) -> DeviceOutcome:
         started = time.perf_counter()
         detail: str | None = None
@@ -249,25 +262,35 @@ class EdgeCore:
         elapsed = (time.perf_counter() - started) * 1000
         outcome = DeviceOutcome(device.device_id, result, detail, elapsed)
         fields = {k: (v.value if hasattr(v, "value") else v) for k, v in iter_fields(command)}
-        await self.store.log_command(
-            CommandRecord(
-                actor.kind,
-                actor.id,
-                device.device_id,
-                fields,
-                result,
-                detail,
-                elapsed,
-                scene_id,
-                durable=isinstance(command, LockCommand),
-            )
+        record = CommandRecord(
+            actor.kind,
+            actor.id,
+            device.device_id,
+            fields,
+            result,
+            detail,
+            elapsed,
+            scene_id,
+            durable=isinstance(command, LockCommand),
         )
         room_id = device.device_id.split("/", 1)[0]
+        # Published before the log write: what happened at the device is news
+        # whether or not the disk takes the row.
         self.events.publish(
             "command",
             {**outcome.as_dict(), "command": fields, "actor": str(actor), "scene_id": scene_id},
             room_id=room_id,
         )
+        if not wait_for_log or self.command_spool.pending:
+            self.command_spool.add(record)
+            if wait_for_log and self.command_spool.last_error is not None:
+                raise StorageError(f"command log: {self.command_spool.last_error}")
+            return outcome
+        try:
+            await self.store.log_command(record)
+        except StorageError as exc:
+            self.command_spool.add(record, exc)
+            raise
         return outcome
 
     # -- state flow ------------------------------------------------------------------
