@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,14 +24,22 @@ from drivers.errors import (
     TransportError,
     UnsupportedCommand,
 )
-from drivers.model import Command, Device, DeviceSnapshot, LockCommand, iter_fields
+from drivers.model import (
+    ClimateCommand,
+    ClimateMode,
+    Command,
+    Device,
+    DeviceSnapshot,
+    LockCommand,
+    iter_fields,
+)
 from edge.config import RoomConfig, SiteConfig
 from edge.errors import NotFound, StorageError
 from edge.events import EventBus
 from edge.limits import build_command, check_command
-from edge.spool import WriteSpool
 from edge.serialize import snapshot_to_dict
 from edge.shop.service import Shop
+from edge.spool import WriteSpool
 from edge.store import CommandRecord, Store
 
 T = TypeVar("T")
@@ -158,6 +166,13 @@ class EdgeCore:
         # A command log row that could not be written waits here: the command
         # itself has already gone to the device, so the record must not be lost.
         self.command_spool: WriteSpool[CommandRecord] = WriteSpool("command-log", store.log_command)
+        # Heaters: device id -> the guard's hook every heat command passes
+        # through before it is sent (it starts and persists the auto-off clock
+        # and adds the device-side timeout; see edge.safety.heater).
+        self.heat_hooks: dict[str, Callable[[ClimateCommand], Awaitable[ClimateCommand]]] = {}
+        # The last command sent to each device: (actor, fields, monotonic time),
+        # so the heater guard can name who set a value it sees.
+        self.last_commands: dict[str, tuple[Actor, dict[str, Any], float]] = {}
         self._rooms: dict[str, Room] = {}
         for room_cfg in config.rooms:
             local = {d.id: devices[f"{room_cfg.id}/{d.id}"] for d in room_cfg.devices}
@@ -212,8 +227,10 @@ class EdgeCore:
         *,
         timeout: float | None = None,
         wait_for_log: bool = True,
+        force: bool = False,
     ) -> DeviceOutcome:
-        """Check, send and log one command.  Refusals before sending raise; driver
+        """Check, send and log one command.  ``force`` sends even to a device
+        marked offline (the heater guard's safety off).  Refusals before sending raise; driver
         failures come back as the outcome's ``result``.
 
         The log row is written after the send.  If it cannot be written the row
@@ -222,7 +239,9 @@ class EdgeCore:
         undo what it cannot record.  Safety actions pass ``wait_for_log=False``:
         they return as soon as the device confirmed, whatever the disk does."""
         device, typed = self.prepare(room_id, device_id, command)
-        return await self._execute(device, typed, actor, timeout=timeout, wait_for_log=wait_for_log)
+        return await self._execute(
+            device, typed, actor, timeout=timeout, wait_for_log=wait_for_log, force=force
+        )
 
     async def activate_scene(self, room_id: str, scene_id: str, actor: Actor) -> SceneResult:
         room = self.room(room_id)
@@ -251,17 +270,20 @@ class EdgeCore:
         scene_id: str | None = None,
         timeout: float | None = None,
         wait_for_log: bool = True,
+        force: bool = False,
     ) -> DeviceOutcome:
+        command = await self._through_heat_hook(device, command)
         started = time.perf_counter()
         detail: str | None = None
         try:
-            await device.send(command, timeout=timeout or self.command_timeout_s)
+            await device.send(command, timeout=timeout or self.command_timeout_s, force=force)
             result = "ok"
         except DriverError as exc:
             result, detail = _result_of(exc), str(exc) or type(exc).__name__
         elapsed = (time.perf_counter() - started) * 1000
         outcome = DeviceOutcome(device.device_id, result, detail, elapsed)
         fields = {k: (v.value if hasattr(v, "value") else v) for k, v in iter_fields(command)}
+        self.last_commands[device.device_id] = (actor, fields, time.monotonic())
         record = CommandRecord(
             actor.kind,
             actor.id,
@@ -292,6 +314,15 @@ class EdgeCore:
             self.command_spool.add(record, exc)
             raise
         return outcome
+
+    async def _through_heat_hook(self, device: Device, command: Command) -> Command:
+        """Every heat command to a heater, whoever sent it, passes its guard first."""
+        hook = self.heat_hooks.get(device.device_id)
+        if hook is None or not isinstance(command, ClimateCommand):
+            return command
+        if command.mode not in (ClimateMode.HEAT, ClimateMode.AUTO):
+            return command
+        return await hook(command)
 
     # -- state flow ------------------------------------------------------------------
     def on_device_change(self, snap: DeviceSnapshot) -> None:

@@ -67,6 +67,8 @@ def build_command(kind: DeviceKind, values: Mapping[str, Any]) -> Command:
     allowed = set(command_type.__slots__)
     given = {k: v for k, v in values.items() if v is not None}
     unknown = sorted(set(given) - allowed)
+    if "on_time_s" in given:
+        unknown.insert(0, "on_time_s")  # set by the heater guard only, never by a caller
     if unknown:
         raise InvalidCommand(unknown[0], f"does not apply to a {kind}")
     if not given:

@@ -54,7 +54,9 @@ class WriteSpool(Generic[T]):
         if len(self._items) >= self._limit:
             self._items.popleft()
             self.dropped += 1
-            log.error("%s spool full: dropped the oldest record (%d so far)", self.name, self.dropped)
+            log.error(
+                "%s spool full: dropped the oldest record (%d so far)", self.name, self.dropped
+            )
         self._items.append(item)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name=f"spool-{self.name}")

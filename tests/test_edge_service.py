@@ -266,6 +266,8 @@ async def test_heater_guard_turns_off_above_hard_max(site: Site) -> None:
     assert "hard maximum" in event.data["message"]
     heater = site.core.room("sauna").devices["heater"]
     await wait_until(lambda: heater.snapshot().state.mode is ClimateMode.OFF, 10)  # type: ignore[union-attr]
+    # A safety command never waits on its log row: it is written just after.
+    await wait_until(lambda: site.core.command_spool.pending == 0, 10)
     log = await site.core.store.commands(device_id="sauna/heater")
     assert log[0]["actor_kind"] == "safety" and log[0]["command"] == {"mode": "off"}
 

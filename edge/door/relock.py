@@ -111,7 +111,9 @@ class Relocker:
             attempt += 1
             if self.failing is None:
                 self.failing = outcome
-                self._alert("door_relock_failed", f"relock of {self.device.device_id} failed: {outcome}")
+                self._alert(
+                    "door_relock_failed", f"relock of {self.device.device_id} failed: {outcome}"
+                )
             pause = min(RETRY_MAX_S, 0.5 * 2**attempt)
             await asyncio.sleep(pause)
             if self._deadline is not None and self._deadline > loop.time():
@@ -120,7 +122,12 @@ class Relocker:
     async def _send_lock(self) -> str:
         try:
             outcome = await self.core.command(
-                self.room, self.lock, {"locked": True}, RELOCK, timeout=CONFIRM_S, wait_for_log=False
+                self.room,
+                self.lock,
+                {"locked": True},
+                RELOCK,
+                timeout=CONFIRM_S,
+                wait_for_log=False,
             )
         except Exception as exc:  # the relock must keep trying, whatever broke
             log.exception("relocking %s failed", self.device.device_id)

@@ -49,8 +49,8 @@ from edge.door.relock import Relocker
 from edge.door.store import Consent, DoorEvent
 from edge.door.vault import Vault
 from edge.errors import NotFound, StorageError
-from edge.spool import WriteSpool
 from edge.shop.errors import NotFound as ShopNotFound
+from edge.spool import WriteSpool
 from vision.camera import FrameSource, from_uri
 from vision.errors import VisionError, WorkerError
 from vision.matcher import Matcher
