@@ -12,6 +12,7 @@ path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -86,10 +87,8 @@ class Relocker:
             if delay > 0:
                 self._wake.clear()
                 # Re-armed meanwhile (a new unlock, or "now"): look again.
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
                 continue
             await self._lock_until_confirmed()
 

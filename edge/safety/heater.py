@@ -154,9 +154,9 @@ class HeaterGuard:
         if last is not None:
             actor, fields, at = last
             sent = fields.get("target_c")
-            if sent is not None and abs(float(sent) - target_c) < 0.05:
-                if time.monotonic() - at < ATTRIBUTION_S:
-                    return str(actor)
+            recent = time.monotonic() - at < ATTRIBUTION_S
+            if sent is not None and abs(float(sent) - target_c) < 0.05 and recent:
+                return str(actor)
         external = getattr(self.device, "last_external_command", None)
         if external is not None and time.monotonic() - external[0] < ATTRIBUTION_S:
             return f"mqtt (published straight to {external[1]})"
