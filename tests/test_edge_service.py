@@ -91,6 +91,7 @@ name = "Sauna"
   limits.max_target_c = 90
   limits.hard_max_c = 95
   limits.auto_off_minutes = {auto_off}
+  limits.unknown_temp_grace_s = {unknown_grace}
   [[rooms.devices]]
   id = "door"
   kind = "lock"
@@ -110,7 +111,9 @@ class Site:
     base: str
 
 
-def make_config(broker: Broker, modbus_port: int, *, auto_off: float = 60) -> SiteConfig:
+def make_config(
+    broker: Broker, modbus_port: int, *, auto_off: float = 60, unknown_grace: float = 30
+) -> SiteConfig:
     tag = uuid.uuid4().hex[:8]
     text = SITE.format(
         site=f"test-{tag}",
@@ -119,6 +122,7 @@ def make_config(broker: Broker, modbus_port: int, *, auto_off: float = 60) -> Si
         base=f"test-z2m-{tag}",
         modbus_port=modbus_port,
         auto_off=auto_off,
+        unknown_grace=unknown_grace,
     )
     return parse_config(text)
 

@@ -75,7 +75,9 @@ class HeaterGuard:
         self.heating_since: float | None = None  # wall clock: it outlives the process
         self._clock_saved: float | None = None
         self._temp_unknown_since: float | None = None
-        self._alerted = False  # one trip alert per episode, not one per retry
+        # Latched from a trip until the device reports "off": a heater that
+        # comes back (online again, temperature known) is still switched off.
+        self._tripped: str | None = None
         self._offline_alerted = False
         self._corrected: float | None = None
         self._wake = asyncio.Event()
@@ -120,7 +122,9 @@ class HeaterGuard:
         else:
             self.heating_since = None
         if state.mode is ClimateMode.OFF:
-            self._alerted = False
+            self._tripped = None
+        elif self._tripped is not None:
+            return self._tripped
         temp_known = state.current_c is not None and snap.availability is Availability.ONLINE
         if temp_known or not heating:
             self._temp_unknown_since = None
@@ -159,6 +163,8 @@ class HeaterGuard:
                 return str(actor)
         external = getattr(self.device, "last_external_command", None)
         if external is not None and time.monotonic() - external[0] < ATTRIBUTION_S:
+            # One outside command explains one change; the next is someone else's.
+            self.device.last_external_command = None  # type: ignore[attr-defined]
             return f"mqtt (published straight to {external[1]})"
         return "device panel (changed at the heater, not through the edge)"
 
@@ -236,8 +242,8 @@ class HeaterGuard:
             self._corrected = None
 
     async def _turn_off(self, reason: str) -> None:
-        if not self._alerted:
-            self._alerted = True
+        if self._tripped is None:
+            self._tripped = reason
             self.trips += 1
             log.warning("heater %s: turning off: %s", self.device.device_id, reason)
             self._publish_alert("heater_safety_off", reason)
