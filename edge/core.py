@@ -36,7 +36,7 @@ from drivers.model import (
 from edge.config import RoomConfig, SiteConfig
 from edge.errors import NotFound, StorageError
 from edge.events import EventBus
-from edge.limits import build_command, check_command
+from edge.limits import build_command, check_command, effective_command
 from edge.serialize import snapshot_to_dict
 from edge.shop.service import Shop
 from edge.spool import WriteSpool
@@ -216,7 +216,7 @@ class EdgeCore:
         device, cfg = self.device(room_id, device_id)
         typed = command if not isinstance(command, Mapping) else build_command(cfg.kind, command)
         check_command(cfg.kind, cfg.limits, typed)
-        return device, typed
+        return device, effective_command(cfg.limits, typed, device.snapshot().state)
 
     async def command(
         self,

@@ -21,7 +21,7 @@ def heater_warnings(config: SiteConfig, text: str = "", source: str = "<config>"
                 where = f"{source}:{line}" if line else source
                 warnings.append(
                     f"{where}: warning: heater {room.id}/{device.id} has no device-side timer "
-                    "(device_timer = \"none\"): if this daemon dies it stays on until its own "
+                    '(device_timer = "none"): if this daemon dies it stays on until its own '
                     "thermal cut-out or timer acts (docs/deploy.md)"
                 )
     return warnings
