@@ -102,7 +102,7 @@ def effective_command(limits: DeviceLimits, command: Command, state: DeviceState
     if not isinstance(command, LightCommand) or command.on is not True:
         return command
     previous = state if isinstance(state, LightState) else LightState()
-    changes: dict[str, int] = {}
+    changes: dict[str, Any] = {}
     if command.brightness is None:
         level = previous.brightness
         if level is None:

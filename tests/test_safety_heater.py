@@ -107,23 +107,20 @@ async def wait_for(cond: Any, within_s: float, what: str, site: HeaterSite) -> f
     return time.monotonic()
 
 
-async def start_heater_site(
-    broker: Broker, tmp: Path, timer: str, *, honour_on_time: bool = True
-) -> HeaterSite:
+async def start_heater_site(broker: Broker, tmp: Path, timer: str) -> HeaterSite:
     tag = uuid.uuid4().hex[:8]
     site_id, base = f"heat-{tag}", f"heat-z2m-{tag}"
     config = tmp / "site.toml"
-    config.write_text(
-        SITE.format(
-            site=site_id,
-            api_port=free_port(),
-            host=broker.host,
-            port=broker.port,
-            base=base,
-            timer=timer,
-            auto_off=LIMIT_S / 60,
-        )
+    text = SITE.format(
+        site=site_id,
+        api_port=free_port(),
+        host=broker.host,
+        port=broker.port,
+        base=base,
+        timer=timer,
+        auto_off=LIMIT_S / 60,
     )
+    await asyncio.to_thread(config.write_text, text)
     heater = SimulatedZigbeeDevice(DeviceKind.CLIMATE, "sauna_heater")
     zigbee = ZigbeeSimulator(broker.host, broker.port, base=base, devices=[heater], tick_s=0.1)
     await zigbee.start()

@@ -137,12 +137,11 @@ async def test_concurrent_bad_logins_do_not_starve_the_daemon(
     port = free_port()
     config = tmp_path / "site.toml"
     base = f"login-z2m-{tag}"
-    config.write_text(
-        SITE.format(
-            site=f"login-{tag}", api_port=port, host=mqtt_broker.host, port=mqtt_broker.port,
-            base=base,
-        )
+    text = SITE.format(
+        site=f"login-{tag}", api_port=port, host=mqtt_broker.host, port=mqtt_broker.port,
+        base=base,
     )  # fmt: skip
+    await asyncio.to_thread(config.write_text, text)
     zigbee = ZigbeeSimulator(
         mqtt_broker.host,
         mqtt_broker.port,
@@ -156,7 +155,8 @@ async def test_concurrent_bad_logins_do_not_starve_the_daemon(
     try:
         assert daemon.proc is not None
         pid = daemon.proc.pid
-        password = (tmp_path / "data" / INITIAL_PASSWORD_FILE).read_text().strip()
+        password_file = tmp_path / "data" / INITIAL_PASSWORD_FILE
+        password = (await asyncio.to_thread(password_file.read_text)).strip()
         async with aiohttp.ClientSession() as http:
             resp = await http.post(url + LOGIN, json={"username": "admin", "password": password})
             assert resp.status == 200, await resp.text()
@@ -174,7 +174,7 @@ async def test_concurrent_bad_logins_do_not_starve_the_daemon(
                 return time.monotonic() - t0
 
             baseline = [await light_command(10 + i) for i in range(10)]
-            rss_before = peak_rss_mib(pid)
+            rss_before = await asyncio.to_thread(peak_rss_mib, pid)
 
             async def bad_login(i: int) -> int:
                 async with aiohttp.ClientSession() as other:
@@ -186,7 +186,7 @@ async def test_concurrent_bad_logins_do_not_starve_the_daemon(
             during = [await light_command(30 + i) for i in range(10)]
             statuses = await flood
         assert set(statuses) <= {401, 429}, statuses
-        grown = peak_rss_mib(pid) - rss_before
+        grown = await asyncio.to_thread(peak_rss_mib, pid) - rss_before
         # Two hashing slots of 64 MiB each, plus allocator slack: not 50 x 64 MiB.
         assert grown < 2 * 64 + 96, f"peak RSS grew by {grown:.0f} MiB"
         base_ms, during_ms = statistics.median(baseline), statistics.median(during)
