@@ -5,17 +5,13 @@ holding the write lock of edge.db or door.db to inject the fault."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from edge.door.vault import DOOR_DB
 from edge.service import DB_NAME
-from tests.conftest import Broker
 from tests.storage_faults import WriteLock
-from tests.test_api_support import ApiSite, start_api_site, stop_api_site
+from tests.test_api_support import ApiSite
 from tests.test_door_service import (
     door_config,
     door_with,
@@ -24,19 +20,11 @@ from tests.test_door_service import (
     lock_state,
     new_member,
 )
+from tests.test_door_service import site as site
 from vision.camera import ImageFolderSource
 
 RELOCK_S = 1.0
 SLACK_S = 2.0  # the issue's bound: locked within relock + 2 s
-
-
-@pytest.fixture
-async def site(mqtt_broker: Broker, tmp_path: Path) -> AsyncIterator[ApiSite]:
-    s = await start_api_site(mqtt_broker, tmp_path / "site")
-    try:
-        yield s
-    finally:
-        await stop_api_site(s)
 
 
 async def _wait(cond: Any, within_s: float, what: str) -> float:

@@ -10,6 +10,7 @@ bounds: "off at the limit, not a restart's worth later".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 import uuid
@@ -129,24 +130,26 @@ async def start_heater_site(broker: Broker, tmp: Path, timer: str) -> HeaterSite
     return HeaterSite(daemon, zigbee, broker, site_id)
 
 
-@pytest.fixture
-async def no_timer_site(mqtt_broker: Broker, tmp_path: Path) -> AsyncIterator[HeaterSite]:
-    s = await start_heater_site(mqtt_broker, tmp_path, "none")
+@contextlib.asynccontextmanager
+async def heater_site(broker: Broker, tmp: Path, timer: str) -> AsyncIterator[HeaterSite]:
+    s = await start_heater_site(broker, tmp, timer)
     try:
         yield s
     finally:
         await s.daemon.stop(signal.SIGKILL)
         await s.zigbee.stop()
+
+
+@pytest.fixture
+async def no_timer_site(mqtt_broker: Broker, tmp_path: Path) -> AsyncIterator[HeaterSite]:
+    async with heater_site(mqtt_broker, tmp_path, "none") as s:
+        yield s
 
 
 @pytest.fixture
 async def timer_site(mqtt_broker: Broker, tmp_path: Path) -> AsyncIterator[HeaterSite]:
-    s = await start_heater_site(mqtt_broker, tmp_path, "on_time")
-    try:
+    async with heater_site(mqtt_broker, tmp_path, "on_time") as s:
         yield s
-    finally:
-        await s.daemon.stop(signal.SIGKILL)
-        await s.zigbee.stop()
 
 
 def assert_off_at_limit(t0: float, t_off: float) -> None:

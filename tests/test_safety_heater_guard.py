@@ -7,30 +7,23 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
 
-from drivers.model import ClimateMode, ClimateState
+from drivers.modbus.codec import encode_command
+from drivers.modbus.config import ModbusDeviceConfig
+from drivers.model import ClimateCommand, ClimateMode, ClimateState
 from edge.config import parse_config
 from edge.errors import ConfigError
 from tests.conftest import Broker
 from tests.edge_site import wait_until
 from tests.test_edge_service import STAFF, Site, start_site, stop_site
+from tests.test_edge_service import site as site
 
 EXE = Path(sys.executable).with_name("coresync-edge")
-
-
-@pytest.fixture
-async def site(mqtt_broker: Broker, tmp_path: Path) -> AsyncIterator[Site]:
-    s = await start_site(mqtt_broker, tmp_path)
-    try:
-        yield s
-    finally:
-        await stop_site(s)
 
 
 def heater_state(site: Site) -> ClimateState:
@@ -163,3 +156,30 @@ def test_validate_config_warns_about_a_heater_without_device_timer(tmp_path: Pat
     assert out.returncode == 0, out.stderr
     assert "warning: heater sauna/heater has no device-side timer" in out.stderr
     assert f"{site}:13:" in out.stderr
+
+
+def test_modbus_countdown_register_is_written_with_every_heat_command() -> None:
+    cfg = parse_config(
+        MODBUS_HEATER.format(
+            extra='  current_c = { table = "input", address = 0 }\n'
+            '  mode = { table = "holding", address = 0 }\n'
+            '  on_time_s = { table = "holding", address = 5 }'
+        ).replace("heater = true", 'heater = true\n  device_timer = "countdown_register"'),
+        "s",
+    )
+    device = cfg.rooms[0].devices[0]
+    assert isinstance(device, ModbusDeviceConfig) and device.device_timer == "countdown_register"
+    writes = encode_command(
+        ClimateCommand(mode=ClimateMode.HEAT, on_time_s=900), device.registers, device.mode_values
+    )
+    assert ("on_time_s", 5, [900]) in [(w.field, w.address, list(w.values)) for w in writes]
+    # Mapped but not declared: refused, so the config says what protection there is.
+    with pytest.raises(ConfigError, match="device_timer"):
+        parse_config(
+            MODBUS_HEATER.format(
+                extra='  current_c = { table = "input", address = 0 }\n'
+                '  mode = { table = "holding", address = 0 }\n'
+                '  on_time_s = { table = "holding", address = 5 }'
+            ),
+            "s",
+        )
