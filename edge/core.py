@@ -304,8 +304,14 @@ class EdgeCore:
             room_id=room_id,
         )
         if not wait_for_log or self.command_spool.pending:
+            # Queued behind earlier rows, in order.  A waiting caller still
+            # returns only once its row is written (or storage is known down).
             self.command_spool.add(record)
-            if wait_for_log and self.command_spool.last_error is not None:
+            if not wait_for_log:
+                return outcome
+            if self.command_spool.last_error is None:
+                await self.command_spool.flush(timeout=self.command_timeout_s)
+            if self.command_spool.pending and self.command_spool.last_error is not None:
                 raise StorageError(f"command log: {self.command_spool.last_error}")
             return outcome
         try:
