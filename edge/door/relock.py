@@ -127,6 +127,7 @@ class Relocker:
                 RELOCK,
                 timeout=CONFIRM_S,
                 wait_for_log=False,
+                force=True,  # "offline" may be stale: try anyway
             )
         except Exception as exc:  # the relock must keep trying, whatever broke
             log.exception("relocking %s failed", self.device.device_id)
