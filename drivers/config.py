@@ -17,6 +17,16 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DeviceTimer = Literal["none", "on_time", "countdown_register"]
 
 
+class LocatedError(ValueError):
+    """A cross-field problem that knows where it is: ``loc`` is the key path
+    (relative to the model whose validator raised it) of the offending value,
+    so the site config's error message can name its file line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class StrictModel(BaseModel):
     """Base for config models: unknown keys are errors, values are frozen."""
 

@@ -30,7 +30,8 @@ from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.events import EventBus
 from edge.mqtt_bridge import MqttBridge
-from edge.ops.layout import DataDirLock
+from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
+from edge.ops.retention import run_retention
 from edge.safety import HeaterGuard
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
@@ -45,8 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "edge.db"
-SHOP_DB_NAME = "shop.db"
+DB_NAME = EDGE_DB  # edge.ops.layout.DATA_FILES is the one list
+SHOP_DB_NAME = SHOP_DB
 
 # A coroutine factory run as one supervised task once the core is up.
 ExtraService = Callable[[EdgeCore], Awaitable[None]]
@@ -177,6 +178,13 @@ class EdgeService:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One daemon per data dir; `restore` relies on this lock too.
         self._lock.acquire()
+        # A file left owned by root (a restore run as root) or read-only: one
+        # clear line naming it, not a SQLite traceback from deep inside.
+        try:
+            check_data_files(self.data_dir)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _migrate_shop(self) -> None:
         self.shop.migrate()
@@ -202,6 +210,7 @@ class EdgeService:
                     if runner is not None:
                         spawn(f"device-{device_id}", runner())
                 spawn("state-persist", self._persist_loop())
+                spawn("retention", run_retention(self.store, self.data_dir, self.config.retention))
                 if self.mqtt is not None:
                     spawn("mqtt-bridge", MqttBridge(core, self.mqtt).run())
                 for guard in self.guards:

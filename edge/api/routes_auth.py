@@ -51,7 +51,8 @@ async def login(request: web.Request) -> web.Response:
         # concurrent attempts count as much as sequential ones.
         async with auth.guard.attempt(keys):
             return await _check_login(request, body, keys)
-    except LoginRefused:
+    except LoginRefused as exc:
+        log.warning("login refused for %r from %s: %s", body.username, client_ip(request), exc)
         await audit(request, "auth.login", body.username, "locked_out", actor=body.username)
         raise
 
@@ -80,6 +81,10 @@ async def _check_login(request: web.Request, body: LoginBody, keys: list[str]) -
             return max(r[0] for r in results), max(r[1] for r in results)
 
         failures, delay = await store.call(fail)
+        # Never the password: only who, from where, and how many in a row.
+        log.warning(
+            "failed login for %r from %s (%d in a row)", body.username, client_ip(request), failures
+        )
         if failures > settings.login_free_attempts:
             log.warning(
                 "repeated failed logins for %r from %s (%d); locked for %.0f s",
