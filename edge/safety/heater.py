@@ -48,6 +48,7 @@ SAFETY = Actor("safety", "heater-guard")
 HEATING = {ClimateMode.HEAT, ClimateMode.AUTO}
 # A change the edge itself sent is attributed to its actor for this long.
 ATTRIBUTION_S = 10.0
+CLOCK_LOAD_WAIT_S = 2.0
 
 
 class HeaterGuard:
@@ -81,7 +82,11 @@ class HeaterGuard:
         self._offline_alerted = False
         self._corrected: float | None = None
         self._wake = asyncio.Event()
+        self._clock_loaded = asyncio.Event()
         self.trips = 0
+        # Registered at construction, before any task runs: no heat command can
+        # slip past the guard while it is still starting.
+        core.heat_hooks[device.device_id] = self.before_heat
 
     # -- clock -------------------------------------------------------------------------
     def remaining_on_time(self) -> int:
@@ -93,6 +98,9 @@ class HeaterGuard:
         """Run by the core before any heat command goes out: the session's
         clock is on disk first (a daemon killed right after the send still
         resumes it), and a device with its own timer gets the time left."""
+        with contextlib.suppress(TimeoutError):
+            # The persisted clock first, or this would start a new session.
+            await asyncio.wait_for(self._clock_loaded.wait(), CLOCK_LOAD_WAIT_S)
         if self.heating_since is None:
             self.heating_since = time.time()
         await self._persist_clock()
@@ -171,9 +179,14 @@ class HeaterGuard:
     # -- the loop ----------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            self.heating_since = self._clock_saved = await self.clock.load()
+            loaded = await self.clock.load()
         except Exception as exc:
+            loaded = None
             log.error("heater %s: heating clock not readable: %s", self.device.device_id, exc)
+        if loaded is not None and (self.heating_since is None or loaded < self.heating_since):
+            self.heating_since = loaded
+        self._clock_saved = loaded
+        self._clock_loaded.set()
         if self.heating_since is not None:
             log.info(
                 "heater %s: resuming a heating session started %.0f s ago",
