@@ -101,6 +101,10 @@ def validate_config(path: Path) -> int:
     cfg = _load_or_report(path, summary=True)
     if cfg is None:
         return 2
+    from edge.safety.checks import heater_warnings
+
+    for warning in heater_warnings(cfg, path.read_text(encoding="utf-8"), str(path)):
+        print(warning, file=sys.stderr)
     devices = sum(len(r.devices) for r in cfg.rooms)
     print(f"{path}: valid (site {cfg.site.id}, {len(cfg.rooms)} rooms, {devices} devices)")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -79,6 +80,9 @@ class CommandRecord:
     duration_ms: float | None = None
     scene_id: str | None = None
     durable: bool = False  # door lock commands: must survive a power cut
+    # When the command was sent: a row spooled through a storage outage keeps
+    # its own time, not the time it was finally written.
+    ts: str = dataclasses.field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -211,7 +215,7 @@ class Store:
                 "INSERT INTO command_log (ts, actor_kind, actor_id, device_id, scene_id, command,"
                 " result, detail, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    datetime.now(UTC).isoformat(),
+                    rec.ts,
                     rec.actor_kind,
                     rec.actor_id,
                     rec.device_id,

@@ -116,14 +116,14 @@ class ModbusDevice(Device):
         self._publish(state=state, availability=Availability.ONLINE)
         return state
 
-    async def send(self, command: Command, *, timeout: float = 5.0) -> None:
+    async def send(self, command: Command, *, timeout: float = 5.0, force: bool = False) -> None:
         expected = COMMAND_FOR_KIND[self.kind]
         if expected is None or not isinstance(command, expected):
             raise UnsupportedCommand(
                 f"{self.device_id}: a {self.kind.value} does not take {type(command).__name__}"
             )
         writes = encode_command(command, self.cfg.registers, self.cfg.mode_values)
-        if self.snapshot().availability is Availability.OFFLINE:
+        if self.snapshot().availability is Availability.OFFLINE and not force:
             raise DeviceUnavailable(f"{self.device_id}: offline, nothing sent")
         try:
             async with asyncio.timeout(timeout), self._write_lock:

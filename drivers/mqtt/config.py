@@ -155,6 +155,15 @@ class Zigbee2MqttDeviceConfig(DeviceConfigBase):
             raise ValueError("friendly_name: must not end in /set, /get or /availability")
         return value
 
+    @model_validator(mode="after")
+    def _timer_fits(self) -> Zigbee2MqttDeviceConfig:
+        if self.device_timer == "countdown_register":
+            raise ValueError(
+                f"heater {self.id!r}: device_timer 'countdown_register' is for Modbus devices; "
+                "use 'on_time'"
+            )
+        return self
+
 
 class HaJsonLightDeviceConfig(DeviceConfigBase):
     """A light speaking the Home Assistant MQTT JSON schema (ESPHome, Tasmota, ...)."""

@@ -318,6 +318,16 @@ def locked_until(conn: sqlite3.Connection, keys: list[str]) -> float:
     return float(row[0] or 0.0)
 
 
+def failure_state(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[int, float]]:
+    """key -> (failures, locked_until) for the keys that have failures."""
+    marks = ",".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT key, failures, locked_until FROM api_login_failures WHERE key IN ({marks})",
+        keys,
+    ).fetchall()
+    return {str(k): (int(f), float(u)) for k, f, u in rows}
+
+
 def record_failure(
     conn: sqlite3.Connection, key: str, now: float, free_attempts: int, base_s: float, max_s: float
 ) -> tuple[int, float]:
