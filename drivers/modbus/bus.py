@@ -13,7 +13,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -23,6 +22,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from drivers.backoff import backoff_delay
 from drivers.errors import DeviceRejected, DeviceTimeout, TransportError
 from drivers.modbus.config import ModbusBusConfig, ModbusRtuBusConfig, Table
 
@@ -258,8 +258,7 @@ class ModbusBus:
                 client.close()
             else:
                 attempt += 1
-            cap = min(self.cfg.reconnect_max_s, RECONNECT_BASE_S * 2**attempt)
-            await asyncio.sleep(random.uniform(0, cap))
+            await asyncio.sleep(backoff_delay(attempt, RECONNECT_BASE_S, self.cfg.reconnect_max_s))
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

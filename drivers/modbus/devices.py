@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Iterable, Mapping
 
+from drivers.backoff import backoff_delay
 from drivers.errors import (
     DeviceRejected,
     DeviceTimeout,
@@ -176,8 +177,7 @@ class ModbusDevice(Device):
         if self.consecutive_failures < self.offline_after:
             return interval  # a glitch: retry at the normal rate
         excess = self.consecutive_failures - self.offline_after + 1
-        cap = min(self.max_backoff_s, interval * 2**excess)
-        return interval + random.uniform(0, cap - interval)
+        return backoff_delay(excess, interval, self.max_backoff_s, floor_s=interval)
 
 
 def build_modbus_device(cfg: ModbusDeviceConfig, bus: ModbusBus, device_id: str) -> ModbusDevice:

@@ -19,7 +19,6 @@ import hmac
 import logging
 import math
 import os
-import random
 import secrets
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from drivers.backoff import backoff_delay
 from edge.core import Actor, EdgeCore
 from edge.door import registry
 from edge.door.config import DoorConfig
@@ -183,7 +183,7 @@ class DoorService:
             except VisionError as exc:
                 attempt += 1
                 await self._vision_outage(str(exc))
-                await asyncio.sleep(random.uniform(0, min(60.0, 0.5 * 2**attempt)))
+                await asyncio.sleep(backoff_delay(attempt, 0.5, 60.0))
         async for frame in self.source.frames():
             now = time.time()
             if now < self._quiet_until or now < self._cooldown_until:
