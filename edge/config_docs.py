@@ -21,6 +21,7 @@ from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbe
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
+from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
 from vision.liveness import LivenessConfig
 from vision.matcher import AgreementConfig, MatchConfig
@@ -58,6 +59,11 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[door.worker]", WorkerConfig, "The inference worker process."),
     ("[door.quality]", QualityConfig, "Enrollment photo quality gate."),
     ("[cloud]", CloudSyncConfig, "Sync with the cloud API (docs/sync.md); unset: stand-alone."),
+    (
+        "[supervision]",
+        SupervisionConfig,
+        "Restart policy of the daemon's components (docs/operations.md, Supervision).",
+    ),
 ]
 
 

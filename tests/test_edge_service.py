@@ -266,8 +266,14 @@ async def test_heater_guard_turns_off_above_hard_max(site: Site) -> None:
     assert "hard maximum" in event.data["message"]
     heater = site.core.room("sauna").devices["heater"]
     await wait_until(lambda: heater.snapshot().state.mode is ClimateMode.OFF, 10)  # type: ignore[union-attr]
-    log = await site.core.store.commands(device_id="sauna/heater")
-    assert log[0]["actor_kind"] == "safety" and log[0]["command"] == {"mode": "off"}
+    # The command log row is written once the device confirmed: wait for it too.
+    log: list[dict[str, object]] = []
+    for _ in range(100):
+        log = await site.core.store.commands(device_id="sauna/heater")
+        if log and log[0]["actor_kind"] == "safety":
+            break
+        await asyncio.sleep(0.05)
+    assert log[0]["actor_kind"] == "safety" and log[0]["command"] == {"mode": "off"}, log[:2]
 
 
 async def test_heater_auto_off(mqtt_broker: Broker, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ async def test_watchdog_pings_only_while_healthy(systemd_socket: tuple[socket.so
     sock, path = systemd_socket
     healthy = True
 
-    async def check() -> bool:
+    def check() -> bool:
         return healthy
 
     task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, check), name="watchdog")
@@ -94,7 +94,7 @@ async def test_blocked_loop_sends_no_ping(systemd_socket: tuple[socket.socket, s
 
     sock, path = systemd_socket
 
-    async def check() -> bool:
+    def check() -> bool:
         return True
 
     task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, check), name="watchdog")

@@ -138,6 +138,9 @@ class FrameSource(ABC):
         with self._lock:
             return self._slot
 
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
     async def connected(self) -> None:
         await self._connected.wait()
 

@@ -25,6 +25,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from drivers.backoff import backoff_delay
 from drivers.errors import DeviceRejected, DeviceTimeout, TransportError
 from drivers.modbus.config import ModbusBusConfig, ModbusRtuBusConfig, Table
+from drivers.tasks import watch
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,13 @@ class ModbusBus:
         ]
 
     async def run(self) -> None:
-        """Start, run until cancelled, then stop (for a supervising TaskGroup)."""
+        """Start, run until cancelled, then stop (a component under a supervisor).
+
+        Raises if the link or worker task dies, so the supervisor restarts the bus.
+        """
         await self.start()
         try:
-            await asyncio.Event().wait()
+            await watch(self._tasks)
         finally:
             await self.stop()
 

@@ -35,6 +35,7 @@ from drivers.model import (
     DeviceState,
     command_satisfied,
 )
+from drivers.tasks import watch
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,12 @@ class ModbusDevice(Device):
             )
 
     async def run(self) -> None:
-        """Poll until cancelled (for a supervising TaskGroup); same as start()+stop()."""
+        """Poll until cancelled; same as start()+stop().  Raises if the poller
+        task dies, so the supervisor restarts the device."""
         await self.start()
+        assert self._task is not None
         try:
-            await asyncio.Event().wait()
+            await watch([self._task])
         finally:
             await self.stop()
 

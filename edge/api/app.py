@@ -23,7 +23,9 @@ from edge.api.routes_tablets import routes as tablet_routes
 from edge.api.settings import ApiSettings
 from edge.api.ws import WsHub, websocket
 from edge.core import EdgeCore
+from edge.health import site_health
 from edge.migrations import migrate
+from edge.supervisor import supervisor_for
 
 
 def create_app(
@@ -44,6 +46,9 @@ def create_app(
     app[WS_HUB] = WsHub(core, metrics)
     app[OPENAPI] = openapi_document(core.site_id)
     app.cleanup_ctx.append(_lifecycle)
+    # Before the server waits for open handlers: a connected WebSocket would
+    # otherwise hold shutdown until its heartbeat times out.
+    app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(_security_headers)
 
     app.add_routes(auth_routes)
@@ -80,6 +85,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await hub.stop()
 
 
+async def _close_websockets(app: web.Application) -> None:
+    await app[WS_HUB].close_all()
+
+
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
@@ -95,10 +104,11 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 only when every component, database, disk and link is well; the body
+    names each part and its state, and ``problems`` lists what is not."""
     core: EdgeCore = request.app[CORE]
-    db_ok = await core.store.healthcheck()
-    body = {"status": "ok" if db_ok else "degraded", "site_id": core.site_id, "database": db_ok}
-    return web.json_response(body, status=200 if db_ok else 503)
+    ok, body = await site_health(core, supervisor_for(core), request.app[DATA_DIR])
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from drivers.backoff import backoff_delay
+from drivers.tasks import watch
 from edge.core import Actor, EdgeCore
 from edge.door import registry
 from edge.door.config import DoorConfig
@@ -112,10 +113,11 @@ class DoorService:
             spawn(asyncio.create_task(self._camera_loop(), name="door-camera"))
 
     async def run(self) -> None:
-        """For :meth:`EdgeService.add_service`: start, serve until cancelled, stop."""
+        """A supervised component: start, serve until cancelled, stop.  Raises
+        if one of the door's own tasks (camera, retention, reload) dies."""
         await self.start()
         try:
-            await asyncio.Event().wait()
+            await watch(self._tasks)
         finally:
             await self.stop()
 
