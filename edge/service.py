@@ -95,6 +95,7 @@ class EdgeService:
         self._extra: list[tuple[str, ExtraService]] = []
         self.supervisor = Supervisor(config.supervision)
         self.monitor = LoopMonitor(self.supervisor)
+        self.supervisor.monitor = self.monitor
         self._api_started = asyncio.Event()
         self._pending: dict[str, DeviceSnapshot] = {}
         self._pending_event = asyncio.Event()
@@ -183,6 +184,7 @@ class EdgeService:
             sup.links["mqtt"] = lambda: mqtt.is_connected
             sup.add("mqtt", self.mqtt.run)
         for bus_id, bus in self.buses.items():
+            sup.links[f"modbus:{bus_id}"] = bus.is_connected
             sup.add(f"modbus:{bus_id}", functools.partial(self._run_bus, bus))
         for device_id, device in self.devices.items():
             runner = getattr(device, "run", None)

@@ -34,6 +34,7 @@ from drivers.config import StrictModel
 
 if TYPE_CHECKING:
     from edge.core import EdgeCore
+    from edge.health import LoopMonitor
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class Supervisor:
         # Links to the outside whose loss /healthz and /metrics report
         # ("mqtt", "camera"): name -> is it up now.
         self.links: dict[str, Callable[[], bool]] = {}
+        self.monitor: LoopMonitor | None = None  # event-loop lag, for /metrics
         self._gave_up: asyncio.Future[str] | None = None
 
     def add(self, name: str, factory: Factory, *, safety: bool = False) -> Component:

@@ -106,8 +106,6 @@ class WsHub:
                     log.exception("could not dispatch event %s", event.type)
 
     def _dispatch(self, event: Event) -> None:
-        if event.type == "command":
-            self.metrics.command_result(str(event.data.get("result")))
         message = {
             "type": event.type,
             "room_id": event.room_id,
