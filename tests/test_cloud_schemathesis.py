@@ -12,18 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-
-from cloud_api.app import build_app  # noqa: E402
-from cloud_api.auth import Auth  # noqa: E402
-from cloud_api.demo import STAFF, seed  # noqa: E402
-from cloud_api.openapi import build_openapi  # noqa: E402
-from cloud_api.routes import ROUTES  # noqa: E402
-from edge.shop.testing import make_shop  # noqa: E402
+from cloud_api.app import build_app
+from cloud_api.auth import Auth
+from cloud_api.demo import STAFF, seed
+from cloud_api.openapi import build_openapi
+from cloud_api.routes import ROUTES
+from edge.shop.testing import make_shop
 
 AUTH_BY_OPERATION = {(r.method, r.full_path): r.auth for r in ROUTES}
 

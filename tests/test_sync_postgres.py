@@ -14,6 +14,7 @@ from sync.client import SyncClient
 from sync.errors import CloudUnreachable
 from sync.testing import CloudProcess, Fault, FaultProxy
 from tests.conftest import free_port
+from tests.parts import missing
 from tests.sync_helpers import Cloud, assert_converged, edge_config, make_edge, prepare_cloud
 
 
@@ -21,7 +22,7 @@ from tests.sync_helpers import Cloud, assert_converged, edge_config, make_edge, 
 def pg_cloud() -> Iterator[tuple[Cloud, CloudProcess]]:
     reason = postgres_unreachable()
     if reason:
-        pytest.skip(reason)
+        missing("PostgreSQL", reason)
     with postgres_schema() as schema:
         db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
         prepared = prepare_cloud(Shop(db), ("edge-1", "edge-2"))
