@@ -36,6 +36,9 @@ class Notifier:
         message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Non-blocking: a datagram to a local socket either goes at
+                # once or fails (a full queue), it never stalls the event loop.
+                sock.setblocking(False)
                 sock.connect(self.address)
                 sock.sendall(message)
         except OSError as exc:
