@@ -27,10 +27,11 @@ from drivers.mqtt.devices import build_mqtt_device
 from edge import supervisor
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
-from edge.attendance import forward_attendance
+from edge.attendance import forward_attendance, init_cursor
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.door import registry
+from edge.door.vault import DOOR_DB
 from edge.events import EventBus
 from edge.health import LoopMonitor
 from edge.mqtt_bridge import MqttBridge
@@ -176,6 +177,7 @@ class EdgeService:
         # The sync tables exist on a stand-alone spa too: its status page and
         # the outbox of attendance work before a cloud is configured.
         migrate_sync(self.shop.db)
+        init_cursor(self.shop, self.data_dir / DOOR_DB)
         for db in (DB_NAME, SHOP_DB_NAME):
             (self.data_dir / db).chmod(0o600)
 
@@ -205,7 +207,11 @@ class EdgeService:
                 "cloud-sync",
                 lambda: run_sync_job(self.shop, cloud, on_member_change=self._hook),
             )
-            sup.add("attendance", lambda: forward_attendance(core))
+            door_cfg = self.config.door
+            if door_cfg is not None:
+                door_db = self.data_dir / DOOR_DB
+                door_id = f"{door_cfg.room}/{door_cfg.lock}"
+                sup.add("attendance", lambda: forward_attendance(core, door_db, door_id))
         for name, factory in self._extra:
             sup.add(name, functools.partial(factory, core))
         if self.config.door is not None:
