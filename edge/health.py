@@ -64,7 +64,7 @@ def probe_database(path: Path, free: int) -> dict[str, Any]:
         state = "locked" if "locked" in text or "busy" in text else "error"
         if "readonly" in text or "read-only" in text:
             state = "read_only"
-        if "full" in text:
+        if "full" in text or (state == "error" and free < MIN_FREE_BYTES):
             state = "disk_full"
         return {"state": state, "detail": text}
     finally:

@@ -33,9 +33,10 @@ from edge.core import EdgeCore
 from edge.door import registry
 from edge.door.vault import DOOR_DB
 from edge.events import EventBus
-from edge.health import LoopMonitor
+from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
 from edge.ops.layout import DataDirLock
+from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
@@ -47,6 +48,7 @@ from sync.schema import migrate_sync
 
 log = logging.getLogger(__name__)
 
+STORAGE_CHECK_S = 2.0
 DB_NAME = "edge.db"
 SHOP_DB_NAME = "shop.db"
 
@@ -98,6 +100,7 @@ class EdgeService:
         self.monitor = LoopMonitor(self.supervisor)
         self.supervisor.monitor = self.monitor
         self._api_started = asyncio.Event()
+        self._storage_ready = False
         self._pending: dict[str, DeviceSnapshot] = {}
         self._pending_event = asyncio.Event()
         self._started = False
@@ -143,8 +146,7 @@ class EdgeService:
         self._started = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._claim_data_dir)
-        await self.store.open()
-        await loop.run_in_executor(None, self._migrate_shop)
+        self._storage_ready = await self._open_storage()
         self.core = core = self._build()
         supervisor.register(core, self.supervisor)
         await self._supervise(core)
@@ -166,6 +168,56 @@ class EdgeService:
         log.info("edge service for site %s started", self.config.site.id)
         return core
 
+    async def _open_storage(self) -> bool:
+        """True once edge.db and shop.db are open and migrated.  On a full or
+        broken disk False, logged: the daemon runs degraded (heater guards,
+        door relock and rooms live in memory) and the storage monitor retries."""
+        try:
+            await self.store.open()
+            await asyncio.get_running_loop().run_in_executor(None, self._migrate_shop)
+        except Exception as exc:
+            if not is_storage_outage(exc):
+                raise
+            log.error("storage unavailable, running degraded: %s", storage_reason(exc))
+            return False
+        return True
+
+    async def _storage_monitor(self) -> None:
+        """Alert when the data dir fills up or the databases cannot be opened,
+        and finish opening them once space returns, without a restart."""
+        assert self.core is not None
+        full = False
+        while True:
+            try:
+                free = await asyncio.to_thread(disk_free, self.data_dir)
+            except OSError as exc:
+                log.error("cannot read free space of %s: %s", self.data_dir, exc)
+                free = 0
+            if (free < MIN_FREE_BYTES) != full:
+                full = not full
+                self._storage_alert(full, free)
+            if not self._storage_ready and not full:
+                self._storage_ready = await self._open_storage()
+                if self._storage_ready:
+                    log.info("storage recovered: edge.db and shop.db open again")
+            await asyncio.sleep(STORAGE_CHECK_S)
+
+    def _storage_alert(self, full: bool, free: int) -> None:
+        assert self.core is not None
+        if full:
+            message = (
+                f"disk full ({free} bytes free in {self.data_dir}): running degraded, "
+                "nothing is saved until space is freed"
+            )
+            log.error("%s", message)
+        else:
+            message = f"disk space back ({free} bytes free): saving again"
+            log.warning("%s", message)
+        self.core.events.publish(
+            "alert",
+            {"severity": "critical" if full else "info", "kind": "disk_full", "message": message},
+        )
+
     def _claim_data_dir(self) -> None:
         # Staff password hashes, tokens and member data live here: owner only.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -185,6 +237,7 @@ class EdgeService:
         """Every long-lived part as its own supervised component, in start order."""
         sup = self.supervisor
         sup.add("loop-monitor", self.monitor.run)
+        sup.add("storage-monitor", self._storage_monitor)
         if self.mqtt is not None:
             mqtt = self.mqtt
             sup.links["mqtt"] = lambda: mqtt.is_connected

@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 
 from drivers.backoff import Backoff
 from drivers.config import StrictModel
+from edge.outage import is_storage_outage
 
 if TYPE_CHECKING:
     from edge.core import EdgeCore
@@ -153,20 +154,44 @@ class Supervisor:
             log.debug("stopping %s", name)
             await self.stop(name)
 
+    @staticmethod
+    async def _run_once(c: Component) -> None:
+        # Down until it has run for a moment: a component that fails at once
+        # (a disk still full) keeps its down_since across retries.
+        marker = asyncio.get_running_loop().call_later(1.0, _mark_up, c)
+        try:
+            await c.factory()
+        finally:
+            marker.cancel()
+
+    async def _outage(self, c: Component, backoff: Backoff, error: str) -> None:
+        c.crashed.set()
+        if c.last_error != error:
+            log.error("component %s unavailable (storage): %s; retrying", c.name, error)
+        c.last_error = error
+        c.down_since = c.down_since or time.time()
+        c.state = State.RESTARTING
+        c.restarts += 1
+        await asyncio.sleep(backoff.failed())
+
     async def _keep(self, c: Component) -> None:
         backoff = Backoff(self.config.restart_min_s, self.config.restart_max_s)
         while True:
             started = time.monotonic()
             c.state = State.RUNNING
-            c.down_since = None
             try:
-                await c.factory()
+                await self._run_once(c)
                 error = "ended on its own"
                 log.error("component %s ended on its own; restarting it", c.name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
+                if is_storage_outage(exc):
+                    # A full or locked disk: restarting the process would not
+                    # help, so it does not count against the restart budget.
+                    await self._outage(c, backoff, error)
+                    continue
                 # The traceback goes to the log once per crash (journald keeps it).
                 log.error(
                     "component %s crashed: %s\n%s",
@@ -177,7 +202,7 @@ class Supervisor:
             now = time.monotonic()
             c.crashed.set()
             c.last_error = error
-            c.down_since = time.time()
+            c.down_since = c.down_since or time.time()
             c.crashes.append(now)
             while c.crashes and c.crashes[0] < now - self.config.window_s:
                 c.crashes.popleft()
@@ -198,6 +223,10 @@ class Supervisor:
             c.restarts += 1
             log.warning("component %s restarts in %.2f s (restart %d)", c.name, delay, c.restarts)
             await asyncio.sleep(delay)
+
+
+def _mark_up(c: Component) -> None:
+    c.down_since = None
 
 
 # -- which supervisor runs which core (the API reads it for /healthz and /metrics) --

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -23,9 +24,12 @@ from edge.api.routes_tablets import routes as tablet_routes
 from edge.api.settings import ApiSettings
 from edge.api.ws import WsHub, websocket
 from edge.core import EdgeCore
+from edge.errors import StorageError
 from edge.health import site_health
 from edge.migrations import migrate
 from edge.supervisor import supervisor_for
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -73,8 +77,13 @@ def create_app(
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     core: EdgeCore = app[CORE]
-    await core.store.call(lambda conn: migrate(conn, "api", db.API_MIGRATIONS))
-    await ensure_admin(core.store, app[AUTH], app[DATA_DIR])
+    try:
+        await core.store.call(lambda conn: migrate(conn, "api", db.API_MIGRATIONS))
+        await ensure_admin(core.store, app[AUTH], app[DATA_DIR])
+    except StorageError as exc:
+        # A full or broken disk: serve anyway (health, metrics, pages); every
+        # route that needs edge.db answers 503 naming the cause meanwhile.
+        log.error("LAN API starts degraded, edge.db unavailable: %s", exc)
     hub: WsHub = app[WS_HUB]
     hub.start()
     app[METRICS].start(core)
