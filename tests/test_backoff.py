@@ -42,3 +42,29 @@ def test_success_starts_over() -> None:
     backoff.succeeded()
     assert backoff.attempt == 0
     assert backoff.failed() <= 2.0
+
+
+async def test_watch_raises_a_dead_helper_task_so_its_owner_restarts() -> None:
+    import asyncio
+
+    import pytest
+
+    from drivers.tasks import TaskEnded, watch
+
+    async def crash() -> None:
+        raise ValueError("link task died")
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def returns() -> None:
+        return None
+
+    helpers = [asyncio.create_task(forever(), name="ok"), asyncio.create_task(crash(), name="bad")]
+    with pytest.raises(ValueError, match="link task died"):
+        await asyncio.wait_for(watch(helpers), 5)
+    ended = [asyncio.create_task(returns(), name="quitter")]
+    with pytest.raises(TaskEnded, match="quitter"):
+        await asyncio.wait_for(watch(ended), 5)
+    helpers[0].cancel()
+    await asyncio.gather(*helpers, return_exceptions=True)

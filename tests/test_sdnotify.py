@@ -106,3 +106,33 @@ async def test_blocked_loop_sends_no_ping(systemd_socket: tuple[socket.socket, s
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_failing_check_does_not_delay_the_next_ping(
+    systemd_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = systemd_socket
+    calls = 0
+
+    def flaky() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("a check that blew up once")
+        return True
+
+    task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, flaky), name="watchdog")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        pings: list[str] = []
+        while calls < 6 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            pings += received(sock)
+        pings += received(sock)
+        # Every check but the failed one pinged, and the loop went on at its pace.
+        assert calls >= 6, calls
+        assert len(pings) >= calls - 2, (len(pings), calls)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
