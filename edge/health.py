@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # Below this much free space the data dir counts as full: SQLite needs room
 # for WAL frames and checkpoints well before the last byte goes.
 MIN_FREE_BYTES = 1 << 20
-PROBE_TIMEOUT_S = 2.0
+PROBE_TIMEOUT_S = 3.0
 LOOP_TICK_S = 0.25
 # The safety part counts as stuck when it has not been running for this long.
 SAFETY_DOWN_S = 60.0
@@ -53,7 +53,9 @@ def probe_database(path: Path, free: int) -> dict[str, Any]:
     if not os.access(path, os.R_OK | os.W_OK):
         return {"state": "read_only", "detail": f"{path.name} is not writable by this process"}
     try:
-        conn = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+        # Long enough to wait out one of the daemon's own writes, short enough
+        # that a lock held by another process shows within the probe budget.
+        conn = sqlite3.connect(path, timeout=0.4, isolation_level=None)
     except sqlite3.Error as exc:
         return {"state": "error", "detail": str(exc)}
     try:

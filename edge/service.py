@@ -288,7 +288,13 @@ class EdgeService:
         from edge.door.service import DoorService
 
         assert self.core is not None and self.config.door is not None
-        await DoorService(self.core, self.config.door, self.data_dir).run()
+        door = DoorService(self.core, self.config.door, self.data_dir)
+        try:
+            await door.run()
+        finally:
+            # run() stops the door only once it started; a start that failed
+            # half-way (door.db on a full disk) must not leak its threads.
+            await door.stop()
 
     def _camera_up(self) -> bool:
         door = registry.door_for(self.core) if self.core is not None else None
