@@ -14,6 +14,16 @@ from drivers.model import DeviceKind
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
+class LocatedError(ValueError):
+    """A cross-field problem that knows where it is: ``loc`` is the key path
+    (relative to the model whose validator raised it) of the offending value,
+    so the site config's error message can name its file line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class StrictModel(BaseModel):
     """Base for config models: unknown keys are errors, values are frozen."""
 

@@ -15,6 +15,7 @@ from edge import cli_admin, cli_ops
 from edge.config import SiteConfig, load_config
 from edge.door import cli as door_cli
 from edge.errors import ConfigError
+from edge.ops.errors import OpsError
 from edge.ops.logging import register_secret, setup_logging
 
 EXAMPLES = """\
@@ -146,6 +147,8 @@ async def _run(config_path: Path, data_dir: Path | None) -> int:
         try:
             try:
                 await service.start()
+            except OpsError:
+                raise  # one clear line from _run, no traceback
             except Exception as exc:
                 failure.append(f"could not start: {exc}")
                 log.exception("edge service could not start")
@@ -166,7 +169,12 @@ async def _run(config_path: Path, data_dir: Path | None) -> int:
             notifier.stopping()
             await service.stop()
 
-    await _run_until_signal(asyncio.create_task(body(), name="edge-main"))
+    try:
+        await _run_until_signal(asyncio.create_task(body(), name="edge-main"))
+    except OpsError as exc:
+        # A busy data dir or an unusable data file: one line, no traceback.
+        logging.getLogger(__name__).error("cannot start: %s", exc)
+        return EXIT_FAILED
     if failure:
         print(f"coresync-edge: {failure[0]}", file=sys.stderr)
         return EXIT_FAILED

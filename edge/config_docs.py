@@ -21,6 +21,7 @@ from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbe
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
+from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
 from vision.liveness import LivenessConfig
@@ -63,6 +64,11 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         "[supervision]",
         SupervisionConfig,
         "Restart policy of the daemon's components (docs/operations.md, Supervision).",
+    ),
+    (
+        "[retention]",
+        RetentionConfig,
+        "How long the growing tables are kept (docs/operations.md, Retention).",
     ),
 ]
 

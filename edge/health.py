@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.door.vault import DOOR_DB
-from edge.ops.layout import DATABASES, EDGE_DB, SHOP_DB
+from edge.ops.layout import DATABASES, EDGE_DB, SHOP_DB, data_files_health
 
 if TYPE_CHECKING:
     from edge.core import EdgeCore
@@ -76,13 +75,10 @@ def probe_database(path: Path, free: int) -> dict[str, Any]:
     return {"state": "ok"}
 
 
-def database_names(with_door: bool) -> list[str]:
-    # The data-file list lives in edge.ops.layout; door.db is named by the
-    # door vault until that list carries it.
-    names = [EDGE_DB, SHOP_DB]
-    if with_door:
-        names += [n for n in (*DATABASES, DOOR_DB) if n not in names]
-    return names
+def database_names(data_dir: Path, with_door: bool) -> list[str]:
+    """From the one data-file list: edge.db and shop.db always, the door's
+    files when the site has a door (or they exist)."""
+    return [n for n in DATABASES if n in (EDGE_DB, SHOP_DB) or with_door or (data_dir / n).exists()]
 
 
 def probe_data_dir(data_dir: Path, with_door: bool) -> dict[str, Any]:
@@ -90,7 +86,15 @@ def probe_data_dir(data_dir: Path, with_door: bool) -> dict[str, Any]:
         free = disk_free(data_dir)
     except OSError as exc:
         return {"disk": {"state": "error", "detail": str(exc)}, "databases": {}}
-    databases = {n: probe_database(data_dir / n, free) for n in database_names(with_door)}
+    unusable = data_files_health(data_dir)  # owner and mode, per file
+    databases = {}
+    for name in database_names(data_dir, with_door):
+        why = unusable.get(name, "ok")
+        databases[name] = (
+            {"state": "unusable", "detail": why}
+            if why != "ok"
+            else probe_database(data_dir / name, free)
+        )
     disk = {"state": "ok" if free >= MIN_FREE_BYTES else "full", "free_bytes": free}
     return {"disk": disk, "databases": databases}
 

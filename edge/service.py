@@ -35,7 +35,8 @@ from edge.door.vault import DOOR_DB
 from edge.events import EventBus
 from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
-from edge.ops.layout import DataDirLock
+from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
+from edge.ops.retention import run_retention
 from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
 from edge.shop.base import ShopConfig
@@ -49,8 +50,8 @@ from sync.schema import migrate_sync
 log = logging.getLogger(__name__)
 
 STORAGE_CHECK_S = 2.0
-DB_NAME = "edge.db"
-SHOP_DB_NAME = "shop.db"
+DB_NAME = EDGE_DB  # edge.ops.layout.DATA_FILES is the one list
+SHOP_DB_NAME = SHOP_DB
 
 # A coroutine factory run as one supervised task once the core is up.
 ExtraService = Callable[[EdgeCore], Awaitable[None]]
@@ -223,6 +224,13 @@ class EdgeService:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One daemon per data dir; `restore` relies on this lock too.
         self._lock.acquire()
+        # A file left owned by root (a restore run as root) or read-only: one
+        # clear line naming it, not a SQLite traceback from deep inside.
+        try:
+            check_data_files(self.data_dir)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _migrate_shop(self) -> None:
         self.shop.migrate()
@@ -250,6 +258,9 @@ class EdgeService:
             if runner is not None and not isinstance(device, ModbusDevice):
                 sup.add(f"device:{device_id}", runner)
         sup.add("state-persist", self._persist_loop)
+        sup.add(
+            "retention", lambda: run_retention(self.store, self.data_dir, self.config.retention)
+        )
         if self.mqtt is not None:
             sup.add("mqtt-bridge", MqttBridge(core, self.mqtt).run)
         for guard in self.guards:

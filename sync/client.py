@@ -45,6 +45,11 @@ class SyncReport:
     requests: int = 0
 
 
+def node_authorization(node_id: str, secret: str) -> str:
+    """The Authorization header value a node sends (also used by ``doctor``)."""
+    return f"Node {node_id}:{secret}"
+
+
 class SyncClient:
     def __init__(
         self,
@@ -75,7 +80,7 @@ class SyncClient:
     def _auth(self) -> str:
         if self._secret is None:
             self._secret = self.cfg.node_secret()
-        return f"Node {self.cfg.node_id}:{self._secret}"
+        return node_authorization(self.cfg.node_id, self._secret)
 
     async def _http(self, method: str, path: str, body: Any = None) -> Any:
         if self._session is None:

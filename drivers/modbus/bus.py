@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 
 RECONNECT_BASE_S = 0.1
 
+
+class _QuietTimeouts(logging.Filter):
+    """pymodbus logs every unanswered request at ERROR with a frame dump; a
+    dead slave behind a live gateway would print one every poll.  The device
+    reports the outage itself (one warning on entry, one on recovery)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No response received")
+
+
+logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())
+
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -246,6 +258,12 @@ class ModbusBus:
         self._up.clear()
         self._down.set()
 
+    def _target(self) -> str:
+        cfg = self.cfg
+        if isinstance(cfg, ModbusRtuBusConfig):
+            return f"serial port {cfg.port}"
+        return f"gateway {cfg.host}:{cfg.port}"
+
     async def _link(self) -> None:
         attempt = 0
         while True:
@@ -253,6 +271,8 @@ class ModbusBus:
             assert client is not None
             self._lost.clear()
             if await client.connect():
+                if attempt:
+                    log.warning("modbus bus %s: %s open again", self.bus_id, self._target())
                 attempt = 0
                 log.info("modbus bus %s connected", self.bus_id)
                 self._down.clear()
@@ -261,6 +281,14 @@ class ModbusBus:
                 log.warning("modbus bus %s lost its link", self.bus_id)
                 client.close()
             else:
+                if attempt == 0:
+                    # Once per outage: an RTU port that will not open (adapter
+                    # unplugged, no permission) or a gateway that refuses.
+                    log.warning(
+                        "modbus bus %s: cannot open %s; retrying in the background",
+                        self.bus_id,
+                        self._target(),
+                    )
                 attempt += 1
             await asyncio.sleep(backoff_delay(attempt, RECONNECT_BASE_S, self.cfg.reconnect_max_s))
 

@@ -96,7 +96,7 @@ class ModbusTcpBusConfig(_BusBase):
 
     type: Literal["tcp"] = Field(description="Modbus TCP.")
     host: str = Field(min_length=1, description="Gateway host name or address.")
-    port: int = Field(502, ge=1, le=65535, description="Gateway TCP port.")
+    port: int = Field(502, ge=1, le=65535, strict=True, description="Gateway TCP port.")
 
 
 class ModbusRtuBusConfig(_BusBase):

@@ -112,6 +112,10 @@ class ModbusDevice(Device):
             )
             fields.update(decode_block(request, values, self.cfg.registers))
         state = state_from_fields(self.kind, fields, self.cfg.mode_values)
+        if self.consecutive_failures >= self.offline_after:
+            log.warning(
+                "%s: back online after %d failed polls", self.device_id, self.consecutive_failures
+            )
         self.consecutive_failures = 0
         self._publish(state=state, availability=Availability.ONLINE)
         return state
@@ -172,7 +176,9 @@ class ModbusDevice(Device):
         )
         if self.consecutive_failures >= self.offline_after:
             if self.snapshot().availability is not Availability.OFFLINE:
-                log.warning("%s: offline after %d failed polls", self.device_id, self.offline_after)
+                log.warning(
+                    "%s: offline after %d failed polls: %s", self.device_id, self.offline_after, exc
+                )
             self._publish(availability=Availability.OFFLINE, seen=False)
 
     def _backoff_s(self) -> float:

@@ -40,7 +40,9 @@ class MqttBrokerConfig(StrictModel):
     """The site's MQTT broker and how the daemon logs in to it."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is usual for TLS).")
+    port: int = Field(
+        1883, ge=1, le=65535, strict=True, description="Broker TCP port (8883 is usual for TLS)."
+    )
     tls: bool = Field(False, description="Connect with TLS.")
     ca_file: Path | None = Field(
         None, description="CA bundle to verify the broker with (TLS only); system CAs if unset."

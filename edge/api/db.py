@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drivers.backoff import capped_exponential
+from edge.ops.durability import durable_write
 
 API_MIGRATIONS = [
     """
@@ -256,8 +257,19 @@ def list_tablets(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     )
 
 
+def _durably(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+    """Execute at synchronous=FULL: edge.db is NORMAL, but a revocation or an
+    audit row lost to a power cut would bring back a revoked tablet or erase
+    the trail.  Inside a caller's transaction its commit decides."""
+    if conn.in_transaction:
+        return conn.execute(sql, args)
+    with durable_write(conn):
+        return conn.execute(sql, args)
+
+
 def revoke_tablet(conn: sqlite3.Connection, tablet_id: str) -> bool:
-    cur = conn.execute(
+    cur = _durably(
+        conn,
         "UPDATE api_tablets SET revoked_at = ? WHERE tablet_id = ? AND revoked_at IS NULL",
         (now_iso(), tablet_id),
     )
@@ -274,7 +286,8 @@ def insert_audit(
     detail: dict[str, Any] | None,
     client_ip: str | None,
 ) -> None:
-    conn.execute(
+    _durably(
+        conn,
         "INSERT INTO api_audit (ts, actor, action, target, result, detail, client_ip)"
         " VALUES (?,?,?,?,?,?,?)",
         (
@@ -328,8 +341,9 @@ def clear_failures(conn: sqlite3.Connection, keys: list[str]) -> None:
     conn.execute(f"DELETE FROM api_login_failures WHERE key IN ({marks})", keys)
 
 
-def forget_old_failures(conn: sqlite3.Connection, before: float) -> None:
-    conn.execute(
+def forget_old_failures(conn: sqlite3.Connection, before: float) -> int:
+    """Drop failure counters idle since ``before`` whose lockout is over (edge.ops.retention)."""
+    return conn.execute(
         "DELETE FROM api_login_failures WHERE last_failure < ? AND locked_until < ?",
         (before, before),
-    )
+    ).rowcount

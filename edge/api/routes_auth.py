@@ -51,6 +51,12 @@ async def login(request: web.Request) -> web.Response:
     until = await store.call(lambda c: db.locked_until(c, keys))
     if until > now:
         wait = int(until - now) + 1
+        log.warning(
+            "login refused for %r from %s: locked out for %d s more",
+            body.username,
+            client_ip(request),
+            wait,
+        )
         await audit(request, "auth.login", body.username, "locked_out", actor=body.username)
         raise ApiError(
             "too_many_attempts",
@@ -76,6 +82,10 @@ async def login(request: web.Request) -> web.Response:
             return max(r[0] for r in results), max(r[1] for r in results)
 
         failures, delay = await store.call(fail)
+        # Never the password: only who, from where, and how many in a row.
+        log.warning(
+            "failed login for %r from %s (%d in a row)", body.username, client_ip(request), failures
+        )
         if failures > settings.login_free_attempts:
             log.warning(
                 "repeated failed logins for %r from %s (%d); locked for %.0f s",

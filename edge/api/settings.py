@@ -13,7 +13,9 @@ REPO_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
 class ApiSettings(StrictModel):
     host: str = Field("0.0.0.0", description="Address the API listens on.")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    port: int = Field(
+        8080, ge=0, le=65535, strict=True, description="TCP port; 0 picks a free one."
+    )
     secure_cookies: bool = Field(
         False, description="Set the Secure flag on session cookies (when behind HTTPS)."
     )

@@ -363,10 +363,17 @@ class DoorService:
         keys = [f"member:{member_id}", f"keypad:{keypad}"]
         locked_until = await self.vault.pin_locked_until(keys)
         if locked_until > time.time():
+            log.warning(
+                "PIN refused for member %s at keypad %s: locked out for %.0f s more",
+                member_id,
+                keypad,
+                locked_until - time.time(),
+            )
             raise PinThrottled("too many wrong PINs; try later", locked_until - time.time())
         stored = await self.vault.pin_hash(member_id)
         ok = await asyncio.to_thread(self._verify_pin, stored, pin)
         if not ok:
+            log.warning("wrong PIN for member %s at keypad %s", member_id, keypad)
             await self.vault.pin_failure(
                 keys, self.config.pin_max_attempts, self.config.pin_lockout_s
             )
