@@ -29,6 +29,7 @@ from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
 from edge.ops.retention import RetentionConfig
+from edge.supervisor import SupervisionConfig
 from edge.tomlpos import locate
 from sync.config import CloudSyncConfig
 
@@ -147,6 +148,10 @@ class SiteConfig(StrictModel):
         None,
         description="Cloud API to sync pickup orders and concierge requests with; "
         "unset for a stand-alone spa.",
+    )
+    supervision: SupervisionConfig = Field(
+        default_factory=SupervisionConfig,
+        description="Restart policy of the daemon's components (crash, backoff, budget).",
     )
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig,

@@ -13,7 +13,6 @@ import functools
 import inspect
 import json
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from drivers.backoff import backoff_delay
 from edge.shop import Shop
 from edge.shop.numbering import Kind
 from sync.apply import Change
@@ -48,12 +48,6 @@ class SyncReport:
 def node_authorization(node_id: str, secret: str) -> str:
     """The Authorization header value a node sends (also used by ``doctor``)."""
     return f"Node {node_id}:{secret}"
-
-
-def full_jitter(attempt: int, low: float, high: float) -> float:
-    """Random delay in [low, min(high, low * 2**attempt)] (AWS "full jitter")."""
-    cap = min(high, low * (2 ** min(attempt, 30)))
-    return random.uniform(low, max(low, cap))
 
 
 class SyncClient:
@@ -222,7 +216,12 @@ class SyncClient:
                     delay = self.cfg.backoff_max_s
                 except SyncError as exc:
                     attempt += 1
-                    delay = full_jitter(attempt, self.cfg.backoff_min_s, self.cfg.backoff_max_s)
+                    delay = backoff_delay(
+                        attempt,
+                        self.cfg.backoff_min_s,
+                        self.cfg.backoff_max_s,
+                        floor_s=self.cfg.backoff_min_s,
+                    )
                     log.warning("cloud sync failed (retry in %.1fs): %s", delay, exc)
                 await asyncio.sleep(delay)
         finally:

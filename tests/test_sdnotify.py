@@ -70,7 +70,7 @@ async def test_watchdog_pings_only_while_healthy(systemd_socket: tuple[socket.so
     sock, path = systemd_socket
     healthy = True
 
-    async def check() -> bool:
+    def check() -> bool:
         return healthy
 
     task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, check), name="watchdog")
@@ -94,7 +94,7 @@ async def test_blocked_loop_sends_no_ping(systemd_socket: tuple[socket.socket, s
 
     sock, path = systemd_socket
 
-    async def check() -> bool:
+    def check() -> bool:
         return True
 
     task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, check), name="watchdog")
@@ -103,6 +103,36 @@ async def test_blocked_loop_sends_no_ping(systemd_socket: tuple[socket.socket, s
         received(sock)
         time.sleep(0.5)  # noqa: ASYNC251 - a hang: the loop is blocked, so no ping may go out meanwhile
         assert received(sock) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_failing_check_does_not_delay_the_next_ping(
+    systemd_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = systemd_socket
+    calls = 0
+
+    def flaky() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("a check that blew up once")
+        return True
+
+    task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, flaky), name="watchdog")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        pings: list[str] = []
+        while calls < 6 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            pings += received(sock)
+        pings += received(sock)
+        # Every check but the failed one pinged, and the loop went on at its pace.
+        assert calls >= 6, calls
+        assert len(pings) >= calls - 2, (len(pings), calls)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -13,7 +13,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -23,8 +22,10 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from drivers.backoff import backoff_delay
 from drivers.errors import DeviceRejected, DeviceTimeout, TransportError
 from drivers.modbus.config import ModbusBusConfig, ModbusRtuBusConfig, Table
+from drivers.tasks import watch
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,13 @@ class ModbusBus:
         ]
 
     async def run(self) -> None:
-        """Start, run until cancelled, then stop (for a supervising TaskGroup)."""
+        """Start, run until cancelled, then stop (a component under a supervisor).
+
+        Raises if the link or worker task dies, so the supervisor restarts the bus.
+        """
         await self.start()
         try:
-            await asyncio.Event().wait()
+            await watch(self._tasks)
         finally:
             await self.stop()
 
@@ -286,8 +290,7 @@ class ModbusBus:
                         self._target(),
                     )
                 attempt += 1
-            cap = min(self.cfg.reconnect_max_s, RECONNECT_BASE_S * 2**attempt)
-            await asyncio.sleep(random.uniform(0, cap))
+            await asyncio.sleep(backoff_delay(attempt, RECONNECT_BASE_S, self.cfg.reconnect_max_s))
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

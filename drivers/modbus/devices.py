@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Iterable, Mapping
 
+from drivers.backoff import backoff_delay
 from drivers.errors import (
     DeviceRejected,
     DeviceTimeout,
@@ -34,6 +35,7 @@ from drivers.model import (
     DeviceState,
     command_satisfied,
 )
+from drivers.tasks import watch
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +87,12 @@ class ModbusDevice(Device):
             )
 
     async def run(self) -> None:
-        """Poll until cancelled (for a supervising TaskGroup); same as start()+stop()."""
+        """Poll until cancelled; same as start()+stop().  Raises if the poller
+        task dies, so the supervisor restarts the device."""
         await self.start()
+        assert self._task is not None
         try:
-            await asyncio.Event().wait()
+            await watch([self._task])
         finally:
             await self.stop()
 
@@ -182,8 +186,7 @@ class ModbusDevice(Device):
         if self.consecutive_failures < self.offline_after:
             return interval  # a glitch: retry at the normal rate
         excess = self.consecutive_failures - self.offline_after + 1
-        cap = min(self.max_backoff_s, interval * 2**excess)
-        return interval + random.uniform(0, cap - interval)
+        return backoff_delay(excess, interval, self.max_backoff_s, floor_s=interval)
 
 
 def build_modbus_device(cfg: ModbusDeviceConfig, bus: ModbusBus, device_id: str) -> ModbusDevice:

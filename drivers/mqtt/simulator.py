@@ -23,8 +23,9 @@ from typing import Any
 
 import aiomqtt
 
+from drivers.backoff import backoff_delay
 from drivers.model import DeviceKind
-from drivers.mqtt.connection import NO_DELAY, backoff_delay
+from drivers.mqtt.connection import NO_DELAY
 
 log = logging.getLogger(__name__)
 

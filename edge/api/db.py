@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from drivers.backoff import capped_exponential
 from edge.ops.durability import durable_write
 
 API_MIGRATIONS = [
@@ -335,7 +336,7 @@ def record_failure(
     row = conn.execute("SELECT failures FROM api_login_failures WHERE key = ?", (key,)).fetchone()
     failures = (int(row[0]) if row else 0) + 1
     over = failures - free_attempts
-    delay = 0.0 if over <= 0 else min(max_s, base_s * 2 ** (over - 1))
+    delay = 0.0 if over <= 0 else capped_exponential(over - 1, base_s, max_s)
     conn.execute(
         "INSERT INTO api_login_failures (key, failures, locked_until, last_failure)"
         " VALUES (?,?,?,?) ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,"

@@ -24,7 +24,6 @@ import hmac
 import logging
 import math
 import os
-import random
 import secrets
 import time
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from drivers.backoff import backoff_delay
+from drivers.tasks import watch
 from edge.core import Actor, EdgeCore
 from edge.door import registry
 from edge.door.config import DoorConfig
@@ -126,10 +127,11 @@ class DoorService:
             spawn(asyncio.create_task(self._camera_supervisor(), name="door-camera"))
 
     async def run(self) -> None:
-        """For :meth:`EdgeService.add_service`: start, serve until cancelled, stop."""
+        """A supervised component: start, serve until cancelled, stop.  Raises
+        if one of the door's own tasks (camera, retention, reload) dies."""
         await self.start()
         try:
-            await asyncio.Event().wait()
+            await watch(self._tasks)
         finally:
             await self.stop()
 
@@ -214,7 +216,7 @@ class DoorService:
             except VisionError as exc:
                 attempt += 1
                 await self._vision_outage(str(exc))
-                await asyncio.sleep(random.uniform(0, min(60.0, 0.5 * 2**attempt)))
+                await asyncio.sleep(backoff_delay(attempt, 0.5, 60.0))
         async for frame in self.source.frames():
             now = time.time()
             if now < self._quiet_until or now < self._cooldown_until:
