@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -69,19 +69,32 @@ def test_watchdog_interval_from_env() -> None:
 async def test_watchdog_pings_only_while_healthy(systemd_socket: tuple[socket.socket, str]) -> None:
     sock, path = systemd_socket
     healthy = True
+    checks_since_unhealthy = 0
 
     def check() -> bool:
+        nonlocal checks_since_unhealthy
+        if not healthy:
+            checks_since_unhealthy += 1
         return healthy
+
+    async def until(cond: Callable[[], bool], what: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not cond():
+            assert loop.time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.01)
 
     task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, check), name="watchdog")
     try:
-        await asyncio.sleep(0.3)
-        pings = received(sock)
-        assert pings and set(pings) == {"WATCHDOG=1"}
+        pings: list[str] = []
+        await until(lambda: bool(pings.extend(received(sock)) or pings), "a first ping")
+        assert set(pings) == {"WATCHDOG=1"}
         healthy = False
-        await asyncio.sleep(0.1)  # let an in-flight ping land
+        # The loop checks, then pings in the same step: once it has said
+        # "unhealthy" once, anything still arriving was sent before that.
+        await until(lambda: checks_since_unhealthy >= 1, "an unhealthy check")
         received(sock)
-        await asyncio.sleep(0.3)
+        await until(lambda: checks_since_unhealthy >= 4, "three more unhealthy checks")
         assert received(sock) == []
     finally:
         task.cancel()
