@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SAFETY_DB = "safety.db"
 
@@ -25,13 +30,16 @@ CREATE TABLE IF NOT EXISTS heater_clock (
 
 
 class HeaterClock:
-    """One heater's persisted heating-since time.  Calls run off the loop."""
+    """One heater's persisted heating-since time.  Calls run off the loop, on
+    one thread of its own: a caller cancelled mid-write (a guard stopping)
+    cannot let ``close`` run beside the write still in progress, which
+    SQLite's connection does not survive."""
 
     def __init__(self, path: Path, device_id: str) -> None:
         self.path = path
         self.device_id = device_id
         self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()  # one call at a time on this connection
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="heater-clock")
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -65,16 +73,20 @@ class HeaterClock:
                 (self.device_id, since),
             )
 
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
     async def load(self) -> float | None:
-        async with self._lock:
-            return await asyncio.to_thread(self._load)
+        return await self._call(self._load)
 
     async def save(self, since: float | None) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._save, since)
+        await self._call(self._save, since)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     async def close(self) -> None:
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await asyncio.to_thread(conn.close)
+        # Queued behind any write still running on the clock's thread.
+        await self._call(self._close)
