@@ -234,10 +234,12 @@ class EdgeCore:
         failures come back as the outcome's ``result``.
 
         The log row is written after the send.  If it cannot be written the row
-        is spooled and written when storage returns; with ``wait_for_log`` (the
-        default) :class:`StorageError` is raised after the send so a caller can
-        undo what it cannot record.  Safety actions pass ``wait_for_log=False``:
-        they return as soon as the device confirmed, whatever the disk does."""
+        is spooled and written when storage returns; for a lock command with
+        ``wait_for_log`` (the default) :class:`StorageError` is then raised
+        after the send so the door can undo what it cannot record.  Other
+        commands return their outcome: the device did act.  Safety actions pass
+        ``wait_for_log=False``: they return as soon as the device confirmed,
+        whatever the disk does."""
         device, typed = self.prepare(room_id, device_id, command)
         return await self._execute(
             device, typed, actor, timeout=timeout, wait_for_log=wait_for_log, force=force
@@ -311,14 +313,22 @@ class EdgeCore:
                 return outcome
             if self.command_spool.last_error is None:
                 await self.command_spool.flush(timeout=self.command_timeout_s)
-            if self.command_spool.pending and self.command_spool.last_error is not None:
+            if (
+                record.durable
+                and self.command_spool.pending
+                and self.command_spool.last_error is not None
+            ):
                 raise StorageError(f"command log: {self.command_spool.last_error}")
             return outcome
         try:
             await self.store.log_command(record)
         except StorageError as exc:
             self.command_spool.add(record, exc)
-            raise
+            # A lock command that cannot be recorded is the door's to handle
+            # (it relocks at once); any other command did happen, and its row
+            # waits in the spool: reporting it failed would misreport the room.
+            if record.durable:
+                raise
         return outcome
 
     async def _through_heat_hook(self, device: Device, command: Command) -> Command:

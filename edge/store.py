@@ -243,13 +243,10 @@ class Store:
             )
             return int(cur.lastrowid or 0)
 
-        try:
-            return await self.call(insert)
-        except StorageError as exc:
-            # The command was sent and confirmed already; failing it now would
-            # only hide that (a heater guard would think its off was refused).
-            log.error("command on %s not logged: %s", rec.device_id, exc)
-            return 0
+        # A failure is the caller's to handle: the core spools the row and
+        # writes it when storage returns (edge.core, edge.spool), so it is
+        # never lost and never blocks the command itself.
+        return await self.call(insert)
 
     async def commands(
         self, *, device_id: str | None = None, limit: int = 100
