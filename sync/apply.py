@@ -34,10 +34,28 @@ class Change:
     op: str
     payload: dict[str, Any]
     created_at: str
+    incarnation: str = ""  # "" for changes from before incarnations (and the cloud's own)
 
     @property
     def key(self) -> str:
-        return f"{self.origin}:{self.origin_seq}"
+        return format_key(self.origin, self.incarnation, self.origin_seq)
+
+
+def format_key(node: str, incarnation: str, seq: int) -> str:
+    """``<node>:<incarnation>:<seq>``; the legacy ``<node>:<seq>`` when no incarnation."""
+    return f"{node}:{incarnation}:{seq}" if incarnation else f"{node}:{seq}"
+
+
+def parse_key(key: str) -> tuple[str, str, int]:
+    """(node, incarnation, seq) of a key already checked against ``KEY_PATTERN``."""
+    parts = key.split(":")
+    if len(parts) == 2:
+        return parts[0], "", int(parts[1])
+    return parts[0], parts[1], int(parts[2])
+
+
+INCARNATION_PATTERN = r"[0-9a-f]{16}"
+KEY_PATTERN = rf"^[a-z0-9][a-z0-9_-]{{0,62}}(:{INCARNATION_PATTERN})?:[0-9]{{1,18}}$"
 
 
 def _cents(value: Any) -> int | None:

@@ -53,10 +53,10 @@ def _set_state(tx: Tx, key: str, value: str) -> None:
 
 def _insert_feed(tx: Tx, c: Change, status: str, reason: str | None) -> int:
     rows = tx.all(
-        "INSERT INTO sync_changes (origin, origin_seq, entity, entity_id, op, payload,"
-        " created_at, received_at, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " RETURNING seq",
-        (c.origin, c.origin_seq, c.entity, c.entity_id, c.op,
+        "INSERT INTO sync_changes (origin, incarnation, origin_seq, entity, entity_id, op,"
+        " payload, created_at, received_at, status, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        (c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
          json.dumps(c.payload, sort_keys=True), c.created_at, utc_stamp(), status, reason),
     )  # fmt: skip
     return int(rows[0]["seq"])
@@ -77,8 +77,9 @@ class CloudSync:
             _feed_lock(tx)
             for c in changes:
                 seen = tx.one(
-                    "SELECT seq FROM sync_changes WHERE origin = ? AND origin_seq = ?",
-                    (c.origin, c.origin_seq),
+                    "SELECT seq FROM sync_changes WHERE origin = ? AND incarnation = ?"
+                    " AND origin_seq = ?",
+                    (c.origin, c.incarnation, c.origin_seq),
                 )
                 if seen is not None:
                     acks.append(Ack(c.key, int(seen["seq"]), "duplicate"))
@@ -120,7 +121,7 @@ class CloudSync:
                 rows = tx.all(
                     "SELECT o.seq, o.entity, o.entity_id, o.op, o.payload, o.node, o.created_at"
                     " FROM outbox o LEFT JOIN sync_changes s"
-                    " ON s.origin = o.node AND s.origin_seq = o.seq"
+                    " ON s.origin = o.node AND s.incarnation = '' AND s.origin_seq = o.seq"
                     " WHERE o.seq > ? AND s.seq IS NULL ORDER BY o.seq LIMIT ?",
                     (cursor - INGEST_LOOKBACK, INGEST_BATCH),
                 )
@@ -154,7 +155,9 @@ class CloudSync:
         changes = [{**r, "payload": json.loads(r["payload"])} for r in rows]
         return {"changes": changes, "next_cursor": cursor, "more": full}
 
-    def lease(self, node: str, request_key: str, kind: Kind, year: int) -> int:
+    def lease(
+        self, node: str, request_key: str, kind: Kind, year: int, incarnation: str = ""
+    ) -> int:
         """A block of numbers for ``node``; the same ``request_key`` gets the same block."""
         with self.shop.db.write() as tx:
             row = tx.one(
@@ -166,9 +169,9 @@ class CloudSync:
                 return int(row["block"])
             block = lease_block(tx, kind, year, node)
             tx.execute(
-                "INSERT INTO sync_leases (node, request_key, kind, year, block, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (node, request_key, kind, year, block, utc_stamp()),
+                "INSERT INTO sync_leases (node, request_key, kind, year, block, created_at,"
+                " incarnation) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (node, request_key, kind, year, block, utc_stamp(), incarnation),
             )
         return block
 
@@ -188,7 +191,8 @@ class CloudSync:
 
     def node_status(self) -> list[dict[str, Any]]:
         with self.shop.db.read() as tx:
-            rows = tx.all("SELECT key, value FROM sync_state WHERE key LIKE 'node:%'")
+            # The pattern is a parameter: a literal % reads as a placeholder on PostgreSQL.
+            rows = tx.all("SELECT key, value FROM sync_state WHERE key LIKE ?", ("node:%",))
         nodes: dict[str, dict[str, Any]] = {}
         for r in rows:
             _, node, what = str(r["key"]).split(":", 2)

@@ -21,6 +21,7 @@ from edge.shop import Shop
 from edge.shop.db import Tx
 from edge.shop.errors import ShopError
 from edge.shop.numbering import Kind
+from sync import incarnation
 from sync.apply import Applier, Change, add_to_stock, insert_movement
 from sync.attention import count_open, list_attention, raise_attention, utc_stamp
 from sync.privacy import assert_no_biometrics
@@ -96,14 +97,23 @@ class EdgeSync:
         """
         push_cursor, _ = self.cursors()
         rows = self.shop.outbox(push_cursor, limit)
+        node = self.shop.config.node_id
+        with self.shop.db.read() as tx:
+            known = incarnation.current(tx, node) is not None
+        if not known:  # normally started by sync/hello already
+            with self.shop.db.write() as tx:
+                incarnation.ensure(tx, node)
+        with self.shop.db.read() as tx:
+            past = incarnation.lineage(tx, node)
         changes = []
         for r in rows:
             if r["entity"] in NOT_PUSHED:
                 continue
             assert_no_biometrics(r["entity"], r["payload"])
-            node = self.shop.config.node_id
-            changes.append(Change(node, int(r["seq"]), r["entity"], r["entity_id"], r["op"],
-                                  r["payload"], r["created_at"]))  # fmt: skip
+            seq = int(r["seq"])
+            inc = incarnation.key_incarnation(past, seq)
+            changes.append(Change(node, seq, r["entity"], r["entity_id"], r["op"], r["payload"],
+                                  r["created_at"], inc))  # fmt: skip
         reach = int(rows[-1]["seq"]) if rows else push_cursor
         return changes, reach
 
@@ -126,7 +136,9 @@ class EdgeSync:
             )
 
     # ---- pull -------------------------------------------------------------------------
-    def apply_pulled(self, changes: list[Change], next_cursor: int) -> PullResult:
+    def apply_pulled(
+        self, changes: list[Change], next_cursor: int, cursor_key: str = "pull_cursor"
+    ) -> PullResult:
         """One transaction: every change, held stock retried, the cursor moved."""
         applied = rejected = 0
         with self.shop.db.write() as tx:
@@ -143,7 +155,7 @@ class EdgeSync:
                                     {"key": c.key, "op": c.op, "payload": c.payload})  # fmt: skip
                 tx.execute("RELEASE SAVEPOINT sync_change")
             self.retry_held(tx)
-            self._set(tx, "pull_cursor", str(next_cursor))
+            self._set(tx, cursor_key, str(next_cursor))
         return PullResult(applied, rejected, self.member_events())
 
     def retry_held(self, tx: Tx) -> int:
@@ -166,6 +178,30 @@ class EdgeSync:
     def retry_held_now(self) -> int:
         with self.shop.db.write() as tx:
             return self.retry_held(tx)
+
+    # ---- incarnations (sync/incarnation.py) -----------------------------------------
+    def hello_body(self) -> dict[str, Any]:
+        with self.shop.db.write() as tx:
+            return incarnation.hello_body(tx, self.shop.config.node_id)
+
+    def accept_hello(self, verdict: str, leases: list[dict[str, Any]]) -> bool:
+        with self.shop.db.write() as tx:
+            return incarnation.accept_hello(tx, self.shop.config.node_id, verdict, leases)
+
+    def incarnation_id(self) -> str | None:
+        with self.shop.db.read() as tx:
+            inc = incarnation.current(tx, self.shop.config.node_id)
+        return None if inc is None else inc.id
+
+    def recovery(self) -> tuple[str | None, int, list[dict[str, Any]]]:
+        """(pending reason or None, recover cursor, what this disk holds per incarnation)."""
+        with self.shop.db.read() as tx:
+            reason, cursor = incarnation.recovery_state(tx)
+            return reason, cursor, incarnation.known_ranges(tx, self.shop.config.node_id)
+
+    def finish_recovery(self, recovered: int) -> None:
+        with self.shop.db.write() as tx:
+            incarnation.finish_recovery(tx, self.shop.config.node_id, recovered)
 
     # ---- member hook ---------------------------------------------------------------------
     def member_events(self) -> list[tuple[int, str, bool, bool]]:
@@ -219,6 +255,7 @@ class EdgeSync:
             "last_error": state.get("last_error"),
             "last_error_at": state.get("last_error_at"),
             "queue_depth": self.queue_depth(),
+            "incarnation": state.get(incarnation.CURRENT),
             "push_cursor": int(state.get("push_cursor", 0)),
             "pull_cursor": int(state.get("pull_cursor", 0)),
             "held_stock_movements": held,

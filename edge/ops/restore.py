@@ -20,6 +20,7 @@ from pathlib import Path
 from edge.ops.backup import MANIFEST, _fsync_dir, _sha256
 from edge.ops.errors import RestoreError
 from edge.ops.layout import DATABASES, KEY_FILE, SQLITE_SIDE_FILES, ensure_not_running
+from sync.incarnation import mark_restored
 
 
 @dataclass
@@ -100,6 +101,7 @@ def restore(
     _fsync_dir(data_dir)
     if KEY_FILE in files:
         _restore_key(backup_dir / KEY_FILE, key_file or data_dir / KEY_FILE, result)
+    mark_restored(data_dir)  # the restored disk syncs as a new incarnation (docs/sync.md)
     return result
 
 
