@@ -157,11 +157,12 @@ class SyncClient:
             result = await self._http("POST", "sync/push", body)
             report.requests += 1
             acks = wire.acks(result, [c.key for c in changes])
+            refused = wire.refused(changes, acks)
             for a in acks:
                 report.pushed += a["status"] == "applied"
                 report.duplicates += a["status"] == "duplicate"
                 report.rejected_by_cloud += a["status"] == "rejected"
-            await self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]))
+            await self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]), refused)
 
     async def pull_all(self, report: SyncReport) -> None:
         while True:

@@ -15,10 +15,11 @@ from typing import Any
 
 from edge.shop import Shop
 from edge.shop.db import Tx
-from edge.shop.errors import ShopError
 from edge.shop.numbering import Kind, lease_block
 from sync.apply import Applier, Change
 from sync.attention import raise_attention, utc_stamp
+from sync.poison import is_poison, refuse_nul, storable
+from sync.poison import reason as poison_reason
 from sync.schema import migrate_sync
 
 FEED_LOCK = 7_301_001
@@ -77,29 +78,35 @@ class CloudSync:
             _feed_lock(tx)
             for c in changes:
                 seen = tx.one(
-                    "SELECT seq FROM sync_changes WHERE origin = ? AND incarnation = ?"
-                    " AND origin_seq = ?",
+                    "SELECT seq, status, reason FROM sync_changes WHERE origin = ?"
+                    " AND incarnation = ? AND origin_seq = ?",
                     (c.origin, c.incarnation, c.origin_seq),
                 )
                 if seen is not None:
-                    acks.append(Ack(c.key, int(seen["seq"]), "duplicate"))
+                    # A retry of a refused change hears the reason again (quarantine).
+                    why = seen["reason"] if seen["status"] == "rejected" else None
+                    acks.append(Ack(c.key, int(seen["seq"]), "duplicate", why))
                     continue
                 status, reason = self._apply_one(tx, c)
-                acks.append(Ack(c.key, _insert_feed(tx, c, status, reason), status, reason))
+                kept = c if status == "applied" else storable(c)
+                acks.append(Ack(c.key, _insert_feed(tx, kept, status, reason), status, reason))
             _set_state(tx, f"node:{node}:last_push", utc_stamp())
         return acks
 
     def _apply_one(self, tx: Tx, c: Change) -> tuple[str, str | None]:
         tx.execute("SAVEPOINT sync_change")
         try:
+            refuse_nul(("entity_id", c.entity_id), ("op", c.op), ("payload", c.payload))
             self.applier.apply(tx, c)
-        except (ShopError, KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:
+            if not is_poison(exc):
+                raise  # transient: the batch answers 5xx and is sent again
             # A change that cannot apply is kept (feed row + attention), never lost.
             tx.execute("ROLLBACK TO SAVEPOINT sync_change")
             tx.execute("RELEASE SAVEPOINT sync_change")
-            reason = f"{type(exc).__name__}: {exc}"
-            raise_attention(tx, "rejected_change", c.entity, c.entity_id, c.origin, reason,
-                            {"key": c.key, "op": c.op, "payload": c.payload})  # fmt: skip
+            reason, kept = poison_reason(exc), storable(c)
+            raise_attention(tx, "rejected_change", kept.entity, kept.entity_id, c.origin, reason,
+                            {"key": c.key, "op": kept.op, "payload": c.payload})  # fmt: skip
             return "rejected", reason
         tx.execute("RELEASE SAVEPOINT sync_change")
         return "applied", None

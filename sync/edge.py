@@ -9,6 +9,7 @@ deduplicated by the cloud).
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +20,12 @@ from pydantic import Field
 from drivers.config import StrictModel
 from edge.shop import Shop
 from edge.shop.db import Tx
-from edge.shop.errors import ShopError
 from edge.shop.numbering import Kind
 from sync import incarnation
 from sync.apply import Applier, Change, add_to_stock, insert_movement
 from sync.attention import count_open, list_attention, raise_attention, utc_stamp
+from sync.poison import is_poison
+from sync.poison import reason as poison_reason
 from sync.privacy import assert_no_biometrics
 from sync.schema import migrate_sync
 
@@ -117,8 +119,16 @@ class EdgeSync:
         reach = int(rows[-1]["seq"]) if rows else push_cursor
         return changes, reach
 
-    def acknowledge(self, reach: int, last_cloud_seq: int | None) -> None:
+    def acknowledge(
+        self,
+        reach: int,
+        last_cloud_seq: int | None,
+        refused: list[tuple[Change, str]] | None = None,
+    ) -> None:
+        """Move the push cursor; changes the cloud refused for good go to the quarantine."""
         with self.shop.db.write() as tx:
+            for c, why in refused or ():
+                quarantine(tx, c, why)
             current = int(self._get(tx, "push_cursor", "0") or 0)
             self._set(tx, "push_cursor", str(max(current, reach)))
             if last_cloud_seq is not None:
@@ -147,11 +157,13 @@ class EdgeSync:
                 try:
                     self.applier.apply(tx, c)
                     applied += 1
-                except (ShopError, KeyError, TypeError, ValueError) as exc:
+                except Exception as exc:
+                    if not is_poison(exc):
+                        raise  # storage trouble: the page is applied again next cycle
                     tx.execute("ROLLBACK TO SAVEPOINT sync_change")
                     rejected += 1
                     raise_attention(tx, "rejected_change", c.entity, c.entity_id, c.origin,
-                                    f"{type(exc).__name__}: {exc}",
+                                    poison_reason(exc),
                                     {"key": c.key, "op": c.op, "payload": c.payload})  # fmt: skip
                 tx.execute("RELEASE SAVEPOINT sync_change")
             self.retry_held(tx)
@@ -249,6 +261,7 @@ class EdgeSync:
         with self.shop.db.read() as tx:
             state = {r["key"]: r["value"] for r in tx.all("SELECT key, value FROM sync_state")}
             held = int(tx.scalar("SELECT COUNT(*) AS n FROM sync_held_movements"))
+            quarantined = int(tx.scalar("SELECT COUNT(*) AS n FROM sync_quarantine"))
             open_items = count_open(tx)
         return {
             "last_success": state.get("last_success"),
@@ -259,10 +272,27 @@ class EdgeSync:
             "push_cursor": int(state.get("push_cursor", 0)),
             "pull_cursor": int(state.get("pull_cursor", 0)),
             "held_stock_movements": held,
+            "quarantined": quarantined,
             "attention_open": open_items,
             "attention": [a.to_json() for a in list_attention(self.shop.db, limit=50)],
             "spare_numbers": {k: self.shop.spare_numbers(k, year) for k in ("PO", "CR")},
         }
+
+
+def quarantine(tx: Tx, c: Change, why: str) -> None:
+    """Keep a change the cloud refused for good, and tell staff here (the cloud tells its own)."""
+    tx.execute(
+        "INSERT INTO sync_quarantine (key, entity, entity_id, op, payload, reason, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        (c.key, c.entity, c.entity_id, c.op, json.dumps(c.payload, sort_keys=True), why,
+         utc_stamp()),
+    )  # fmt: skip
+    raise_attention(
+        tx, "change_quarantined", c.entity, c.entity_id, c.origin,
+        f"the cloud refused {c.entity} {c.entity_id} ({c.op}) for good: {why}. It is kept in"
+        " the quarantine; the rest of the queue went on. Fix the record and save it again.",
+        {"key": c.key, "reason": why},
+    )  # fmt: skip
 
 
 def sync_status(shop: Shop) -> dict[str, Any]:

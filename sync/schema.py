@@ -3,7 +3,8 @@
 Edge: ``sync_state`` (cursors, last success/error), ``sync_attention``,
 ``sync_held_movements`` (remote stock movements waiting for stock),
 ``sync_member_events`` (member changes not yet handed to the hook),
-``member_consent``.  Cloud: additionally ``sync_changes`` (the change feed
+``member_consent``, ``sync_quarantine`` (own changes the cloud refused for
+good), ``sync_incarnations`` (both sides).  Cloud: additionally ``sync_changes`` (the change feed
 every edge pulls, keyed by ``(origin, origin_seq)`` for deduplication),
 ``sync_leases`` and ``attendance_events``.  Unused tables on a side are empty.
 """
@@ -144,7 +145,20 @@ ALTER TABLE sync_changes ADD CONSTRAINT sync_changes_key UNIQUE (origin, incarna
 """,
 }
 
-STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (_STEP_1, _STEP_2)
+# Step 3: the edge's quarantine of changes the cloud refused for good.
+_STEP_3 = """
+CREATE TABLE sync_quarantine (
+    key TEXT PRIMARY KEY,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (_STEP_1, _STEP_2, _STEP_3)
 
 
 def steps_for(dialect: str) -> list[str]:

@@ -38,6 +38,16 @@ def acks(result: Any, keys: list[str]) -> list[dict[str, Any]]:
     return items
 
 
+def refused(changes: list[Change], acks: list[dict[str, Any]]) -> list[tuple[Change, str]]:
+    """Changes the cloud refused for good (also when a retry hears "duplicate" of one)."""
+    out = []
+    for c, a in zip(changes, acks, strict=True):
+        why = a.get("reason")
+        if a["status"] == "rejected" or (a["status"] == "duplicate" and why):
+            out.append((c, str(why or "refused by the cloud")))
+    return out
+
+
 def page(result: Any, where: str) -> tuple[list[Change], int, bool]:
     """A feed page (pull or recover): changes, next cursor, whether more follow."""
     rows = field(result, "changes", list, where)

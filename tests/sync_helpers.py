@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cloud_api.auth import Auth
-from edge.shop import Shop, ShopConfig, SqliteDatabase
-from edge.shop.testing import MutableClock
+from edge.shop import PostgresDatabase, Shop, ShopConfig, SqliteDatabase
+from edge.shop.testing import PG_DSN, MutableClock, postgres_schema, postgres_unreachable
 from sync.config import CloudSyncConfig
 from sync.schema import migrate_sync
 from sync.testing import CloudProcess
@@ -72,6 +74,28 @@ def running_cloud(
     finally:
         proc.stop()
         db.close()
+
+
+@contextmanager
+def running_pg_cloud(
+    nodes: tuple[str, ...] = ("edge-1", "edge-2"), restock: dict[str, int] | None = None
+) -> Iterator[tuple[Cloud, CloudProcess]]:
+    """The same on PostgreSQL, in a schema of its own (skips when PostgreSQL is down)."""
+    reason = postgres_unreachable()
+    if reason:
+        pytest.skip(reason)
+    with postgres_schema() as schema:
+        db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
+        prepared = prepare_cloud(Shop(db), nodes)
+        for slug, quantity in (restock or {}).items():
+            prepared.shop.restock(slug, {"quantity": quantity})
+        proc = CloudProcess(PG_DSN, free_port(), schema=schema)
+        proc.start()
+        try:
+            yield prepared, proc
+        finally:
+            proc.stop()
+            db.close()
 
 
 def make_edge(path: Path, node: str = "edge-1", clock: MutableClock | None = None) -> Shop:

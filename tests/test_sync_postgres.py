@@ -1,4 +1,4 @@
-"""The same sync guarantees with the cloud on PostgreSQL (database ``test``, own schema)."""
+"""The same sync guarantees with the cloud on PostgreSQL (own schema)."""
 
 from __future__ import annotations
 
@@ -8,31 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from edge.shop import PostgresDatabase, Shop
-from edge.shop.testing import PG_DSN, postgres_schema, postgres_unreachable
+from edge.shop import Shop
 from sync.client import SyncClient
 from sync.errors import CloudUnreachable
 from sync.testing import CloudProcess, Fault, FaultProxy
-from tests.conftest import free_port
-from tests.sync_helpers import Cloud, assert_converged, edge_config, make_edge, prepare_cloud
+from tests.sync_helpers import Cloud, assert_converged, edge_config, make_edge, running_pg_cloud
 
 
 @pytest.fixture
 def pg_cloud() -> Iterator[tuple[Cloud, CloudProcess]]:
-    reason = postgres_unreachable()
-    if reason:
-        pytest.skip(reason)
-    with postgres_schema() as schema:
-        db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
-        prepared = prepare_cloud(Shop(db), ("edge-1", "edge-2"))
-        prepared.shop.restock("gua-sha", {"quantity": 1000})
-        proc = CloudProcess(PG_DSN, free_port(), schema=schema)
-        proc.start()
-        try:
-            yield prepared, proc
-        finally:
-            proc.stop()
-            db.close()
+    with running_pg_cloud(restock={"gua-sha": 1000}) as running:
+        yield running
 
 
 @pytest.fixture
