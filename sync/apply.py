@@ -159,6 +159,12 @@ class Applier:
         p = c.payload
         product_id, delta = str(p["product_id"]), int(p["delta"])
         actor = f"sync:{c.origin}"
+        if (
+            c.op == "cancellation"
+            and p.get("order_id")
+            and self._returned_by_other(tx, product_id, str(p["order_id"]), c.origin)
+        ):
+            return  # the order's stock came back once already, by another node's cancel
         if add_to_stock(tx, product_id, delta, allow_short=False):
             insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
             return
@@ -188,6 +194,23 @@ class Applier:
         add_to_stock(tx, product_id, delta, allow_short=False)
         insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
         raise_attention(tx, "oversell", "product", product_id, c.origin, detail, data)
+
+    def _returned_by_other(self, tx: Tx, product_id: str, order_id: str, origin: str) -> bool:
+        """Has a node other than ``origin`` already put this order's product back?
+
+        A cancel can happen on several nodes before they hear of each other;
+        each returns the stock locally.  Only the first cancellation of an
+        (order, product) to reach a node counts there; a node's own lines
+        always count together (an order may list a product twice).
+        """
+        rows = tx.all(
+            "SELECT actor FROM stock_movements WHERE order_id = ? AND product_id = ?"
+            " AND kind = 'cancellation'",
+            (order_id, product_id),
+        )
+        here = self.shop.config.node_id
+        sources = {r["actor"][5:] if str(r["actor"]).startswith("sync:") else here for r in rows}
+        return bool(sources - {origin})
 
     def compensate(
         self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str
