@@ -41,8 +41,8 @@ def _act(shop: Shop, op: tuple[Any, ...], member: str) -> None:
     kind = op[0]
     try:
         if kind == "order":
-            shop.create_order(member, {"items": [{"product": "serum", "quantity": op[2]},
-                                                 {"product": "gua-sha", "quantity": 1}]})  # fmt: skip
+            lines = [{"product": "serum", "quantity": op[2]}, {"product": "gua-sha", "quantity": 1}]
+            shop.create_order(member, {"items": lines})
             return
         orders = sorted(shop.list_orders(page_size=100).items, key=lambda o: o.number)
         if not orders:
