@@ -20,6 +20,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from cloud_api import guard
 from cloud_api.auth import Auth, Principal, Unauthenticated
 from cloud_api.spec import (
     AUTH_KEY,
@@ -30,9 +31,10 @@ from cloud_api.spec import (
     Route,
     authenticate,
     parse_json_object,
+    parse_query,
 )
 from edge.shop import Forbidden, ValidationFailed
-from edge.shop.inputs import Input, parse
+from edge.shop.inputs import Input
 from sync import cloud_nodes
 from sync.apply import INCARNATION_PATTERN, KEY_PATTERN, Change, parse_key
 from sync.attention import list_attention, resolve_attention
@@ -221,7 +223,7 @@ SYNC_ROUTES: tuple[Route, ...] = (
 
 # ---- plumbing -----------------------------------------------------------------------
 async def _node_principal(request: web.Request, auth: Auth, ex: Any) -> Principal:
-    header = request.headers.get("Authorization", "")
+    header = guard.header(request.headers.get("Authorization", ""), "Authorization")
     cache: dict[str, tuple[Principal, float]] = request.app[CACHE_KEY]
     digest = hashlib.sha256(header.encode()).hexdigest()
     hit = cache.get(digest)
@@ -246,7 +248,8 @@ async def _read_body(request: web.Request, model: type[BaseModel] | None) -> Any
         if size > MAX_SYNC_BODY:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_SYNC_BODY, actual_size=size)
         chunks.append(chunk)
-    return parse_json_object(b"".join(chunks), model)
+    # A push carries edge records as they are; each change is judged on its own.
+    return parse_json_object(b"".join(chunks), model, nul_ok=model is PushInput)
 
 
 def _dumps(value: Any) -> str:
@@ -261,12 +264,7 @@ def _make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
             principal: Principal | None = await _node_principal(request, app[AUTH_KEY], ex)
         else:
             principal = await authenticate(request, route.auth, app[AUTH_KEY], ex)
-        if route.query is not None:
-            query = parse(route.query, dict(request.query))
-        elif request.query:
-            raise ValidationFailed(next(iter(request.query)), "unknown query parameter")
-        else:
-            query = None
+        query = parse_query(request, route.query)
         body = await _read_body(request, route.body)
         ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
         return web.json_response(await route.handler(ctx), status=route.status, dumps=_dumps)

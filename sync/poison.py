@@ -25,10 +25,11 @@ def find_nul(value: Any, path: str = "payload") -> str | None:
         return path if "\x00" in value else None
     if isinstance(value, dict):
         for k, v in value.items():
-            hit = find_nul(str(k), f"{path}.<key>") or find_nul(v, f"{path}.{k}")
+            sub = f"{path}.{k}" if path else str(k)
+            hit = find_nul(str(k), f"{path or 'body'} (a key)") or find_nul(v, sub)
             if hit:
                 return hit
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         for i, v in enumerate(value):
             hit = find_nul(v, f"{path}[{i}]")
             if hit:
