@@ -15,7 +15,9 @@ from typing import Any
 
 from edge.shop import Shop
 from edge.shop.db import Tx
+from edge.shop.errors import Forbidden
 from edge.shop.numbering import Kind, lease_block
+from sync import sites
 from sync.apply import Applier, Change
 from sync.attention import raise_attention, utc_stamp
 from sync.poison import is_poison, refuse_nul, storable
@@ -52,15 +54,34 @@ def _set_state(tx: Tx, key: str, value: str) -> None:
     )
 
 
-def _insert_feed(tx: Tx, c: Change, status: str, reason: str | None) -> int:
+def _insert_feed(
+    tx: Tx, c: Change, status: str, reason: str | None, site: str | None = None
+) -> int:
     rows = tx.all(
         "INSERT INTO sync_changes (origin, incarnation, origin_seq, entity, entity_id, op,"
-        " payload, created_at, received_at, status, reason)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        " payload, created_at, received_at, status, reason, site)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         (c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
-         json.dumps(c.payload, sort_keys=True), c.created_at, utc_stamp(), status, reason),
+         json.dumps(c.payload, sort_keys=True), c.created_at, utc_stamp(), status, reason,
+         site),
     )  # fmt: skip
     return int(rows[0]["seq"])
+
+
+_SITE_OWNED = {"order": "orders", "concierge_request": "concierge_requests"}
+
+
+def _same_site(tx: Tx, c: Change, site: str | None) -> None:
+    """A site's node may not change another site's orders or requests (poison: rejected)."""
+    table = _SITE_OWNED.get(c.entity)
+    if table is None or site is None:
+        return
+    row = tx.one(f"SELECT origin_node FROM {table} WHERE id = ?", (c.entity_id,))
+    if row is None:
+        return
+    owner = sites.site_of(tx, str(row["origin_node"]))
+    if owner is not None and owner != site:
+        raise Forbidden(f"entity_id: {c.entity} {c.entity_id} belongs to another site")
 
 
 class CloudSync:
@@ -76,6 +97,7 @@ class CloudSync:
         acks: list[Ack] = []
         with self.shop.db.write() as tx:
             _feed_lock(tx)
+            site = sites.site_of(tx, node)
             for c in changes:
                 seen = tx.one(
                     "SELECT seq, status, reason FROM sync_changes WHERE origin = ?"
@@ -87,16 +109,18 @@ class CloudSync:
                     why = seen["reason"] if seen["status"] == "rejected" else None
                     acks.append(Ack(c.key, int(seen["seq"]), "duplicate", why))
                     continue
-                status, reason = self._apply_one(tx, c)
+                status, reason = self._apply_one(tx, c, site)
                 kept = c if status == "applied" else storable(c)
-                acks.append(Ack(c.key, _insert_feed(tx, kept, status, reason), status, reason))
+                seq = _insert_feed(tx, kept, status, reason, site)
+                acks.append(Ack(c.key, seq, status, reason))
             _set_state(tx, f"node:{node}:last_push", utc_stamp())
         return acks
 
-    def _apply_one(self, tx: Tx, c: Change) -> tuple[str, str | None]:
+    def _apply_one(self, tx: Tx, c: Change, site: str | None) -> tuple[str, str | None]:
         tx.execute("SAVEPOINT sync_change")
         try:
             refuse_nul(("entity_id", c.entity_id), ("op", c.op), ("payload", c.payload))
+            _same_site(tx, c, site)
             self.applier.apply(tx, c)
         except Exception as exc:
             if not is_poison(exc):
@@ -149,11 +173,15 @@ class CloudSync:
             # Head first: feed seqs commit in order, so every seq <= head is
             # visible to the next statement even under READ COMMITTED.
             head = int(tx.scalar("SELECT COALESCE(MAX(seq), 0) AS h FROM sync_changes"))
+            site = sites.site_of(tx, node)
+            # A site's node gets the chain-wide rows and its own site's partition.
+            partition = "" if site is None else " AND (site IS NULL OR site = ?)"
             rows = tx.all(
                 "SELECT seq, origin, origin_seq, entity, entity_id, op, payload, created_at"
                 " FROM sync_changes WHERE seq > ? AND seq <= ? AND origin <> ?"
-                " AND status = 'applied' AND entity <> 'attendance' ORDER BY seq LIMIT ?",
-                (after, head, node, limit),
+                f" AND status = 'applied' AND entity <> 'attendance'{partition}"
+                " ORDER BY seq LIMIT ?",
+                (after, head, node, *(() if site is None else (site,)), limit),
             )
         full = len(rows) == limit
         cursor = int(rows[-1]["seq"]) if full else max(head, after)
@@ -174,6 +202,7 @@ class CloudSync:
             )
             if row is not None:
                 return int(row["block"])
+            sites.check_lease_quota(tx, node, kind, year)
             block = lease_block(tx, kind, year, node)
             tx.execute(
                 "INSERT INTO sync_leases (node, request_key, kind, year, block, created_at,"

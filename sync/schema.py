@@ -158,7 +158,34 @@ CREATE TABLE sync_quarantine (
 );
 """
 
-STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (_STEP_1, _STEP_2, _STEP_3)
+# Step 4: sites as tenants of the cloud (sync/sites.py).  A feed row carries
+# the site of the node that made it (NULL: chain-wide, e.g. the catalogue).
+_STEP_4 = """
+CREATE TABLE sites (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tax_rate TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    block_quota INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE site_nodes (
+    node_id TEXT PRIMARY KEY,
+    site_id TEXT NOT NULL REFERENCES sites (id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE admin_audit (
+    id {serial_pk},
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+ALTER TABLE sync_changes ADD COLUMN site TEXT;
+"""
+
+STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (_STEP_1, _STEP_2, _STEP_3, _STEP_4)
 
 
 def steps_for(dialect: str) -> list[str]:

@@ -19,6 +19,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
+from cloud_api.admin_routes import ADMIN_ROUTES  # noqa: E402
 from cloud_api.app import build_app  # noqa: E402
 from cloud_api.auth import Auth  # noqa: E402
 from cloud_api.demo import STAFF, seed  # noqa: E402
@@ -27,7 +28,7 @@ from cloud_api.routes import ROUTES  # noqa: E402
 from cloud_api.sync_routes import SYNC_ROUTES  # noqa: E402
 from edge.shop.testing import make_shop, postgres_unreachable  # noqa: E402
 
-ALL_ROUTES = ROUTES + SYNC_ROUTES
+ALL_ROUTES = ROUTES + ADMIN_ROUTES + SYNC_ROUTES
 AUTH_BY_OPERATION = {(r.method, r.full_path): r.auth for r in ALL_ROUTES}
 
 
