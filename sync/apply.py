@@ -19,6 +19,7 @@ from edge.shop.errors import Conflict, NotFound, ValidationFailed
 from edge.shop.money import to_cents
 from sync import merge
 from sync.attention import has_attention, raise_attention
+from sync.oversell import HOLD_NOTE, raise_oversell
 
 Role = Literal["cloud", "edge"]
 
@@ -167,16 +168,17 @@ class Applier:
             return  # the order's stock came back once already, by another node's cancel
         if add_to_stock(tx, product_id, delta, allow_short=False):
             insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+            note = str(p.get("note") or "")
+            held_here = has_attention(tx, "oversell_held", product_id, open_only=True)
+            if (self.role == "edge" and c.op == "adjustment" and note.startswith(HOLD_NOTE)
+                    and not held_here):  # fmt: skip
+                # The cloud found an oversell: staff here must see it until they fix it.
+                raise_oversell(tx, "oversell", product_id, delta, "cloud", p.get("order_id"))
             return
         if tx.one("SELECT id FROM products WHERE id = ?", (product_id,)) is None:
             raise NotFound("product", product_id)
         stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (product_id,)))
         short = -(stock + delta)
-        detail = (
-            f"oversell: {-delta} unit(s) of product {product_id} sold on {c.origin} while apart;"
-            f" only {stock} left here"
-        )
-        data = {"product_id": product_id, "short": short, "order_id": p.get("order_id")}
         if self.role == "edge":
             # Hold it until the cloud's compensation (or a restock) arrives.
             tx.execute(
@@ -185,15 +187,15 @@ class Applier:
                 (product_id, c.op, delta, p.get("order_id"), actor, p.get("note"), c.origin,
                  c.created_at),
             )  # fmt: skip
-            raise_attention(tx, "oversell_held", "product", product_id, c.origin, detail, data)
+            raise_oversell(tx, "oversell_held", product_id, short, c.origin, p.get("order_id"))
             return
         # Cloud: hold the shortfall with a compensating adjustment first (stock
         # never dips below zero), then record the sale as it happened.
-        note = f"oversell hold: {short} unit(s) owed, see attention"
+        note = f"{HOLD_NOTE} {short} unit(s) owed, see attention"
         self.compensate(tx, product_id, short, p.get("order_id"), note)
         add_to_stock(tx, product_id, delta, allow_short=False)
         insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
-        raise_attention(tx, "oversell", "product", product_id, c.origin, detail, data)
+        raise_oversell(tx, "oversell", product_id, short, c.origin, p.get("order_id"))
 
     def _returned_by_other(self, tx: Tx, product_id: str, order_id: str, origin: str) -> bool:
         """Has a node other than ``origin`` already put this order's product back?

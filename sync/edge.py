@@ -179,12 +179,8 @@ class EdgeSync:
                                 h["actor"], h["note"])  # fmt: skip
                 tx.execute("DELETE FROM sync_held_movements WHERE id = ?", (h["id"],))
                 done += 1
-        if done and not tx.one("SELECT id FROM sync_held_movements LIMIT 1"):
-            tx.execute(
-                "UPDATE sync_attention SET resolved_at = ?, resolved_by = 'sync'"
-                " WHERE kind = 'oversell_held' AND resolved_at IS NULL",
-                (utc_stamp(),),
-            )
+        # The oversell_held items stay open: the shortfall is real until staff act on it
+        # (sync/oversell.py), even once the cloud's hold lets the movement apply.
         return done
 
     def retry_held_now(self) -> int:
