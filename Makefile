@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make demo` and `make test`.
-# Both build the virtualenv on first use; `make test` also installs the
-# system tools the tests use (Mosquitto, socat, Debian's Chromium for the
-# browser tests) when missing.
+# Both build the virtualenv on first use; `make test` also installs and
+# starts the system parts the tests use (Mosquitto, socat, Debian's Chromium
+# for the browser tests, PostgreSQL) when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -28,16 +28,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check edge drivers vision sync cloud_api
 	$(BIN)/mypy
 
+# Installs and starts what the tests talk to (Mosquitto, socat, Chromium,
+# PostgreSQL with its test database): see tests/system-deps.sh.
 system-deps:
-	@missing=""; \
-	for t in mosquitto:mosquitto socat:socat chromium:chromium; do \
-	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
-	fi
+	@bash tests/system-deps.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +86,10 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-db")
         app[EXECUTOR_KEY] = pool
         yield
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Joining the pool's threads blocks: wait for them on another thread.
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(pool.shutdown, wait=True, cancel_futures=True)
+        )
 
     app.cleanup_ctx.append(executor_ctx)
 

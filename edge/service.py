@@ -151,14 +151,10 @@ class EdgeService:
         if self._started:
             raise RuntimeError("EdgeService.start() called twice")
         self._started = True
-        # Staff password hashes, tokens and member data live here: owner only.
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # One daemon per data dir; `restore` relies on this lock too.
-        self._lock.acquire()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._claim_data_dir)
         await self.store.open()
-        await asyncio.get_running_loop().run_in_executor(None, self._migrate_shop)
-        for db in (DB_NAME, SHOP_DB_NAME):
-            (self.data_dir / db).chmod(0o600)
+        await loop.run_in_executor(None, self._migrate_shop)
         self.core = core = self._build()
         ready = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(core, ready), name="edge-supervisor")
@@ -176,11 +172,19 @@ class EdgeService:
         log.info("edge service for site %s started", self.config.site.id)
         return core
 
+    def _claim_data_dir(self) -> None:
+        # Staff password hashes, tokens and member data live here: owner only.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # One daemon per data dir; `restore` relies on this lock too.
+        self._lock.acquire()
+
     def _migrate_shop(self) -> None:
         self.shop.migrate()
         # The sync tables exist on a stand-alone spa too: its status page and
         # the outbox of attendance work before a cloud is configured.
         migrate_sync(self.shop.db)
+        for db in (DB_NAME, SHOP_DB_NAME):
+            (self.data_dir / db).chmod(0o600)
 
     async def _supervise(self, core: EdgeCore, ready: asyncio.Future[None]) -> None:
         try:
@@ -251,9 +255,11 @@ class EdgeService:
             if not self._supervisor.cancelled() and self._supervisor.exception() is not None:
                 log.error("supervisor ended with %r", self._supervisor.exception())
         await self._flush_pending()
+        loop = asyncio.get_running_loop()
         if self.core is not None:
-            self.core.close()
-        self.shop.db.close()
+            # Waits for the shop's worker threads: off the loop.
+            await loop.run_in_executor(None, self.core.close)
+        await loop.run_in_executor(None, self.shop.db.close)
         await self.store.close()
         self._lock.release()
         log.info("edge service stopped")

@@ -112,7 +112,8 @@ class Store:
         if self._conn is not None:
             await self.call(lambda conn: conn.close())
             self._conn = None
-        self._executor.shutdown(wait=True)
+        # Joining the database thread blocks: wait for it on another thread.
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
     async def call(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(connection)`` on the database thread."""

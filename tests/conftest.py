@@ -1,15 +1,15 @@
 """Shared fixtures: real brokers, free ports, shared data, and a loop guard.
 
-The loop guard runs every async test with asyncio debug mode on and fails the
-test when a callback blocked the event loop (asyncio logs "Executing ... took")
-or when the test left tasks running.
+The loop guard runs every async test under blockbuster (tests/loop_guard.py):
+a blocking call made on the event loop by project code fails the test with the
+call and its stack, deterministically, at any machine load. It also fails a
+test that left tasks running. Nothing here measures wall time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import shutil
 import socket
 import subprocess
@@ -20,15 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.loop_guard import LoopGuard
+from tests.parts import missing
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-
-# A callback holding the loop longer than this is a blocking call.  Wall time,
-# so it includes the OS preempting us: on a loaded 2-core machine (a vision
-# worker process loading its models beside the test) a harmless step can take
-# ~0.3 s; a real blocking call (sync I/O, inference on the loop) takes longer.
-BLOCKING_THRESHOLD_S = 0.5
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,7 +61,7 @@ class MosquittoProcess:
     def __init__(self, tmp: Path) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
-            pytest.skip("mosquitto is not installed (make system-deps installs it)")
+            missing("Mosquitto")
         self.exe = exe
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -129,35 +125,18 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 def shared_faces() -> Path:
     faces = SHARED / "faces"
     if not faces.is_dir():
-        pytest.skip(f"shared face photos not found at {faces} (../shared is absent)")
+        missing("../shared", f"no face photos at {faces}")
     return faces
-
-
-class _BlockingDetector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if msg.startswith("Executing ") and " took " in msg:
-            self.messages.append(msg)
 
 
 @pytest.fixture
 async def loop_guard() -> AsyncIterator[None]:
-    loop = asyncio.get_running_loop()
-    loop.set_debug(True)
-    loop.slow_callback_duration = BLOCKING_THRESHOLD_S
-    detector = _BlockingDetector()
-    asyncio_logger = logging.getLogger("asyncio")
-    asyncio_logger.addHandler(detector)
-    try:
+    """Every async test: no blocking call on the loop from project code
+    (tests/loop_guard.py) and no task left running afterwards."""
+    with LoopGuard() as guard:
         yield
-    finally:
         # pytest-asyncio may run teardown in a task other than setup's.
         me = asyncio.current_task()
-        asyncio_logger.removeHandler(detector)
         # Give tasks a moment to finish their own cancellation.
         leaked: set[asyncio.Task[object]] = set()
         for _ in range(20):
@@ -170,13 +149,13 @@ async def loop_guard() -> AsyncIterator[None]:
         if leaked:
             with contextlib.suppress(BaseException):
                 await asyncio.gather(*leaked, return_exceptions=True)
-        problems = []
-        if leaked:
-            problems.append("leaked tasks: " + ", ".join(sorted(t.get_name() for t in leaked)))
-        if detector.messages:
-            problems.append("event loop blocked: " + "; ".join(detector.messages[:3]))
-        if problems:
-            pytest.fail(" | ".join(problems))
+    problems = []
+    if leaked:
+        problems.append("leaked tasks: " + ", ".join(sorted(t.get_name() for t in leaked)))
+    if (blocking := guard.report()) is not None:
+        problems.append(blocking)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from cloud_api.auth import Auth
 from edge.shop import PostgresDatabase, Shop, ShopConfig, SqliteDatabase
 from edge.shop.testing import PG_DSN, MutableClock, postgres_schema, postgres_unreachable
@@ -20,6 +18,7 @@ from sync.config import CloudSyncConfig
 from sync.schema import migrate_sync
 from sync.testing import CloudProcess
 from tests.conftest import free_port
+from tests.parts import missing
 
 PRODUCTS = (
     ("serum", "Rose Serum", "skincare", "40.00", 5),
@@ -83,7 +82,7 @@ def running_pg_cloud(
     """The same on PostgreSQL, in a schema of its own (skips when PostgreSQL is down)."""
     reason = postgres_unreachable()
     if reason:
-        pytest.skip(reason)
+        missing("PostgreSQL", reason)
     with postgres_schema() as schema:
         db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
         prepared = prepare_cloud(Shop(db), nodes)

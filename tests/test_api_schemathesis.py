@@ -27,15 +27,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.generation import GenerationMode
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis.generation import GenerationMode  # noqa: E402
-
-from tests.conftest import Broker  # noqa: E402
-from tests.test_api_support import ApiSite, start_api_site, stop_api_site  # noqa: E402
+from tests.conftest import Broker
+from tests.test_api_support import ApiSite, start_api_site, stop_api_site
 
 pytestmark = pytest.mark.slow
 

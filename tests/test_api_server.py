@@ -16,6 +16,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from edge.api import ApiServer
 from edge.api.server import SERVICE_TYPE
 from tests.conftest import Broker
+from tests.parts import missing
 from tests.test_api_support import fast_settings, start_api_site, stop_api_site
 
 
@@ -64,7 +65,8 @@ async def test_server_serves_advertises_and_unregisters(
         try:
             await asyncio.wait_for(found.wait(), 8)
         except TimeoutError:
-            pytest.skip(
+            missing(
+                "multicast DNS",
                 "no multicast DNS on this machine: the advertisement was sent but "
                 "a browser on the same host never saw it"
             )

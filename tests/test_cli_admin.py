@@ -210,8 +210,21 @@ def test_a_revoked_tablet_token_gets_401(demo: Daemon) -> None:
     assert any(e["target"] == tablet_id and e["actor"].startswith("cli:") for e in audit["entries"])
 
 
+def wait_online(daemon: Daemon, token: str, room: str, device: str) -> None:
+    """The demo prints its banner before every simulated device has reported."""
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = api(daemon, "GET", f"/api/v1/rooms/{room}", token=token)
+        assert status == 200, body
+        if body["devices"][device]["availability"] == "online":
+            return
+        assert time.monotonic() < deadline, f"{room}/{device} never came online: {body}"
+        time.sleep(0.05)
+
+
 def test_events_lists_door_events_and_commands_newest_first(demo: Daemon) -> None:
     token = admin_token(demo)
+    wait_online(demo, token, "treatment-1", "ceiling")
     status, body = api(
         demo, "POST", "/api/v1/rooms/treatment-1/devices/ceiling/command", {"on": True}, token
     )
@@ -223,8 +236,9 @@ def test_events_lists_door_events_and_commands_newest_first(demo: Daemon) -> Non
     assert both.returncode == 0, both.stderr
     rows = json.loads(both.stdout)
     assert [r["time"] for r in rows] == sorted((r["time"] for r in rows), reverse=True)
+    # The demo camera keeps adding "unknown face" events meanwhile: look for ours.
     door = [r for r in rows if r["source"] == "door"]
-    assert door[0]["decision"] == "unlock" and door[0]["method"] == "remote"
+    assert any(d["decision"] == "unlock" and d["method"] == "remote" for d in door), door
     commands = [r for r in rows if r["source"] == "command"]
     assert any(
         c["device"] == "treatment-1/ceiling" and c["actor"] == "staff:admin" and c["result"] == "ok"
@@ -236,7 +250,7 @@ def test_events_lists_door_events_and_commands_newest_first(demo: Daemon) -> Non
     only_commands = json.loads(cli(demo.data_dir, "events", "--commands", "--json").stdout)
     assert only_commands and {r["source"] for r in only_commands} == {"command"}
     limited = json.loads(cli(demo.data_dir, "events", "--limit", "1", "--json").stdout)
-    assert limited == rows[:1]
+    assert len(limited) == 1 and limited[0]["time"] >= rows[0]["time"]  # the newest
     text = cli(demo.data_dir, "events", "--limit", "5").stdout
     assert "door     unlock" in text or "command  ok" in text
 

@@ -15,6 +15,7 @@ from cloud_api.auth import Auth
 from cloud_api.demo import STAFF, seed
 from edge.shop import Shop
 from edge.shop.testing import make_shop, postgres_unreachable
+from tests.parts import missing
 
 AVA, BEN, CLEO = "demo-member-ava", "demo-member-ben", "demo-member-cleo"
 
@@ -29,7 +30,7 @@ class Backend:
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "postgres" and (why := postgres_unreachable()):
-        pytest.skip(why)
+        missing("PostgreSQL", why)
     with make_shop(request.param, tmp_path) as shop:
         auth = Auth(shop.db)
         auth.migrate()

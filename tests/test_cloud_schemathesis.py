@@ -13,20 +13,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-
-from cloud_api.admin_routes import ADMIN_ROUTES  # noqa: E402
-from cloud_api.app import build_app  # noqa: E402
-from cloud_api.auth import Auth  # noqa: E402
-from cloud_api.demo import STAFF, seed  # noqa: E402
-from cloud_api.openapi import build_openapi  # noqa: E402
-from cloud_api.routes import ROUTES  # noqa: E402
-from cloud_api.sync_routes import SYNC_ROUTES  # noqa: E402
-from edge.shop.testing import make_shop, postgres_unreachable  # noqa: E402
+from cloud_api.admin_routes import ADMIN_ROUTES
+from cloud_api.app import build_app
+from cloud_api.auth import Auth
+from cloud_api.demo import STAFF, seed
+from cloud_api.openapi import build_openapi
+from cloud_api.routes import ROUTES
+from cloud_api.sync_routes import SYNC_ROUTES
+from edge.shop.testing import make_shop, postgres_unreachable
+from tests.parts import missing
 
 ALL_ROUTES = ROUTES + ADMIN_ROUTES + SYNC_ROUTES
 AUTH_BY_OPERATION = {(r.method, r.full_path): r.auth for r in ALL_ROUTES}
@@ -69,7 +68,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     if request.param == "postgres" and (why := postgres_unreachable()):
-        pytest.skip(why)
+        missing("PostgreSQL", why)
     with make_shop(request.param, tmp_path_factory.mktemp("schemathesis")) as shop:
         auth = Auth(shop.db)
         auth.migrate()

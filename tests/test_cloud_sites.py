@@ -27,6 +27,7 @@ from edge.shop import NotFound, Shop
 from edge.shop.testing import make_shop, postgres_unreachable
 from sync import sites
 from sync.client import SyncClient
+from tests.parts import missing
 from tests.sync_helpers import edge_config, make_edge, prepare_cloud
 
 BIN = Path(sys.executable).parent
@@ -88,7 +89,7 @@ def make_shop_at(path: Path) -> Any:
 @pytest.fixture(params=["sqlite", "postgres"])
 def chain(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     if request.param == "postgres" and (why := postgres_unreachable()):
-        pytest.skip(why)
+        missing("PostgreSQL", why)
     with make_shop(request.param, tmp_path) as shop:
         cloud = prepare_cloud(shop, ())
         sites.add_site(shop.db, "soho", "SoHo", "0.08", "America/New_York", block_quota=3)

@@ -12,6 +12,7 @@ from edge.cli import main
 from edge.config import load_config, parse_config
 from edge.demo import demo_site_text
 from edge.errors import ConfigError
+from tests.parts import missing
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "site.example.toml"
@@ -150,7 +151,7 @@ def test_validate_config_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
 def test_console_script_runs() -> None:
     exe = Path(sys.executable).parent / "coresync-edge"
     if not exe.exists():
-        pytest.skip("console script not installed (pip install -e .)")
+        missing("console script", str(exe))
     out = subprocess.run(
         [str(exe), "validate-config", str(EXAMPLE)], capture_output=True, text=True, check=False
     )

@@ -15,7 +15,9 @@ import aiomqtt
 
 from drivers.model import Availability
 from edge.core import Actor
+from edge.demo.broker import free_port
 from edge.demo.runner import DemoSite
+from tests.conftest import wait_port
 
 
 async def test_demo_with_embedded_broker(tmp_path: Path) -> None:
@@ -76,20 +78,33 @@ def test_demo_command_starts_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_two_demos_on_one_broker_do_not_knock_each_other_off(tmp_path: Path) -> None:
+    """Two clients with one id: the broker closes the older connection the
+    moment the newer one connects, and says so in its log."""
+    broker_log = tmp_path / "mosquitto.log"
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "log_dest stderr\nlog_type all\n"
+    )
     exe = Path(sys.executable).parent / "coresync-edge"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = []
+    with broker_log.open("w") as log_file:
+        broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=log_file)
     try:
+        wait_port("127.0.0.1", port)
         for name in ("a", "b"):
             procs.append(
                 subprocess.Popen(
-                    [str(exe), "demo", "--data-dir", str(tmp_path / name), "--http-port", "0"],
+                    [str(exe), "demo", "--data-dir", str(tmp_path / name), "--http-port", "0",
+                     "--broker", f"127.0.0.1:{port}"],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
                     env=env,
                 )
-            )
+            )  # fmt: skip
         started: list[str] = []
         for proc in procs:
             assert proc.stdout is not None
@@ -99,13 +114,28 @@ def test_two_demos_on_one_broker_do_not_knock_each_other_off(tmp_path: Path) -> 
                 if "Press Ctrl-C to stop." in line:
                     break
             started.append("".join(lines))
-        time.sleep(2)  # long enough for a client-id fight to show as reconnects
+        # Both demos are connected. A marker client connects last: once the
+        # broker has logged it, it has logged every connection before it.
+        marker = f"marker-{os.getpid()}"
+        subprocess.run(
+            ["mosquitto_pub", "-p", str(port), "-i", marker, "-t", "nothing", "-m", "x"],
+            check=True,
+        )
+        deadline = time.monotonic() + 30
+        while f"as {marker}" not in broker_log.read_text():
+            assert time.monotonic() < deadline, broker_log.read_text()
+            time.sleep(0.05)
+        log_text = broker_log.read_text()
+        assert "closing old connection" not in log_text, log_text
+        assert log_text.count("New client connected") >= 3, log_text
     finally:
         outputs = []
         for proc in procs:
             proc.send_signal(signal.SIGINT)
             out, _ = proc.communicate(timeout=30)
             outputs.append(out)
+        broker.terminate()
+        broker.wait(10)
     outputs = [head + tail for head, tail in zip(started, outputs, strict=True)]
     for out in outputs:
         assert "MQTT reconnect" not in out, out  # logged only after a lost connection

@@ -4,10 +4,13 @@ with real photos through the real vision worker (../shared/faces/dev)."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -180,6 +183,35 @@ def test_refusals_name_the_problem(site: Site, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no [door] section" in proc.stderr
 
 
+# clock_nanosleep and nanosleep: what SQLite's busy handler sleeps in.
+SLEEP_SYSCALLS = {"x86_64": {"230", "35"}, "aarch64": {"115", "101"}}
+
+
+def waiting_on_database(proc: subprocess.Popen[str], db: Path) -> bool:
+    """``proc`` holds ``db`` open and one of its threads sleeps right now."""
+    assert proc.poll() is None, proc.communicate()  # it must wait, not fail
+    try:
+        fds = os.listdir(f"/proc/{proc.pid}/fd")
+        has_db = any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == str(db) for fd in fds)
+        # The CLI talks to SQLite on a worker thread: look at every thread.
+        syscalls = {
+            (task / "syscall").read_text().split()[0]
+            for task in Path(f"/proc/{proc.pid}/task").iterdir()
+        }
+    except (OSError, IndexError):  # the process is between states; look again
+        return False
+    return has_db and bool(syscalls & SLEEP_SYSCALLS.get(platform.machine(), {"230", "35"}))
+
+
+def wait_for(cond: Callable[[], bool], proc: subprocess.Popen[str], within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    while not cond():
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"not seen in {within_s} s; the CLI said {proc.communicate()}")
+        time.sleep(0.02)
+
+
 def test_waits_for_a_writer_holding_the_door_database(site: Site) -> None:
     """The daemon holding a write transaction longer than sqlite3's 5 s default:
     the CLI waits for it (busy timeout) instead of failing with 'locked'."""
@@ -197,8 +229,8 @@ def test_waits_for_a_writer_holding_the_door_database(site: Site) -> None:
         text=True,
         cwd=REPO,
     )
-    time.sleep(6.5)
-    assert proc.poll() is None, proc.communicate()  # still waiting, not failed
+    # Seen waiting: door.db open and asleep in SQLite's busy handler, not failed.
+    wait_for(lambda: waiting_on_database(proc, site.data / "door.db"), proc)
     holder.execute("COMMIT")
     holder.close()
     out, err = proc.communicate(timeout=60)

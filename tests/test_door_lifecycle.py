@@ -5,6 +5,7 @@ process killed with SIGKILL.  Real photos, the real worker, a real site."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -134,7 +135,7 @@ async def test_destruction_shreds_the_key_and_wipes_the_bytes(
     other = await enrolled(site, door, "Barack Obama", photos_of(shared_faces, "barack_obama"))
     rows, (key_nonce, wrapped) = stored_rows(data, member)
     assert len(rows) == 3
-    master = AESGCM(load_master_key(data / MASTER_KEY))
+    master = AESGCM(await asyncio.to_thread(load_master_key, data / MASTER_KEY))
     # Sanity: before destruction the copy does decrypt with the store's key.
     member_key = AESGCM(master.decrypt(key_nonce, wrapped, _member_key_ad(member)))
     _, template_id, nonce, ct = rows[0]

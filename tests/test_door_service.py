@@ -221,10 +221,18 @@ async def test_worker_crash_keeps_door_locked_and_worker_restarts(
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)  # hung: cannot answer; then killed mid-call
     sub = site.core.events.subscribe(types={"door", "alert"})
+    asked = asyncio.Event()
+    analyze = door.worker.analyze
+
+    async def analyze_seen(frame: Any) -> Any:
+        asked.set()
+        return await analyze(frame)
+
+    door.worker.analyze = analyze_seen  # type: ignore[method-assign]
     await source.start()
     door._tasks.append(asyncio.create_task(door._camera_loop(), name="door-camera"))
     try:
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(asked.wait(), 30)  # a frame is on its way to the hung worker
         os.kill(pid, signal.SIGKILL)
         seen: list[Any] = []
         while not any(e.type == "door" and e.data["decision"] == "unlock" for e in seen):

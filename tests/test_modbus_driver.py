@@ -39,6 +39,7 @@ from drivers.model import (
     LockCommand,
 )
 from tests.conftest import free_port
+from tests.parts import missing
 
 LIGHT_UNIT = 9
 
@@ -190,7 +191,7 @@ async def test_rejected_write_is_kept_apart_from_io_failure(
         await spa.send(ClimateCommand(target_c=31.0))
 
 
-async def test_dead_slave_goes_offline_and_back_while_others_keep_their_rate(
+async def test_dead_slave_goes_offline_and_back_while_others_keep_polling(
     gateway: ModbusSimulator, manager: ModbusBusManager
 ) -> None:
     poll = 0.2
@@ -207,17 +208,17 @@ async def test_dead_slave_goes_offline_and_back_while_others_keep_their_rate(
     await until(lambda: dead.snapshot().availability is Availability.OFFLINE, "unit 2 offline")
 
     others = [devices[u] for u in (1, 3, 4)]
-    before = [d.polls_ok for d in others]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    await asyncio.sleep(3.0)
-    elapsed = loop.time() - started
-    expected = elapsed / poll
-    for device, start_count in zip(others, before, strict=True):
-        done = device.polls_ok - start_count
-        # Generous: a loaded 2-core CI box still reaches half the nominal rate.
-        assert done >= expected * 0.5, f"{device.device_id} polled {done}, expected ~{expected:.0f}"
-        assert device.polls_failed == 0
+    before = {d.device_id: d.polls_ok for d in others}
+    # Each live slave keeps being polled while the dead one times out over and
+    # over (the rate itself is measured in bench/bench_modbus_poll.py).
+    await until(
+        lambda: all(d.polls_ok - before[d.device_id] >= 10 for d in others),
+        "ten more polls of every live slave",
+        within_s=60,
+    )
+    assert dead.polls_failed > 0
+    for device in others:
+        assert device.polls_failed == 0, device.device_id
         assert device.snapshot().availability is Availability.ONLINE
     assert dead.polls_failed >= 3
 
@@ -285,7 +286,7 @@ async def test_bus_reconnects_after_the_gateway_restarts(
 def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
     socat = shutil.which("socat")
     if socat is None:
-        pytest.skip("socat is not installed: RTU tests need a pty pair (apt-get install socat)")
+        missing("socat", "RTU tests need a pty pair")
     a, b = tmp_path / "ttyA", tmp_path / "ttyB"
     proc = subprocess.Popen(
         [socat, "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],

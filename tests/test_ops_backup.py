@@ -47,14 +47,22 @@ def _orders(db: Path) -> set[str]:
         conn.close()
 
 
+def wait_for_orders(db: Path, at_least: int, within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    while (count := len(_orders(db))) < at_least:
+        assert time.monotonic() < deadline, f"{count} orders in {db}, waited for {at_least}"
+        time.sleep(0.05)
+
+
 def test_round_trip_under_concurrent_writes(
     writer: tuple[Path, subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     data, proc = writer
-    time.sleep(0.5)
+    wait_for_orders(data / "shop.db", at_least=20)
     pages: list[tuple[str, int, int]] = []
     result = backup(data, tmp_path / "backups", progress=lambda *a: pages.append(a))
-    time.sleep(0.3)  # the writer kept going during and after the backup
+    # The writer kept going during and after the backup.
+    wait_for_orders(data / "shop.db", at_least=len(_orders(result.path / "shop.db")) + 5)
     assert proc.poll() is None
     assert set(result.files) == {"edge.db", "shop.db"}
     assert {name for name, _, _ in pages} == {"edge.db", "shop.db"}

@@ -17,6 +17,7 @@ from drivers.modbus.simulator import ThermostatGateway
 from edge.ops.doctor import Check, check_clock, exit_code, run_checks
 from edge.ops.layout import KEY_FILE
 from tests.conftest import free_port, wait_port
+from tests.parts import missing
 
 PASSWORD = "doctor-Secret-93f1"
 
@@ -27,7 +28,7 @@ def secured_broker(tmp_path: Path) -> Iterator[int]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     passwd = shutil.which("mosquitto_passwd")
     if not Path(exe).exists() or passwd is None:
-        pytest.skip("mosquitto / mosquitto_passwd not installed (make system-deps)")
+        missing("Mosquitto", "mosquitto and mosquitto_passwd")
     pw_file = tmp_path / "passwd"
     subprocess.run([passwd, "-c", "-b", str(pw_file), "edge", PASSWORD], check=True)
     port = free_port()

@@ -28,6 +28,7 @@ from edge.shop import Shop, ShopConfig
 from edge.shop.db import SqliteDatabase
 from edge.shop.errors import StorageFailure
 from edge.store import connect
+from tests.parts import missing
 
 LOAD = Path(__file__).with_name("ops_write_load.py")
 
@@ -140,14 +141,14 @@ def test_sigkill_at_random_points_loses_no_acknowledged_write(tmp_path: Path) ->
 def tiny_filesystem(where: Path, size_kib: int) -> Iterator[Path]:
     where.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; test_page_limit_* covers the logic")
+        missing("tmpfs mount", "mounting a tmpfs needs root")
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(where)],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        missing("tmpfs mount", done.stderr.strip())
     try:
         yield where
     finally:

@@ -23,12 +23,15 @@ from edge.ops.logging import (
     MASK,
     REDACTOR,
     StructuredFormatter,
+    flush_logging,
     journal_attached,
     redact,
     register_secret,
     setup_logging,
+    stop_logging,
 )
 from tests.conftest import Broker, free_port
+from tests.parts import missing
 
 
 @pytest.fixture
@@ -41,6 +44,7 @@ def clean_logging() -> Iterator[None]:
     for h in handlers:
         root.addHandler(h)
     root.setLevel(level)
+    stop_logging()
     REDACTOR.clear()
 
 
@@ -80,6 +84,7 @@ def test_kv_and_json_lines(clean_logging: None) -> None:
     out = io.StringIO()
     setup_logging("DEBUG", "kv", stream=out, journal=False, secrets=["s3cr3t-value"])
     logging.getLogger("edge.test").info('scene "relax" with s3cr3t-value\nsecond line')
+    flush_logging()  # records are written by the logging thread
     line = out.getvalue()
     assert line.count("\n") == 1  # one record, one line
     assert re.match(r"ts=\S+Z level=info logger=edge.test msg=", line)
@@ -91,6 +96,7 @@ def test_kv_and_json_lines(clean_logging: None) -> None:
         raise ValueError("password=swordfish")
     except ValueError:
         logging.getLogger("edge.test").exception("failed")
+    flush_logging()
     record = json.loads(out.getvalue())
     assert record["level"] == "error" and "ValueError" in record["exc"]
     assert "swordfish" not in out.getvalue()
@@ -134,7 +140,7 @@ def test_demo_output_never_contains_a_secret(tmp_path: Path, mqtt_broker: Broker
     pub = shutil.which("mosquitto_pub")
     sub = shutil.which("mosquitto_sub")
     if pub is None or sub is None:
-        pytest.skip("mosquitto-clients not installed")
+        missing("mosquitto-clients")
     secret = "Mq77-pass-" + os.urandom(6).hex()
     broker = f"{mqtt_broker.host}:{mqtt_broker.port}"
     proc = subprocess.Popen(
@@ -156,19 +162,25 @@ def test_demo_output_never_contains_a_secret(tmp_path: Path, mqtt_broker: Broker
             break
     try:
         assert any("Press Ctrl-C" in line for line in lines), "".join(lines)
+        # -d: says when it is subscribed, so the scene is asked for after that.
         state = subprocess.Popen(
-            [sub, "-h", mqtt_broker.host, "-p", str(mqtt_broker.port), "-C", "1", "-W", "10",
-             "-t", "coresync/demo-spa/rooms/treatment-1/state"],
+            [sub, "-h", mqtt_broker.host, "-p", str(mqtt_broker.port), "-C", "1", "-W", "15",
+             "-d", "-t", "coresync/demo-spa/rooms/treatment-1/state"],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(0.3)
+        assert state.stdout is not None
+        seen = ""
+        while "SUBACK" not in seen:
+            seen += state.stdout.readline() or "(mosquitto_sub ended)"
+            assert "(mosquitto_sub ended)" not in seen, seen
         subprocess.run(
             [pub, "-h", mqtt_broker.host, "-p", str(mqtt_broker.port),
              "-t", "coresync/demo-spa/rooms/treatment-1/scene/set", "-m", "relax"],
             check=True,
         )  # fmt: skip
-        assert state.communicate(timeout=15)[0]
-        time.sleep(1.0)
+        state.wait(timeout=20)
+        seen += state.stdout.read()  # not communicate(): it would skip what readline buffered
+        assert "received PUBLISH" in seen, seen  # the scene changed the room's state
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 
 from edge.shop import Conflict, NotFound, OutOfStock, Shop, StorageFailure, ValidationFailed
 from edge.shop.testing import MutableClock, make_shop, postgres_unreachable
+from tests.parts import missing
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
     if request.param == "postgres" and (why := postgres_unreachable()):
-        pytest.skip(why)
+        missing("PostgreSQL", why)
     clock = MutableClock(datetime(2026, 3, 10, 15, 0, tzinfo=UTC))
     with make_shop(request.param, tmp_path, clock=clock) as s:
         yield s

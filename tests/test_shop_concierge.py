@@ -12,6 +12,7 @@ import pytest
 
 from edge.shop import Conflict, Forbidden, InvalidTransition, Member, Shop, ValidationFailed
 from edge.shop.testing import MutableClock, make_shop, postgres_unreachable
+from tests.parts import missing
 
 # 15:00 UTC is 11:00 in Brooklyn: the site's date is 2026-03-10.
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
@@ -20,7 +21,7 @@ NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgres"])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
     if request.param == "postgres" and (why := postgres_unreachable()):
-        pytest.skip(why)
+        missing("PostgreSQL", why)
     with make_shop(request.param, tmp_path, clock=MutableClock(NOW)) as s:
         yield s
 

@@ -12,6 +12,7 @@ import pytest
 from edge.shop import Conflict, NumbersExhausted, Shop, ShopConfig
 from edge.shop.numbering import allocate
 from edge.shop.testing import MutableClock, make_shop, postgres_unreachable
+from tests.parts import missing
 
 NUMBER = re.compile(r"^PO-2026-\d{6}$")
 NOW = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
@@ -20,7 +21,7 @@ NOW = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgres"])
 def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
     if request.param == "postgres" and (why := postgres_unreachable()):
-        pytest.skip(why)
+        missing("PostgreSQL", why)
     with make_shop(request.param, tmp_path, clock=MutableClock(NOW)) as s:
         yield s
 

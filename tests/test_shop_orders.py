@@ -22,6 +22,7 @@ from edge.shop import (
     ValidationFailed,
 )
 from edge.shop.testing import MutableClock, make_shop, postgres_unreachable
+from tests.parts import missing
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -29,7 +30,7 @@ BACKENDS = ["sqlite", "postgres"]
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres" and (why := postgres_unreachable()):
-        pytest.skip(why)
+        missing("PostgreSQL", why)
     return str(request.param)
 
 

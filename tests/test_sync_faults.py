@@ -104,14 +104,24 @@ async def test_cloud_restart_under_a_running_job(
         await asyncio.to_thread(_orders, edge, c.members["ben"], 20)
         await asyncio.to_thread(_orders, c.shop, c.members["ava"], 10)
         await asyncio.wait_for(job.disconnected(), 30)
-        assert EdgeSync(edge).status()["last_error"]
+        assert (await asyncio.to_thread(lambda: EdgeSync(edge).status()))["last_error"]
         await asyncio.to_thread(proc.start)
-        for _ in range(600):
+
+        def converged() -> bool:
+            if _fed(c) != _pushable(edge) or edge.list_orders().total != 30:
+                return False
+            try:
+                assert_converged(edge, c.shop)
+            except AssertionError:
+                return False
+            return True
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while not await asyncio.to_thread(converged):
+            assert loop.time() < deadline, "edge and cloud did not converge in 60 s"
             await asyncio.sleep(0.05)
-            if _fed(c) == _pushable(edge) and edge.list_orders().total == 30:
-                break
-        await asyncio.sleep(0.2)
-        assert_converged(edge, c.shop)
+        await asyncio.to_thread(assert_converged, edge, c.shop)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.parts import missing
+
 UNITS = Path(__file__).resolve().parent.parent / "systemd"
 INSTALL_BIN = "/opt/coresync-edge/.venv/bin"
 NAMES = [
@@ -42,7 +44,7 @@ def installed(tmp_path: Path) -> Path:
 def _analyze() -> str:
     exe = shutil.which("systemd-analyze")
     if exe is None:
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+        missing("systemd-analyze")
     return exe
 
 
@@ -78,7 +80,7 @@ def test_security_exposure_is_low(installed: Path) -> None:
             text=True,
         )
         if "offline" in done.stderr and "unrecognized" in done.stderr:
-            pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
+            missing("systemd-analyze", "this one has no --offline (systemd < 250)")
         match = re.search(r"Overall exposure level for \S+: ([\d.]+)", done.stdout)
         assert match, done.stdout + done.stderr
         assert float(match.group(1)) <= 2.0, f"{name}: exposure {match.group(1)}"

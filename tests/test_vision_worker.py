@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,8 +41,16 @@ async def test_worker_analyzes_survives_crash_and_hang(shared_faces: Path) -> No
         first_pid = worker.pid
         assert first_pid is not None
         os.kill(first_pid, signal.SIGSTOP)
+        sending = threading.Event()
+        send = worker._send_with_deadline
+
+        def send_seen(*args: Any) -> Any:
+            sending.set()
+            return send(*args)
+
+        worker._send_with_deadline = send_seen  # type: ignore[method-assign]
         in_flight = asyncio.create_task(worker.analyze(frame), name="in-flight-analyze")
-        await asyncio.sleep(0.3)
+        assert await asyncio.to_thread(sending.wait, 30), "the frame was never sent"
         assert not in_flight.done()
         os.kill(first_pid, signal.SIGKILL)
         with pytest.raises(WorkerCrashed):
@@ -71,7 +81,7 @@ async def test_worker_reports_bad_frames_without_dying(shared_faces: Path) -> No
         pid = worker.pid
         result = await worker.analyze(np.zeros((48, 64, 3), np.uint8))
         assert result.faces == []
-        assert worker.pid == pid and worker.rss_bytes() is not None
+        assert worker.pid == pid and await asyncio.to_thread(worker.rss_bytes) is not None
     finally:
         await worker.stop()
     assert worker.pid is None

@@ -19,14 +19,10 @@ import pytest
 from edge.door.service import DoorService
 from tests.test_api_support import PASSWORDS, ApiSite, api
 from tests.test_door_service import door_config, door_with, new_member
-from tests.test_web_pages import CHROMIUM, base_url, browser, shot
+from tests.test_web_pages import base_url, browser, shot
 
 __all__ = ["api", "browser"]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless browser tests need /usr/bin/chromium (apt-get install -y chromium)",
-)
 
 
 @pytest.fixture

@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import async_playwright
 
 from edge.api.keys import WS_HUB
+from tests.parts import missing
 from tests.test_api_support import PASSWORDS, ApiSite, api
 
 __all__ = ["api"]
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 # bypass_csp: Playwright evaluates its wait expressions as strings, which the
 # pages' Content-Security-Policy (rightly) forbids.
 CHROMIUM_ARGS = [
@@ -33,18 +36,13 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = os.environ.get("CORESYNC_SCREENSHOTS")  # a directory, to look at the pages
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless browser tests need /usr/bin/chromium (apt-get install -y chromium)",
-)
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    playwright_api = pytest.importorskip(
-        "playwright.async_api", reason="pip install playwright (dev extra) for browser tests"
-    )
-    async with playwright_api.async_playwright() as pw:
+    if not HAVE_CHROMIUM:
+        missing("Chromium", f"headless browser tests drive {CHROMIUM}")
+    async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield chromium

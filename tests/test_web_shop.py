@@ -10,18 +10,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-import pytest
-
 from edge.shop.demo_seed import seed_demo_shop
 from tests.test_api_support import PASSWORDS, ApiSite, api
-from tests.test_web_pages import CHROMIUM, base_url, browser, shot
+from tests.test_web_pages import base_url, browser, shot
 
 __all__ = ["api", "browser"]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless browser tests need /usr/bin/chromium (apt-get install -y chromium)",
-)
 
 
 async def staff_page(api: ApiSite, browser: Any, hash_: str) -> Any:

@@ -234,15 +234,19 @@ async def ensure_admin(store: Store, auth: Auth, data_dir: Path) -> str | None:
     if not await store.call(lambda c: db.insert_user(c, "admin", hashed, "admin")):
         return None
     path = data_dir / INITIAL_PASSWORD_FILE
-    await asyncio.get_running_loop().run_in_executor(None, _write_secret, path, password)
+    await asyncio.get_running_loop().run_in_executor(None, _hand_over_password, path, password)
+    log.warning("created initial admin account; password written to %s", path)
+    return password
+
+
+def _hand_over_password(path: Path, password: str) -> None:
+    _write_secret(path, password)
     if sys.stdout.isatty():
         # Printed once, to a person at a terminal.  Under systemd stdout is the
         # journal, which must never hold a secret: there only the file is named.
         print(f"coresync-edge: created user 'admin' with password {password} (also in {path})")
     else:
         print(f"coresync-edge: created user 'admin'; its password is in {path} (mode 0600)")
-    log.warning("created initial admin account; password written to %s", path)
-    return password
 
 
 def _write_secret(path: Path, secret: str) -> None:

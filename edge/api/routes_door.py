@@ -141,8 +141,9 @@ async def keypad_pin(request: web.Request) -> web.Response:
     who = request.get(PRINCIPAL)
     if who is not None and who.kind == "tablet":
         raise ApiError("forbidden", "tablets cannot use the door keypad endpoint")
-    door = door_of(request)
-    if not door.keypad_ok(request.headers.get(KEYPAD_HEADER, "")):
+    # Authenticate before saying anything about the site (such as having no door).
+    door = registry.door_for(request.app[CORE])
+    if door is None or not door.keypad_ok(request.headers.get(KEYPAD_HEADER, "")):
         raise ApiError("unauthenticated", f"the keypad must send {KEYPAD_HEADER}")
     body = parse_body(PinBody, await read_json(request))
     try:

@@ -108,7 +108,9 @@ class ApiServer:
 
     async def _advertise(self) -> tuple[AsyncZeroconf | None, AsyncServiceInfo | None]:
         assert self.port is not None
-        info = service_info(self.core.site_id, self.port, lan_addresses())
+        # Resolving the host name may wait on DNS: off the loop.
+        addresses = await asyncio.get_running_loop().run_in_executor(None, lan_addresses)
+        info = service_info(self.core.site_id, self.port, addresses)
         zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
         try:
             await (await zc.async_register_service(info, allow_name_change=True))

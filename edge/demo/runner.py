@@ -7,6 +7,7 @@ a pymodbus Modbus TCP gateway.  Nothing here is a mock of the daemon's side.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -98,7 +99,10 @@ class DemoSite:
         modbus_port = free_port()
         self.gateway = ThermostatGateway(host="127.0.0.1", port=modbus_port, units=[1, 2])
         await self.gateway.start()
-        self.config = cfg = demo_config(host, port, modbus_port, self.data_dir)
+        # Reads the packaged site file and looks for the demo clip: off the loop.
+        self.config = cfg = await asyncio.to_thread(
+            demo_config, host, port, modbus_port, self.data_dir
+        )
         assert cfg.mqtt is not None
         self.zigbee = ZigbeeSimulator(
             host, port, base=cfg.mqtt.zigbee2mqtt_base, devices=zigbee_devices(cfg)
@@ -113,7 +117,9 @@ class DemoSite:
         core = await self.service.start()
         # The same real-looking catalogue and members as the cloud demo.
         self.members = await core.run_shop(seed_demo_shop)
-        (self.data_dir / DEMO_SITE_FILE).write_text(demo_site_text())
+        await asyncio.to_thread(
+            lambda: (self.data_dir / DEMO_SITE_FILE).write_text(demo_site_text())
+        )
         if cfg.door is not None and cfg.door.camera is None:
             log.warning(
                 "demo door has no camera (%s not found): face access is off; "

@@ -74,8 +74,6 @@ class DoorService:
         self.vault = Vault(data_dir, config.master_key_file)
         self.worker = worker or VisionWorker(config.worker)
         self.source = source
-        if self.source is None and config.camera:
-            self.source = from_uri(config.camera, loop=config.camera_loop, fps=config.camera_fps)
         self.decider = DoorDecider(
             Matcher([], _empty(), config.match),
             config.agreement,
@@ -101,6 +99,12 @@ class DoorService:
             return
         self._started = True
         await self.vault.open()
+        cfg = self.config
+        if self.source is None and cfg.camera:
+            # Opening a camera looks at the device or file: off the loop.
+            self.source = await asyncio.to_thread(
+                from_uri, cfg.camera, loop=cfg.camera_loop, fps=cfg.camera_fps
+            )
         self._keypad_hash = await asyncio.to_thread(self._keypad_token_hash)
         await self.reload_templates()
         registry.register(self.core, self)

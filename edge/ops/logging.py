@@ -18,9 +18,12 @@ replaced by ``[REDACTED]`` in the message and in tracebacks alike.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import re
 import sys
 import threading
@@ -191,6 +194,37 @@ def journal_attached(stream: TextIO) -> bool:
     return st.st_dev == int(dev) and st.st_ino == int(ino)
 
 
+class _InProcessQueueHandler(logging.handlers.QueueHandler):
+    """Hands each record to the writer thread as it is: the listener is in
+    this process, so the record keeps its args and exception for the
+    structured formatter (the stock ``prepare`` flattens both into text)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def flush_logging() -> None:
+    """Write out every record logged so far (the writer thread drains its queue)."""
+    if _listener is not None and _listener._thread is not None:
+        _listener.stop()
+        _listener.start()
+
+
+def stop_logging() -> None:
+    """Write out what is queued and stop the writer thread (at exit, and in tests)."""
+    global _listener
+    if _listener is not None:
+        if _listener._thread is not None:
+            _listener.stop()
+        _listener = None
+
+
+atexit.register(stop_logging)
+
+
 def setup_logging(
     level: str = "INFO",
     fmt: LogFormat = "kv",
@@ -204,7 +238,12 @@ def setup_logging(
     ``level`` is a name (DEBUG, INFO, WARNING, ERROR); a bad one raises
     ValueError naming ``level``.  ``journal=None`` detects journald.
     Calling it again replaces the handler it installed.
+
+    Records are written by one thread behind a queue, so logging from the
+    event loop never waits on stdout (a slow journal, a full pipe).
+    Returns the handler that writes the lines.
     """
+    global _listener
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"level: unknown log level {level!r}")
@@ -216,10 +255,14 @@ def setup_logging(
         StructuredFormatter(fmt, journal=journal_attached(out) if journal is None else journal)
     )
     handler.addFilter(RedactionFilter())
+    stop_logging()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, handler)
+    _listener.start()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    root.addHandler(_InProcessQueueHandler(records))
     root.setLevel(numeric)
     # Third-party chatter at INFO is noise for an operator.
     for noisy in NOISY_LOGGERS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -59,7 +60,12 @@ class ShopBase:
         self.db = db
         self.config = config or ShopConfig()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._tz = ZoneInfo(self.config.timezone)
+
+    @functools.cached_property
+    def _tz(self) -> ZoneInfo:
+        # Loaded on first use, on the shop's own thread: reading the zone file
+        # must not happen on the event loop that builds the shop.
+        return ZoneInfo(self.config.timezone)
 
     def now(self) -> datetime:
         return self._clock().astimezone(UTC)

@@ -18,7 +18,7 @@ from edge.shop.base import ShopConfig
 from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
 from edge.shop.service import Shop
 
-PG_DSN = os.environ.get("CORESYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DSN = os.environ.get("CORESYNC_TEST_PG", "postgresql://postgres:postgres@127.0.0.1:5432/test")
 
 
 def postgres_unreachable() -> str | None:
