@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloud_api.auth import Auth
 from edge.shop import PostgresDatabase, Shop, ShopConfig, SqliteDatabase
@@ -19,6 +20,8 @@ from sync.schema import migrate_sync
 from sync.testing import CloudProcess
 from tests.conftest import free_port
 from tests.parts import missing
+
+T = TypeVar("T")
 
 PRODUCTS = (
     ("serum", "Rose Serum", "skincare", "40.00", 5),
@@ -142,3 +145,14 @@ def assert_converged(*shops: Shop) -> None:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+async def off_loop(fn: Callable[[], T]) -> T:
+    """Run a blocking call or check (SQLite, the shop) in a thread, never on the loop."""
+    return await asyncio.to_thread(fn)
+
+
+def scalar(shop: Shop, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """One value from ``shop``'s database (blocking: call it through ``off_loop``)."""
+    with shop.db.read() as tx:
+        return tx.scalar(sql, params)

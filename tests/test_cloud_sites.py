@@ -28,7 +28,7 @@ from edge.shop.testing import make_shop, postgres_unreachable
 from sync import sites
 from sync.client import SyncClient
 from tests.parts import missing
-from tests.sync_helpers import edge_config, make_edge, prepare_cloud
+from tests.sync_helpers import edge_config, make_edge, off_loop, prepare_cloud
 
 BIN = Path(sys.executable).parent
 AUTH_OF = {(r.method, r.full_path): r.auth for r in ROUTES + ADMIN_ROUTES + SYNC_ROUTES}
@@ -125,8 +125,8 @@ async def test_a_node_gets_nothing_of_another_site_through_any_route(
     chain: dict[str, Any], http: TestClient[Any, Any]
 ) -> None:
     cloud, tmp = chain["cloud"], chain["tmp"]
-    paris = make_edge(tmp / "paris.db", "paris-1")
-    soho = make_edge(tmp / "soho.db", "soho-1")
+    paris = await off_loop(lambda: make_edge(tmp / "paris.db", "paris-1"))
+    soho = await off_loop(lambda: make_edge(tmp / "soho.db", "soho-1"))
     try:
         await _sync(paris, http, "paris-1", chain["secrets"]["paris-1"])
         items = {"items": [{"product": "serum", "quantity": 1}],
@@ -168,8 +168,8 @@ async def test_a_node_gets_nothing_of_another_site_through_any_route(
             await asyncio.to_thread(cloud.shop.get_order, paris_order.id)
         ).status == "processing"
     finally:
-        paris.db.close()
-        soho.db.close()
+        await off_loop(lambda: paris.db.close())
+        await off_loop(lambda: soho.db.close())
 
 
 async def _node_call(

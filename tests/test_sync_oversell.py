@@ -20,7 +20,7 @@ from sync.client import SyncClient
 from sync.oversell import raise_oversell
 from sync.schema import migrate_sync
 from sync.testing import CloudProcess
-from tests.sync_helpers import Cloud, edge_config, make_edge, running_cloud
+from tests.sync_helpers import Cloud, edge_config, make_edge, off_loop, running_cloud
 from tests.test_api_support import ApiSite, api
 
 __all__ = ["api"]
@@ -48,7 +48,7 @@ async def test_an_oversell_stays_open_at_the_edge_naming_product_and_shortfall(
     cloud: tuple[Cloud, CloudProcess], tmp_path: Path
 ) -> None:
     c, proc = cloud
-    edge = make_edge(tmp_path / "edge.db")
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db"))
     try:
         await _sync(edge, c, proc)
         await asyncio.to_thread(_robe, edge, c.members["ben"])  # the last robe, at the counter
@@ -63,7 +63,7 @@ async def test_an_oversell_stays_open_at_the_edge_naming_product_and_shortfall(
         assert "Spa Robe (robe)" in item.detail and "short by 1" in item.detail, item.detail
         assert item.data["short"] == 1
     finally:
-        edge.db.close()
+        await off_loop(lambda: edge.db.close())
 
 
 def _with_an_oversell(shop: Shop) -> int:

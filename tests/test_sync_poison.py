@@ -25,7 +25,7 @@ from sync.errors import CloudFault
 from sync.poison import is_poison
 from sync.testing import CloudProcess
 from tests.conftest import free_port
-from tests.sync_helpers import Cloud, edge_config, make_edge, running_pg_cloud
+from tests.sync_helpers import Cloud, edge_config, make_edge, off_loop, running_pg_cloud
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ async def test_nul_in_notes_on_postgres_is_quarantined_and_the_queue_flows(
     pg_cloud: tuple[Cloud, CloudProcess], tmp_path: Path
 ) -> None:
     c, proc = pg_cloud
-    edge = make_edge(tmp_path / "edge.db")
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db"))
     secret = c.secrets["edge-1"]
     try:
         await _sync(edge, proc.url, secret)
@@ -70,19 +70,23 @@ async def test_nul_in_notes_on_postgres_is_quarantined_and_the_queue_flows(
         later = [await asyncio.to_thread(_order, edge, c.members["ben"]) for _ in range(3)]
         await _sync(edge, proc.url, secret)  # no 500, no exception
         await _sync(edge, proc.url, secret)  # and nothing stuck behind it
-        in_cloud = {o.number for o in c.shop.list_orders(page_size=100).items}
+        listed = await off_loop(lambda: c.shop.list_orders(page_size=100).items)
+        in_cloud = {o.number for o in listed}
         assert set(later) <= in_cloud, f"later orders missing: cloud has {sorted(in_cloud)}"
         assert poisoned not in in_cloud
-        cloud_items = [a for a in list_attention(c.shop.db) if a.kind == "rejected_change"]
+        cloud_all = await off_loop(lambda: list_attention(c.shop.db))
+        cloud_items = [a for a in cloud_all if a.kind == "rejected_change"]
         assert len(cloud_items) == 1 and "NUL" in cloud_items[0].detail, cloud_items
         assert "customer_notes" in cloud_items[0].detail
-        edge_items = [a for a in list_attention(edge.db) if a.kind == "change_quarantined"]
+        edge_all = await off_loop(lambda: list_attention(edge.db))
+        edge_items = [a for a in edge_all if a.kind == "change_quarantined"]
         assert len(edge_items) == 1 and "NUL" in edge_items[0].detail, edge_items
-        status = EdgeSync(edge).status()
+        status = await off_loop(lambda: EdgeSync(edge).status())
         assert status["quarantined"] == 1 and status["queue_depth"] == 0
-        assert edge.get_product("gua-sha").stock == c.shop.get_product("gua-sha").stock
+        here = await off_loop(lambda: edge.get_product("gua-sha").stock)
+        assert here == await off_loop(lambda: c.shop.get_product("gua-sha").stock)
     finally:
-        edge.db.close()
+        await off_loop(lambda: edge.db.close())
 
 
 def test_storage_trouble_is_retried_a_bad_value_is_not() -> None:
@@ -135,10 +139,10 @@ async def garbage_cloud(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 async def test_a_garbage_reply_is_a_cloud_fault(
     garbage_cloud: str, names: str, tmp_path: Path
 ) -> None:
-    edge = make_edge(tmp_path / "edge.db")
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db"))
     try:
         with pytest.raises(CloudFault, match=names):
             await _sync(edge, garbage_cloud, "secret")
-        assert EdgeSync(edge).status()["last_error"]
+        assert await off_loop(lambda: EdgeSync(edge).status()["last_error"])
     finally:
-        edge.db.close()
+        await off_loop(lambda: edge.db.close())

@@ -12,7 +12,14 @@ from edge.shop import Shop
 from sync.client import SyncClient
 from sync.errors import CloudUnreachable
 from sync.testing import CloudProcess, Fault, FaultProxy
-from tests.sync_helpers import Cloud, assert_converged, edge_config, make_edge, running_pg_cloud
+from tests.sync_helpers import (
+    Cloud,
+    assert_converged,
+    edge_config,
+    make_edge,
+    off_loop,
+    running_pg_cloud,
+)
 
 
 @pytest.fixture
@@ -46,8 +53,8 @@ async def test_postgres_cloud_dedupes_retries_and_flags_oversell(
     pg_cloud: tuple[Cloud, CloudProcess], proxy: FaultProxy, tmp_path: Path
 ) -> None:
     c, _ = pg_cloud
-    edge = make_edge(tmp_path / "edge.db")
-    other = make_edge(tmp_path / "edge2.db", "edge-2")
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db"))
+    other = await off_loop(lambda: make_edge(tmp_path / "edge2.db", "edge-2"))
     try:
         await _sync(edge, c, proxy)
         await _sync(other, c, proxy, "edge-2")
@@ -63,11 +70,11 @@ async def test_postgres_cloud_dedupes_retries_and_flags_oversell(
         await _sync(edge, c, proxy)
         await _sync(other, c, proxy, "edge-2")
         await _sync(edge, c, proxy)
-        assert_converged(edge, other, c.shop)
-        assert c.shop.list_orders().total == 43
+        await off_loop(lambda: assert_converged(edge, other, c.shop))
+        assert await off_loop(lambda: c.shop.list_orders().total == 43)
         with c.shop.db.read() as tx:
             kinds = [r["kind"] for r in tx.all("SELECT kind FROM sync_attention")]
         assert kinds == ["oversell"]
     finally:
-        edge.db.close()
-        other.db.close()
+        await off_loop(lambda: edge.db.close())
+        await off_loop(lambda: other.db.close())
