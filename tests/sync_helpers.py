@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from cloud_api.auth import Auth
 from edge.shop import PostgresDatabase, Shop, ShopConfig, SqliteDatabase
+from edge.shop.db import Database
 from edge.shop.testing import PG_DSN, MutableClock, postgres_schema, postgres_unreachable
 from sync.config import CloudSyncConfig
 from sync.schema import migrate_sync
@@ -61,21 +62,31 @@ def prepare_cloud(shop: Shop, nodes: tuple[str, ...] = ("edge-1",)) -> Cloud:
 
 
 @contextmanager
+def _serve(
+    db: Database, proc: CloudProcess, nodes: tuple[str, ...], restock: dict[str, int] | None
+) -> Iterator[tuple[Cloud, CloudProcess]]:
+    """Prepare ``db`` through the domain code, then serve it by the real cloud process."""
+    try:
+        prepared = prepare_cloud(Shop(db), nodes)
+        for slug, quantity in (restock or {}).items():
+            prepared.shop.restock(slug, {"quantity": quantity})
+        proc.start()
+        try:
+            yield prepared, proc
+        finally:
+            proc.stop()
+    finally:
+        db.close()
+
+
+@contextmanager
 def running_cloud(
     db_path: Path, nodes: tuple[str, ...] = ("edge-1",), restock: dict[str, int] | None = None
 ) -> Iterator[tuple[Cloud, CloudProcess]]:
     """A prepared SQLite cloud store served by a real ``coresync-cloud`` process."""
-    db = SqliteDatabase(str(db_path))
-    prepared = prepare_cloud(Shop(db), nodes)
-    for slug, quantity in (restock or {}).items():
-        prepared.shop.restock(slug, {"quantity": quantity})
     proc = CloudProcess(str(db_path), free_port())
-    proc.start()
-    try:
-        yield prepared, proc
-    finally:
-        proc.stop()
-        db.close()
+    with _serve(SqliteDatabase(str(db_path)), proc, nodes, restock) as running:
+        yield running
 
 
 @contextmanager
@@ -88,16 +99,9 @@ def running_pg_cloud(
         missing("PostgreSQL", reason)
     with postgres_schema() as schema:
         db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
-        prepared = prepare_cloud(Shop(db), nodes)
-        for slug, quantity in (restock or {}).items():
-            prepared.shop.restock(slug, {"quantity": quantity})
         proc = CloudProcess(PG_DSN, free_port(), schema=schema)
-        proc.start()
-        try:
-            yield prepared, proc
-        finally:
-            proc.stop()
-            db.close()
+        with _serve(db, proc, nodes, restock) as running:
+            yield running
 
 
 def make_edge(path: Path, node: str = "edge-1", clock: MutableClock | None = None) -> Shop:
