@@ -7,11 +7,24 @@ union, so ``type`` selects the driver.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.model import DeviceKind
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+DeviceTimer = Literal["none", "on_time", "countdown_register"]
+
+
+class LocatedError(ValueError):
+    """A cross-field problem that knows where it is: ``loc`` is the key path
+    (relative to the model whose validator raised it) of the offending value,
+    so the site config's error message can name its file line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class StrictModel(BaseModel):
@@ -44,6 +57,15 @@ class DeviceLimits(StrictModel):
         le=24 * 60,
         description="Heaters: turn off after this long in a heating mode.",
     )
+    unknown_temp_grace_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Heaters: a heating heater whose temperature has been unknown (not reported, "
+            "offline) this long counts as unsafe and is turned off."
+        ),
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DeviceLimits:
@@ -71,6 +93,16 @@ class DeviceConfigBase(StrictModel):
         default_factory=DeviceLimits,
         description="Bounds every caller is held to (see rooms.devices.limits).",
     )
+    device_timer: DeviceTimer = Field(
+        "none",
+        description=(
+            "Heaters: the protection the device itself has when this daemon is dead. "
+            "'on_time': every heat command carries the remaining auto-off time as "
+            "Zigbee2MQTT/Tasmota-style on_time (seconds); 'countdown_register': every heat "
+            "command writes it to the Modbus register mapped as registers.on_time_s; 'none': "
+            "the device has neither (validate-config warns; rely on the heater's own timer)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _heater_rules(self) -> DeviceConfigBase:
@@ -79,4 +111,6 @@ class DeviceConfigBase(StrictModel):
                 raise ValueError("heater = true needs kind = 'climate'")
             if self.limits.hard_max_c is None or self.limits.auto_off_minutes is None:
                 raise ValueError("a heater needs limits.hard_max_c and limits.auto_off_minutes")
+        elif self.device_timer != "none":
+            raise ValueError("device_timer applies to heaters (heater = true) only")
         return self

@@ -79,6 +79,9 @@ class LightCommand:
 class ClimateCommand:
     mode: ClimateMode | None = None
     target_c: float | None = None
+    # Device-side timeout of a heat command, seconds: set by the heater guard
+    # only (never by a caller), so a dead daemon still ends in "off".
+    on_time_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +184,16 @@ class Device(ABC):
         return unsubscribe
 
     @abstractmethod
-    async def send(self, command: Command, *, timeout: float = 5.0) -> None:
+    async def send(self, command: Command, *, timeout: float = 5.0, force: bool = False) -> None:
         """Send ``command`` and return once it is confirmed.
+
+        ``force``: send even to a device marked offline (a safety off is sent
+        best-effort: "offline" may be a stale verdict).
 
         Confirmed means: the device reported a state that satisfies the
         command (MQTT) or the registers read back to the written values
         (Modbus).  Raises :class:`drivers.errors.DeviceUnavailable` when the
-        device is known offline, :class:`drivers.errors.DeviceTimeout` when no
+        device is known offline (unless ``force``), :class:`drivers.errors.DeviceTimeout` when no
         confirmation arrives in ``timeout`` seconds,
         :class:`drivers.errors.DeviceRejected` when the device refused it and
         :class:`drivers.errors.TransportError` for I/O failure.

@@ -15,6 +15,7 @@ from edge import cli_admin, cli_ops
 from edge.config import SiteConfig, load_config
 from edge.door import cli as door_cli
 from edge.errors import ConfigError
+from edge.ops.errors import OpsError
 from edge.ops.logging import register_secret, setup_logging
 
 EXAMPLES = """\
@@ -30,6 +31,11 @@ examples:
   coresync-edge enroll --config site.toml --member M-1 --photos a.jpg b.jpg c.jpg
   coresync-edge users add ana --role manager   (also: events, tablets list|revoke)
 """
+
+
+# `run` exits with this when a component exceeded its restart budget or the
+# daemon could not start (systemd's Restart=on-failure restarts it).
+EXIT_FAILED = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,6 +106,10 @@ def validate_config(path: Path) -> int:
     cfg = _load_or_report(path, summary=True)
     if cfg is None:
         return 2
+    from edge.safety.checks import heater_warnings
+
+    for warning in heater_warnings(cfg, path.read_text(encoding="utf-8"), str(path)):
+        print(warning, file=sys.stderr)
     devices = sum(len(r.devices) for r in cfg.rooms)
     print(f"{path}: valid (site {cfg.site.id}, {len(cfg.rooms)} rooms, {devices} devices)")
     return 0
@@ -132,22 +142,46 @@ async def _run(config_path: Path, data_dir: Path | None) -> int:
     service = EdgeService(cfg, data_dir=data_dir)
     notifier = Notifier()
     interval = watchdog_interval()
-    if interval is not None:
-        service.add_service(
-            "systemd-watchdog",
-            lambda core: watchdog_loop(notifier, interval, core.store.healthcheck),
-        )
+    log = logging.getLogger(__name__)
+    # Why the process ends: None for a signal (exit 0), else the reason (exit 1).
+    failure: list[str] = []
 
     async def body() -> None:
+        watchdog: asyncio.Task[None] | None = None
         try:
-            await service.start()
+            try:
+                await service.start()
+            except OpsError:
+                raise  # one clear line from _run, no traceback
+            except Exception as exc:
+                failure.append(f"could not start: {exc}")
+                log.exception("edge service could not start")
+                return
+            if interval is not None:
+                # Outside the supervisor on purpose: it must not be restarted
+                # into pinging, and it looks only at the loop and the safety part.
+                watchdog = asyncio.create_task(
+                    watchdog_loop(notifier, interval, service.monitor.alive), name="watchdog"
+                )
             notifier.ready(f"site {cfg.site.id}: {len(cfg.rooms)} rooms")
-            await service.wait()
+            reason = await service.wait()
+            failure.append(reason)
+            log.critical("exiting non-zero so systemd restarts the daemon: %s", reason)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             notifier.stopping()
             await service.stop()
 
-    await _run_until_signal(asyncio.create_task(body(), name="edge-main"))
+    try:
+        await _run_until_signal(asyncio.create_task(body(), name="edge-main"))
+    except OpsError as exc:
+        # A busy data dir or an unusable data file: one line, no traceback.
+        logging.getLogger(__name__).error("cannot start: %s", exc)
+        return EXIT_FAILED
+    if failure:
+        print(f"coresync-edge: {failure[0]}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -41,11 +41,10 @@ from edge.door.errors import DoorError
 from edge.door.store import DoorStore
 from edge.errors import StorageError
 from edge.migrations import migrate
-from edge.ops.layout import EDGE_DB
+from edge.ops.layout import DOOR_DB, EDGE_DB
 from edge.store import Store
 
 DEFAULT_DATA_DIR = Path("/var/lib/coresync-edge")
-DOOR_DB = "door.db"  # edge.door.vault.DOOR_DB (not imported: it pulls in numpy)
 COMMANDS = ("events", "tablets", "users")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 BUSY_TIMEOUT_MS = 30_000

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.ops.errors import DataDirBusy, OpsError
+from edge.ops.backup_crypto import KEY_CREDENTIAL
+from edge.ops.errors import BackupKeyError, DataDirBusy, OpsError
 
 DEFAULT_DATA_DIR = Path("/var/lib/coresync-edge")
 DEFAULT_BACKUP_DIR = Path("/var/backups/coresync-edge")
@@ -32,15 +33,25 @@ def register(subparsers: Any) -> None:
     b.add_argument(
         "--include-key",
         action="store_true",
-        help="also copy the face-template master key (0600); by default it is not copied",
+        help="accepted for old scripts; copies nothing (face templates are not in backups)",
     )
     b.add_argument("--key-file", type=Path, help="template master key, if not the default")
+    b.add_argument(
+        "--backup-key",
+        type=Path,
+        help=f"file holding the backup key (default: the credential {KEY_CREDENTIAL!r})",
+    )
     b.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
     r = subparsers.add_parser("restore", help="restore a backup (daemon must be stopped)")
     r.add_argument("backup", type=Path, help="a backup directory made by `backup`")
     r.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="daemon data dir")
     r.add_argument("--key-file", type=Path, help="where to install a key the backup carries")
+    r.add_argument(
+        "--backup-key",
+        type=Path,
+        help="file holding the backup key; without it, the credential or a prompt",
+    )
     r.add_argument("--force", action="store_true", help="restore even if the data dir looks in use")
 
     d = subparsers.add_parser("doctor", help="check broker, buses, disk, clock and permissions")
@@ -94,6 +105,28 @@ class _ProgressPrinter:
         print(f"  {name}: {done}/{total} pages ({pct:.0f} %)", end=end, file=sys.stderr)
 
 
+def _backup_secret(path: Path | None, *, prompt: bool) -> str:
+    """The backup key: --backup-key FILE, else the systemd credential, else
+    (restore on a terminal) typed at a prompt that does not echo."""
+    from edge.ops import backup_crypto as bc
+
+    path = path or bc.default_key_path()
+    if path is not None:
+        return bc.read_secret(path)
+    if prompt and sys.stdin.isatty():
+        import getpass
+
+        try:
+            typed = getpass.getpass("backup key: ")
+        except (EOFError, KeyboardInterrupt):
+            raise BackupKeyError("no backup key typed") from None
+        return bc.check_secret(typed.strip(), "(typed)")
+    raise BackupKeyError(
+        f"no backup key: give --backup-key FILE or load the credential {KEY_CREDENTIAL!r} "
+        "(docs/operations.md, Backup key)"
+    )
+
+
 def _backup(args: argparse.Namespace) -> int:
     from edge.ops.backup import backup
 
@@ -103,28 +136,35 @@ def _backup(args: argparse.Namespace) -> int:
     result = backup(
         args.data_dir,
         args.dest,
+        secret=_backup_secret(args.backup_key, prompt=False),
         keep=args.keep,
         include_key=args.include_key,
         key_file=args.key_file,
         progress=_ProgressPrinter(args.quiet),
     )
     total = sum(result.files.values())
-    print(f"backup written: {result.path} ({len(result.files)} databases, {total:,} bytes)")
+    print(
+        f"backup written: {result.path} ({len(result.files)} databases, {total:,} bytes, encrypted)"
+    )
     for old in result.removed:
         print(f"  rotated away: {old}")
-    if result.key_copied:
-        print(f"  template master key copied (mode 0600) from {result.key_location}")
-        print("  this backup can decrypt face templates: store it as a secret")
-    elif result.key_location is not None:
-        print(f"  template master key NOT copied; it is at {result.key_location}")
-        print("  back it up separately (docs/operations.md), or use --include-key")
+    print("  face templates left out: members re-enroll after a restore")
+    if args.include_key:
+        print("  --include-key: nothing copied (no templates in the backup need the key)")
     return 0
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from edge.ops.restore import restore
+    from edge.ops.restore import is_encrypted, read_manifest, restore
 
-    result = restore(args.backup, args.data_dir, force=args.force, key_file=args.key_file)
+    encrypted = is_encrypted(read_manifest(args.backup))
+    result = restore(
+        args.backup,
+        args.data_dir,
+        secret=_backup_secret(args.backup_key, prompt=True) if encrypted else None,
+        force=args.force,
+        key_file=args.key_file,
+    )
     print(f"restored {', '.join(result.restored)} into {args.data_dir}")
     if result.moved_aside is not None:
         print(f"  previous files moved to {result.moved_aside}")

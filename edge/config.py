@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from drivers.config import ID_PATTERN, DeviceLimits, StrictModel
+from drivers.config import ID_PATTERN, DeviceLimits, LocatedError, StrictModel
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.model import ClimateMode, DeviceKind
 from drivers.mqtt.config import (
@@ -28,6 +28,8 @@ from drivers.mqtt.config import (
 from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
+from edge.ops.retention import RetentionConfig
+from edge.supervisor import SupervisionConfig
 from edge.tomlpos import locate
 from sync.config import CloudSyncConfig
 
@@ -103,17 +105,22 @@ class RoomConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RoomConfig:
-        device_ids = [d.id for d in self.devices]
-        _no_duplicates(device_ids, "device id")
-        _no_duplicates([s.id for s in self.scenes], "scene id")
+        _no_duplicates([d.id for d in self.devices], "device id", ("devices", "id"))
+        # Two devices both labelled "Ceiling" on one tablet cannot be told apart.
+        names = [(d.name or "").strip().casefold() or f"\0{i}" for i, d in enumerate(self.devices)]
+        _no_duplicates(
+            names, "device name", ("devices", "name"), shown=[d.name for d in self.devices]
+        )
+        _no_duplicates([s.id for s in self.scenes], "scene id", ("scenes", "id"))
         by_id = {d.id: d for d in self.devices}
-        for scene in self.scenes:
+        for i, scene in enumerate(self.scenes):
             for device_id, action in scene.devices.items():
                 device = by_id.get(device_id)
                 if device is None:
-                    raise ValueError(
+                    raise LocatedError(
+                        ("scenes", i, "devices", device_id),
                         f"scene {scene.id!r} names device {device_id!r}, which is not in "
-                        f"room {self.id!r}"
+                        f"room {self.id!r}",
                     )
                 _check_action(scene.id, device_id, device.kind, device.limits, action)
         return self
@@ -142,22 +149,33 @@ class SiteConfig(StrictModel):
         description="Cloud API to sync pickup orders and concierge requests with; "
         "unset for a stand-alone spa.",
     )
+    supervision: SupervisionConfig = Field(
+        default_factory=SupervisionConfig,
+        description="Restart policy of the daemon's components (crash, backoff, budget).",
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="How long the growing tables (command log, audit log, door events, "
+        "failed-login counters) are kept.",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SiteConfig:
-        _no_duplicates([r.id for r in self.rooms], "room id")
-        _no_duplicates([b.id for b in self.modbus_buses], "modbus bus id")
+        _no_duplicates([r.id for r in self.rooms], "room id", ("rooms", "id"))
+        _no_duplicates([b.id for b in self.modbus_buses], "modbus bus id", ("modbus_buses", "id"))
         bus_ids = {b.id for b in self.modbus_buses}
-        for room in self.rooms:
-            for device in room.devices:
+        for r, room in enumerate(self.rooms):
+            for d, device in enumerate(room.devices):
                 if isinstance(device, ModbusDeviceConfig) and device.bus not in bus_ids:
-                    raise ValueError(
+                    raise LocatedError(
+                        ("rooms", r, "devices", d, "bus"),
                         f"device {room.id}/{device.id} uses modbus bus {device.bus!r}, "
-                        f"which is not among modbus_buses ({sorted(bus_ids) or 'none'})"
+                        f"which is not among modbus_buses ({sorted(bus_ids) or 'none'})",
                     )
                 if not isinstance(device, ModbusDeviceConfig) and self.mqtt is None:
-                    raise ValueError(
-                        f"device {room.id}/{device.id} uses MQTT but there is no [mqtt] section"
+                    raise LocatedError(
+                        ("rooms", r, "devices", d, "type"),
+                        f"device {room.id}/{device.id} uses MQTT but there is no [mqtt] section",
                     )
         if self.door is not None:
             check_door_against_rooms(self.door, self.rooms)
@@ -167,11 +185,19 @@ class SiteConfig(StrictModel):
         return next((r for r in self.rooms if r.id == room_id), None)
 
 
-def _no_duplicates(ids: list[str], what: str) -> None:
+def _no_duplicates(
+    ids: list[str],
+    what: str,
+    where: tuple[str, str],
+    shown: list[str | None] | None = None,
+) -> None:
+    """Refuse a repeated id; the error points at the second one's
+    ``where[0][i].where[1]`` key."""
     seen: set[str] = set()
-    for ident in ids:
+    for i, ident in enumerate(ids):
         if ident in seen:
-            raise ValueError(f"duplicate {what} {ident!r}")
+            label = ident if shown is None else shown[i]
+            raise LocatedError((where[0], i, where[1]), f"duplicate {what} {label!r}")
         seen.add(ident)
 
 
@@ -210,6 +236,10 @@ def validate_data(data: dict[str, Any], text: str, source: str) -> SiteConfig:
         problems = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, LocatedError):
+                # A cross-field check: point at the value it names, not the table.
+                loc = (*loc, *cause.loc)
             path = format_path(loc)
             line = locate(text, loc)
             where = f"{source}:{line}" if line else source

@@ -21,6 +21,8 @@ from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbe
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
+from edge.ops.retention import RetentionConfig
+from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
 from vision.liveness import LivenessConfig
 from vision.matcher import AgreementConfig, MatchConfig
@@ -58,6 +60,16 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[door.worker]", WorkerConfig, "The inference worker process."),
     ("[door.quality]", QualityConfig, "Enrollment photo quality gate."),
     ("[cloud]", CloudSyncConfig, "Sync with the cloud API (docs/sync.md); unset: stand-alone."),
+    (
+        "[supervision]",
+        SupervisionConfig,
+        "Restart policy of the daemon's components (docs/operations.md, Supervision).",
+    ),
+    (
+        "[retention]",
+        RetentionConfig,
+        "How long the growing tables are kept (docs/operations.md, Retention).",
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,13 +24,22 @@ from drivers.errors import (
     TransportError,
     UnsupportedCommand,
 )
-from drivers.model import Command, Device, DeviceSnapshot, LockCommand, iter_fields
+from drivers.model import (
+    ClimateCommand,
+    ClimateMode,
+    Command,
+    Device,
+    DeviceSnapshot,
+    LockCommand,
+    iter_fields,
+)
 from edge.config import RoomConfig, SiteConfig
-from edge.errors import NotFound
+from edge.errors import NotFound, StorageError
 from edge.events import EventBus
-from edge.limits import build_command, check_command
+from edge.limits import build_command, check_command, effective_command
 from edge.serialize import snapshot_to_dict
 from edge.shop.service import Shop
+from edge.spool import WriteSpool
 from edge.store import CommandRecord, Store
 
 T = TypeVar("T")
@@ -154,6 +163,16 @@ class EdgeCore:
         self.store = store
         self.events = events
         self.command_timeout_s = command_timeout_s
+        # A command log row that could not be written waits here: the command
+        # itself has already gone to the device, so the record must not be lost.
+        self.command_spool: WriteSpool[CommandRecord] = WriteSpool("command-log", store.log_command)
+        # Heaters: device id -> the guard's hook every heat command passes
+        # through before it is sent (it starts and persists the auto-off clock
+        # and adds the device-side timeout; see edge.safety.heater).
+        self.heat_hooks: dict[str, Callable[[ClimateCommand], Awaitable[ClimateCommand]]] = {}
+        # The last command sent to each device: (actor, fields, monotonic time),
+        # so the heater guard can name who set a value it sees.
+        self.last_commands: dict[str, tuple[Actor, dict[str, Any], float]] = {}
         self._rooms: dict[str, Room] = {}
         for room_cfg in config.rooms:
             local = {d.id: devices[f"{room_cfg.id}/{d.id}"] for d in room_cfg.devices}
@@ -168,6 +187,7 @@ class EdgeCore:
         return await loop.run_in_executor(self._shop_executor, fn, shop)
 
     def close(self) -> None:
+        self.command_spool.close()
         self._shop_executor.shutdown(wait=True)
 
     # -- lookup ------------------------------------------------------------------
@@ -196,7 +216,7 @@ class EdgeCore:
         device, cfg = self.device(room_id, device_id)
         typed = command if not isinstance(command, Mapping) else build_command(cfg.kind, command)
         check_command(cfg.kind, cfg.limits, typed)
-        return device, typed
+        return device, effective_command(cfg.limits, typed, device.snapshot().state)
 
     async def command(
         self,
@@ -206,11 +226,22 @@ class EdgeCore:
         actor: Actor,
         *,
         timeout: float | None = None,
+        wait_for_log: bool = True,
+        force: bool = False,
     ) -> DeviceOutcome:
-        """Check, send and log one command.  Refusals before sending raise; driver
-        failures come back as the outcome's ``result``."""
+        """Check, send and log one command.  ``force`` sends even to a device
+        marked offline (the heater guard's safety off).  Refusals before sending raise; driver
+        failures come back as the outcome's ``result``.
+
+        The log row is written after the send.  If it cannot be written the row
+        is spooled and written when storage returns; with ``wait_for_log`` (the
+        default) :class:`StorageError` is raised after the send so a caller can
+        undo what it cannot record.  Safety actions pass ``wait_for_log=False``:
+        they return as soon as the device confirmed, whatever the disk does."""
         device, typed = self.prepare(room_id, device_id, command)
-        return await self._execute(device, typed, actor, timeout=timeout)
+        return await self._execute(
+            device, typed, actor, timeout=timeout, wait_for_log=wait_for_log, force=force
+        )
 
     async def activate_scene(self, room_id: str, scene_id: str, actor: Actor) -> SceneResult:
         room = self.room(room_id)
@@ -238,37 +269,66 @@ class EdgeCore:
         *,
         scene_id: str | None = None,
         timeout: float | None = None,
+        wait_for_log: bool = True,
+        force: bool = False,
     ) -> DeviceOutcome:
+        command = await self._through_heat_hook(device, command)
         started = time.perf_counter()
         detail: str | None = None
         try:
-            await device.send(command, timeout=timeout or self.command_timeout_s)
+            await device.send(command, timeout=timeout or self.command_timeout_s, force=force)
             result = "ok"
         except DriverError as exc:
             result, detail = _result_of(exc), str(exc) or type(exc).__name__
         elapsed = (time.perf_counter() - started) * 1000
         outcome = DeviceOutcome(device.device_id, result, detail, elapsed)
         fields = {k: (v.value if hasattr(v, "value") else v) for k, v in iter_fields(command)}
-        await self.store.log_command(
-            CommandRecord(
-                actor.kind,
-                actor.id,
-                device.device_id,
-                fields,
-                result,
-                detail,
-                elapsed,
-                scene_id,
-                durable=isinstance(command, LockCommand),
-            )
+        self.last_commands[device.device_id] = (actor, fields, time.monotonic())
+        record = CommandRecord(
+            actor.kind,
+            actor.id,
+            device.device_id,
+            fields,
+            result,
+            detail,
+            elapsed,
+            scene_id,
+            durable=isinstance(command, LockCommand),
         )
         room_id = device.device_id.split("/", 1)[0]
+        # Published before the log write: what happened at the device is news
+        # whether or not the disk takes the row.
         self.events.publish(
             "command",
             {**outcome.as_dict(), "command": fields, "actor": str(actor), "scene_id": scene_id},
             room_id=room_id,
         )
+        if not wait_for_log or self.command_spool.pending:
+            # Queued behind earlier rows, in order.  A waiting caller still
+            # returns only once its row is written (or storage is known down).
+            self.command_spool.add(record)
+            if not wait_for_log:
+                return outcome
+            if self.command_spool.last_error is None:
+                await self.command_spool.flush(timeout=self.command_timeout_s)
+            if self.command_spool.pending and self.command_spool.last_error is not None:
+                raise StorageError(f"command log: {self.command_spool.last_error}")
+            return outcome
+        try:
+            await self.store.log_command(record)
+        except StorageError as exc:
+            self.command_spool.add(record, exc)
+            raise
         return outcome
+
+    async def _through_heat_hook(self, device: Device, command: Command) -> Command:
+        """Every heat command to a heater, whoever sent it, passes its guard first."""
+        hook = self.heat_hooks.get(device.device_id)
+        if hook is None or not isinstance(command, ClimateCommand):
+            return command
+        if command.mode not in (ClimateMode.HEAT, ClimateMode.AUTO):
+            return command
+        return await hook(command)
 
     # -- state flow ------------------------------------------------------------------
     def on_device_change(self, snap: DeviceSnapshot) -> None:

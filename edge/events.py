@@ -1,8 +1,11 @@
 """In-process event bus: device state changes, scene results, commands, alerts.
 
 Publishers never wait: each subscriber has a bounded queue, and a subscriber
-too slow to keep up loses its oldest events (counted in ``dropped``) rather
-than slowing the controller or growing memory.
+too slow to keep up loses its oldest events (counted in ``dropped``, and for
+the whole bus in ``EventBus.dropped``) rather than slowing the controller or
+growing memory.  What must not be lost does not ride a queue: a *tap* is a
+plain callback run inside ``publish`` (metrics counters), and durable facts
+are read from their own store (attendance reads the door-event table).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +25,9 @@ class Event:
     room_id: str | None = None
     seq: int = 0
     ts: float = field(default_factory=time.time)
+
+
+Tap = Callable[[Event], None]
 
 
 class Subscription:
@@ -37,6 +43,7 @@ class Subscription:
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
+            self._bus.dropped += 1
         self._queue.put_nowait(event)
 
     async def get(self) -> Event:
@@ -62,7 +69,15 @@ class Subscription:
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self._taps: list[Tap] = []
         self._seq = itertools.count(1)
+        self.dropped = 0  # events lost by slow subscribers, all subscriptions together
+
+    def tap(self, callback: Tap) -> Callable[[], None]:
+        """Call ``callback(event)`` synchronously for every event published, lossless;
+        it must be quick and must not raise.  Returns the function that removes it."""
+        self._taps.append(callback)
+        return lambda: self._taps.remove(callback) if callback in self._taps else None
 
     def subscribe(self, *, maxsize: int = 1000, types: set[str] | None = None) -> Subscription:
         sub = Subscription(self, maxsize, frozenset(types) if types is not None else None)
@@ -71,6 +86,8 @@ class EventBus:
 
     def publish(self, type: str, data: dict[str, Any], *, room_id: str | None = None) -> Event:
         event = Event(type, data, room_id, next(self._seq))
+        for tap in list(self._taps):
+            tap(event)
         for sub in list(self._subscribers):
             sub._offer(event)
         return event

@@ -7,6 +7,7 @@ to the device.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,9 @@ from drivers.model import (
     ClimateMode,
     Command,
     DeviceKind,
+    DeviceState,
     LightCommand,
+    LightState,
     LockCommand,
     iter_fields,
 )
@@ -67,6 +70,8 @@ def build_command(kind: DeviceKind, values: Mapping[str, Any]) -> Command:
     allowed = set(command_type.__slots__)
     given = {k: v for k, v in values.items() if v is not None}
     unknown = sorted(set(given) - allowed)
+    if "on_time_s" in given:
+        unknown.insert(0, "on_time_s")  # set by the heater guard only, never by a caller
     if unknown:
         raise InvalidCommand(unknown[0], f"does not apply to a {kind}")
     if not given:
@@ -81,6 +86,38 @@ def build_command(kind: DeviceKind, values: Mapping[str, Any]) -> Command:
     if command_type is LockCommand and not isinstance(given.get("locked"), bool):
         raise InvalidCommand("locked", "must be true or false")
     return command_type(**given)
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def effective_command(limits: DeviceLimits, command: Command, state: DeviceState) -> Command:
+    """``command`` with the values it would restore made explicit and clamped.
+
+    ``{"on": true}`` brings a light back at its previous level and colour,
+    which may be outside the limits (set before the limits were, or at the
+    device itself): the effective state after any command stays within them.
+    """
+    if not isinstance(command, LightCommand) or command.on is not True:
+        return command
+    previous = state if isinstance(state, LightState) else LightState()
+    changes: dict[str, Any] = {}
+    if command.brightness is None:
+        level = previous.brightness
+        if level is None:
+            # Unknown level: it may come back at 100 %, so cap it when capped.
+            if limits.max_brightness < 100:
+                changes["brightness"] = limits.max_brightness
+        elif not limits.min_brightness <= level <= limits.max_brightness:
+            changes["brightness"] = _clamp(level, limits.min_brightness, limits.max_brightness)
+    kelvin = previous.color_temp_k
+    outside = kelvin is not None and not (
+        limits.min_color_temp_k <= kelvin <= limits.max_color_temp_k
+    )
+    if command.color_temp_k is None and kelvin is not None and outside:
+        changes["color_temp_k"] = _clamp(kelvin, limits.min_color_temp_k, limits.max_color_temp_k)
+    return dataclasses.replace(command, **changes) if changes else command
 
 
 def check_command(kind: DeviceKind, limits: DeviceLimits, command: Command) -> None:

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from drivers.mqtt.connection import MqttConnection
+from drivers.tasks import watch
 from edge.core import Actor, EdgeCore
 from edge.errors import EdgeError
 
@@ -67,9 +68,14 @@ class MqttBridge:
         """Publish dirty rooms' state until cancelled."""
         sub = self.core.events.subscribe(types={"device_state"}, maxsize=10_000)
         feeder = asyncio.create_task(self._collect(sub), name="mqtt-bridge-collect")
+        # The feeder is ours to watch: if it dies, wake up and raise it so the
+        # bridge's supervisor restarts the bridge (it would go quiet otherwise).
+        feeder.add_done_callback(lambda _: self._wake.set())
         try:
             while True:
                 await self._wake.wait()
+                if feeder.done():
+                    await watch([feeder])
                 await asyncio.sleep(COALESCE_S)
                 self._wake.clear()
                 rooms, self._dirty = self._dirty, set()

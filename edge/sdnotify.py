@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ class Notifier:
         message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Non-blocking: a datagram to a local socket either goes at
+                # once or fails (a full queue), it never stalls the event loop.
+                sock.setblocking(False)
                 sock.connect(self.address)
                 sock.sendall(message)
         except OSError as exc:
@@ -68,25 +71,28 @@ def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
         return None
 
 
-async def watchdog_loop(
-    notifier: Notifier, interval: float, healthy: Callable[[], Awaitable[bool]]
-) -> None:
-    """Ping ``WATCHDOG=1`` every ``interval`` while ``healthy()`` says so.
+async def watchdog_loop(notifier: Notifier, interval: float, alive: Callable[[], bool]) -> None:
+    """Ping ``WATCHDOG=1`` every ``interval`` while ``alive()`` says so.
 
     The loop itself runs on the event loop, so a blocked loop sends nothing;
-    ``healthy`` adds the checks that matter (the database is writable).  A
-    health check that hangs counts as unhealthy.
+    ``alive`` adds what else must hold for a restart to help (the safety part
+    runs: edge.health.LoopMonitor.alive).  It is a plain, instant check: no
+    disk, no database, so a locked or full database never delays or withholds
+    a ping (those show in /healthz instead).
     """
+    withheld = False
     while True:
         try:
-            ok = await asyncio.wait_for(healthy(), timeout=interval)
-        except TimeoutError:
-            ok = False
+            ok = alive()
         except Exception as exc:
-            log.warning("health check failed: %s", exc)
+            log.warning("watchdog check failed: %s", exc)
             ok = False
         if ok:
             notifier.notify(WATCHDOG=1)
-        else:
-            log.warning("unhealthy: withholding the watchdog ping")
+            if withheld:
+                log.info("alive again: watchdog pings resumed")
+            withheld = False
+        elif not withheld:
+            withheld = True
+            log.error("the safety part is not running: withholding the watchdog ping")
         await asyncio.sleep(interval)

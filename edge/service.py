@@ -1,52 +1,57 @@
-"""The daemon's supervisor: builds drivers, devices and the core from a site
-config, runs every long-lived task in one TaskGroup, and shuts down in a
+"""The daemon: builds drivers, devices and the core from a site config, runs
+every long-lived part as its own supervised component (edge/supervisor.py:
+a crash restarts that component alone, with backoff), and shuts down in a
 fixed order.
 
 Start order: database → transports (MQTT, Modbus buses) → device pollers →
 state persistence → MQTT bridge → heater guards → cloud sync → extra services →
 LAN API.
-Stop is the reverse, one task at a time, so nothing that is still running
+Stop is the reverse, one component at a time, so nothing that is still running
 loses a dependency under it; ``stop()`` is safe to call twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from drivers.modbus.bus import ModbusBus
 from drivers.modbus.config import ModbusDeviceConfig
-from drivers.modbus.devices import build_modbus_device
+from drivers.modbus.devices import ModbusDevice, build_modbus_device
 from drivers.model import Device, DeviceSnapshot
 from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import build_mqtt_device
+from edge import supervisor
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
-from edge.attendance import forward_attendance
+from edge.attendance import forward_attendance, init_cursor
 from edge.config import SiteConfig
 from edge.core import EdgeCore
+from edge.door import registry
+from edge.door.vault import DOOR_DB
 from edge.events import EventBus
+from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
-from edge.ops.layout import DataDirLock
+from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
+from edge.ops.retention import run_retention
+from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
 from edge.shop.service import Shop
 from edge.store import Store
+from edge.supervisor import Supervisor
 from sync import run_sync_job
-from sync.client import MemberHook
 from sync.schema import migrate_sync
-
-if TYPE_CHECKING:
-    from edge.door.service import DoorService
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "edge.db"
-SHOP_DB_NAME = "shop.db"
+STORAGE_CHECK_S = 2.0
+DB_NAME = EDGE_DB  # edge.ops.layout.DATA_FILES is the one list
+SHOP_DB_NAME = SHOP_DB
 
 # A coroutine factory run as one supervised task once the core is up.
 ExtraService = Callable[[EdgeCore], Awaitable[None]]
@@ -65,20 +70,6 @@ def open_shop(config: SiteConfig, data_dir: Path) -> Shop:
             timezone=config.site.timezone,
         ),
     )
-
-
-def _member_hook(door: DoorService | None) -> MemberHook | None:
-    """A membership end or consent withdrawal from the cloud destroys that
-    member's face templates here at once."""
-    if door is None:
-        return None
-
-    async def hook(member_id: str, active: bool, consent: bool) -> None:
-        destroyed = await door.on_member_change(member_id, active, consent)
-        if destroyed:
-            log.info("destroyed %d face templates of member %s (via sync)", destroyed, member_id)
-
-    return hook
 
 
 class EdgeService:
@@ -106,8 +97,11 @@ class EdgeService:
         self.core: EdgeCore | None = None
         self.guards: list[HeaterGuard] = []
         self._extra: list[tuple[str, ExtraService]] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._supervisor: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor(config.supervision)
+        self.monitor = LoopMonitor(self.supervisor)
+        self.supervisor.monitor = self.monitor
+        self._api_started = asyncio.Event()
+        self._storage_ready = False
         self._pending: dict[str, DeviceSnapshot] = {}
         self._pending_event = asyncio.Event()
         self._started = False
@@ -153,91 +147,191 @@ class EdgeService:
         self._started = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._claim_data_dir)
-        await self.store.open()
-        await loop.run_in_executor(None, self._migrate_shop)
+        self._storage_ready = await self._open_storage()
         self.core = core = self._build()
-        ready = asyncio.get_running_loop().create_future()
-        self._supervisor = asyncio.create_task(self._supervise(core, ready), name="edge-supervisor")
-        await ready
-        if self.api is not None:
+        supervisor.register(core, self.supervisor)
+        await self._supervise(core)
+        if self.with_api:
             # "Started" (and systemd's READY=1) means tablets can connect: wait
-            # for the API to listen, unless the supervisor fails first.
+            # for the API to listen; its first attempt failing fails the start
+            # (a taken port is not fixed by restarting in place).
+            await self._api_started.wait()
+            assert self.api is not None
+            api = self.supervisor.components["lan-api"]
             listening = asyncio.create_task(self.api.ready(), name="edge-api-ready")
-            await asyncio.wait([listening, self._supervisor], return_when=asyncio.FIRST_COMPLETED)
-            if not listening.done():
-                listening.cancel()
-                await asyncio.wait([listening])
-                failure = None if self._supervisor.cancelled() else self._supervisor.exception()
-                raise RuntimeError(f"edge service failed while starting: {failure!r}")
+            crashed = asyncio.create_task(api.crashed.wait(), name="edge-api-crashed")
+            await asyncio.wait([listening, crashed], return_when=asyncio.FIRST_COMPLETED)
+            for task in (listening, crashed):
+                task.cancel()
+            await asyncio.wait([listening, crashed])
+            if listening.cancelled():
+                raise RuntimeError(f"edge service failed while starting: {api.last_error}")
         log.info("edge service for site %s started", self.config.site.id)
         return core
+
+    async def _open_storage(self) -> bool:
+        """True once edge.db and shop.db are open and migrated.  On a full or
+        broken disk False, logged: the daemon runs degraded (heater guards,
+        door relock and rooms live in memory) and the storage monitor retries."""
+        try:
+            await self.store.open()
+            await asyncio.get_running_loop().run_in_executor(None, self._migrate_shop)
+        except Exception as exc:
+            if not is_storage_outage(exc):
+                raise
+            log.error("storage unavailable, running degraded: %s", storage_reason(exc))
+            return False
+        return True
+
+    async def _storage_monitor(self) -> None:
+        """Alert when the data dir fills up or the databases cannot be opened,
+        and finish opening them once space returns, without a restart."""
+        assert self.core is not None
+        full = False
+        while True:
+            try:
+                free = await asyncio.to_thread(disk_free, self.data_dir)
+            except OSError as exc:
+                log.error("cannot read free space of %s: %s", self.data_dir, exc)
+                free = 0
+            if (free < MIN_FREE_BYTES) != full:
+                full = not full
+                self._storage_alert(full, free)
+            if not self._storage_ready and not full:
+                self._storage_ready = await self._open_storage()
+                if self._storage_ready:
+                    log.info("storage recovered: edge.db and shop.db open again")
+            await asyncio.sleep(STORAGE_CHECK_S)
+
+    def _storage_alert(self, full: bool, free: int) -> None:
+        assert self.core is not None
+        if full:
+            message = (
+                f"disk full ({free} bytes free in {self.data_dir}): running degraded, "
+                "nothing is saved until space is freed"
+            )
+            log.error("%s", message)
+        else:
+            message = f"disk space back ({free} bytes free): saving again"
+            log.warning("%s", message)
+        self.core.events.publish(
+            "alert",
+            {"severity": "critical" if full else "info", "kind": "disk_full", "message": message},
+        )
 
     def _claim_data_dir(self) -> None:
         # Staff password hashes, tokens and member data live here: owner only.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One daemon per data dir; `restore` relies on this lock too.
         self._lock.acquire()
+        # A file left owned by root (a restore run as root) or read-only: one
+        # clear line naming it, not a SQLite traceback from deep inside.
+        try:
+            check_data_files(self.data_dir)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _migrate_shop(self) -> None:
         self.shop.migrate()
         # The sync tables exist on a stand-alone spa too: its status page and
         # the outbox of attendance work before a cloud is configured.
         migrate_sync(self.shop.db)
+        init_cursor(self.shop, self.data_dir / DOOR_DB)
         for db in (DB_NAME, SHOP_DB_NAME):
             (self.data_dir / db).chmod(0o600)
 
-    async def _supervise(self, core: EdgeCore, ready: asyncio.Future[None]) -> None:
+    async def _supervise(self, core: EdgeCore) -> None:
+        """Every long-lived part as its own supervised component, in start order."""
+        sup = self.supervisor
+        sup.add("loop-monitor", self.monitor.run)
+        sup.add("storage-monitor", self._storage_monitor)
+        if self.mqtt is not None:
+            mqtt = self.mqtt
+            sup.links["mqtt"] = lambda: mqtt.is_connected
+            sup.add("mqtt", self.mqtt.run)
+        for bus_id, bus in self.buses.items():
+            sup.links[f"modbus:{bus_id}"] = bus.is_connected
+            sup.add(f"modbus:{bus_id}", functools.partial(self._run_bus, bus))
+        for device_id, device in self.devices.items():
+            runner = getattr(device, "run", None)
+            if runner is not None and not isinstance(device, ModbusDevice):
+                sup.add(f"device:{device_id}", runner)
+        sup.add("state-persist", self._persist_loop)
+        sup.add(
+            "retention", lambda: run_retention(self.store, self.data_dir, self.config.retention)
+        )
+        if self.mqtt is not None:
+            sup.add("mqtt-bridge", MqttBridge(core, self.mqtt).run)
+        for guard in self.guards:
+            sup.add(f"heater-guard:{guard.device.device_id}", guard.run, safety=True)
+        cloud = self.config.cloud
+        if cloud is not None:
+            sup.add(
+                "cloud-sync",
+                lambda: run_sync_job(self.shop, cloud, on_member_change=self._hook),
+            )
+            door_cfg = self.config.door
+            if door_cfg is not None:
+                door_db = self.data_dir / DOOR_DB
+                door_id = f"{door_cfg.room}/{door_cfg.lock}"
+                sup.add("attendance", lambda: forward_attendance(core, door_db, door_id))
+        for name, factory in self._extra:
+            sup.add(name, functools.partial(factory, core))
+        if self.config.door is not None:
+            if self.config.door.camera:
+                sup.links["camera"] = self._camera_up
+            sup.add("door", self._run_door)
+        if self.with_api:
+            # Last to start, first to stop: no request finds a stopped part.
+            sup.add("lan-api", self._run_api)
+
+    async def _run_bus(self, bus: ModbusBus) -> None:
+        """One Modbus bus with its devices: a crash of any restarts them together."""
+        on_bus = [d for d in self.devices.values() if isinstance(d, ModbusDevice) and d.bus is bus]
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(bus.run(), name=f"modbus-bus:{bus.bus_id}")
+            for device in on_bus:
+                tg.create_task(device.run(), name=f"modbus-device:{device.device_id}")
+
+    async def _run_door(self) -> None:
+        # A fresh door service per (re)start: a crashed one is never reused.
+        from edge.door.service import DoorService
+
+        assert self.core is not None and self.config.door is not None
+        door = DoorService(self.core, self.config.door, self.data_dir)
         try:
-            async with asyncio.TaskGroup() as tg:
+            await door.run()
+        finally:
+            # run() stops the door only once it started; a start that failed
+            # half-way (door.db on a full disk) must not leak its threads.
+            await door.stop()
 
-                def spawn(name: str, coro: Awaitable[None]) -> None:
-                    self._tasks.append(tg.create_task(coro, name=name))  # type: ignore[arg-type]
+    def _camera_up(self) -> bool:
+        door = registry.door_for(self.core) if self.core is not None else None
+        return bool(door is not None and door.source is not None and door.source.is_connected())
 
-                if self.mqtt is not None:
-                    spawn("mqtt-connection", self.mqtt.run())
-                for bus_id, bus in self.buses.items():
-                    spawn(f"modbus-bus-{bus_id}", bus.run())
-                for device_id, device in self.devices.items():
-                    runner = getattr(device, "run", None)
-                    if runner is not None:
-                        spawn(f"device-{device_id}", runner())
-                spawn("state-persist", self._persist_loop())
-                if self.mqtt is not None:
-                    spawn("mqtt-bridge", MqttBridge(core, self.mqtt).run())
-                for guard in self.guards:
-                    spawn(f"heater-guard-{guard.device.device_id}", guard.run())
-                door = None
-                if self.config.door is not None:
-                    from edge.door.service import DoorService
+    async def _hook(self, member_id: str, active: bool, consent: bool) -> None:
+        """A membership end or consent withdrawal from the cloud destroys that
+        member's face templates here at once."""
+        door = registry.door_for(self.core) if self.core is not None else None
+        if door is None:
+            return
+        destroyed = await door.on_member_change(member_id, active, consent)
+        if destroyed:
+            log.info("destroyed %d face templates of member %s (via sync)", destroyed, member_id)
 
-                    door = DoorService(core, self.config.door, self.data_dir)
-                if self.config.cloud is not None:
-                    hook = _member_hook(door)
-                    spawn(
-                        "cloud-sync",
-                        run_sync_job(self.shop, self.config.cloud, on_member_change=hook),
-                    )
-                    spawn("attendance-forward", forward_attendance(core))
-                for name, factory in self._extra:
-                    spawn(name, factory(core))
-                if door is not None:
-                    spawn("door", door.run())
-                if self.with_api:
-                    # Last to start, first to stop: no request finds a stopped part.
-                    self.api = ApiServer(core, data_dir=self.data_dir, settings=self.api_settings)
-                    spawn("lan-api", self.api.run())
-                ready.set_result(None)
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-            raise
+    async def _run_api(self) -> None:
+        assert self.core is not None
+        # A fresh aiohttp application per (re)start: one that was cleaned up
+        # cannot be set up again.
+        self.api = ApiServer(self.core, data_dir=self.data_dir, settings=self.api_settings)
+        self._api_started.set()
+        await self.api.run()
 
-    async def wait(self) -> None:
-        """Until the supervisor ends (a task failed, or stop() was called)."""
-        if self._supervisor is not None:
-            # asyncio.wait never raises the supervisor's own outcome, and a
-            # cancellation of the caller still propagates.
-            await asyncio.wait([self._supervisor])
+    async def wait(self) -> str:
+        """Until a component exceeds its restart budget; returns why."""
+        return await self.supervisor.wait()
 
     async def stop(self) -> None:
         log.debug("stop requested")
@@ -245,15 +339,7 @@ class EdgeService:
             return
         self._stopped = True
         # Reverse start order, one at a time: API and guards first, transports last.
-        for task in reversed(self._tasks):
-            log.debug("stopping %s", task.get_name())
-            task.cancel()
-            await asyncio.wait([task])
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.wait([self._supervisor])
-            if not self._supervisor.cancelled() and self._supervisor.exception() is not None:
-                log.error("supervisor ended with %r", self._supervisor.exception())
+        await self.supervisor.stop_all()
         await self._flush_pending()
         loop = asyncio.get_running_loop()
         if self.core is not None:

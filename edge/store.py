@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,7 @@ from edge.ops.durability import durable_write
 from edge.serialize import snapshot_from_dict, snapshot_to_dict
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 CORE_MIGRATIONS = [
     """
@@ -79,6 +82,9 @@ class CommandRecord:
     duration_ms: float | None = None
     scene_id: str | None = None
     durable: bool = False  # door lock commands: must survive a power cut
+    # When the command was sent: a row spooled through a storage outage keeps
+    # its own time, not the time it was finally written.
+    ts: str = dataclasses.field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -102,24 +108,37 @@ class Store:
 
     # -- lifecycle -----------------------------------------------------------
     async def open(self) -> None:
-        await self.call(self._open)
+        """Open and migrate; raises StorageError (a full disk, say).  The store
+        stays usable after a failed open: every later call tries again, so it
+        recovers by itself when the fault clears."""
+        await self.call(lambda _: None)
 
-    def _open(self, _: sqlite3.Connection | None) -> None:
-        self._conn = connect(self.path)
-        migrate(self._conn, "core", CORE_MIGRATIONS)
+    def _open(self) -> sqlite3.Connection:
+        conn = connect(self.path)
+        try:
+            migrate(conn, "core", CORE_MIGRATIONS)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        return self._conn if self._conn is not None else self._open()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self.call(lambda conn: conn.close())
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         # Joining the database thread blocks: wait for it on another thread.
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
     async def call(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(connection)`` on the database thread."""
+        """Run ``fn(connection)`` on the database thread (opening it first if an
+        earlier open failed)."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, lambda: fn(self._conn))
+            return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
         except sqlite3.OperationalError as exc:
             raise StorageError(f"{self.path}: {exc}") from exc
 
@@ -211,7 +230,7 @@ class Store:
                 "INSERT INTO command_log (ts, actor_kind, actor_id, device_id, scene_id, command,"
                 " result, detail, duration_ms) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    datetime.now(UTC).isoformat(),
+                    rec.ts,
                     rec.actor_kind,
                     rec.actor_id,
                     rec.device_id,
@@ -224,7 +243,13 @@ class Store:
             )
             return int(cur.lastrowid or 0)
 
-        return await self.call(insert)
+        try:
+            return await self.call(insert)
+        except StorageError as exc:
+            # The command was sent and confirmed already; failing it now would
+            # only hide that (a heater guard would think its off was refused).
+            log.error("command on %s not logged: %s", rec.device_id, exc)
+            return 0
 
     async def commands(
         self, *, device_id: str | None = None, limit: int = 100

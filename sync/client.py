@@ -13,7 +13,6 @@ import functools
 import inspect
 import json
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from drivers.backoff import backoff_delay
 from edge.shop import Shop
 from edge.shop.numbering import Kind
 from sync import wire
@@ -48,10 +48,9 @@ class SyncReport:
     recovered: int = 0
 
 
-def full_jitter(attempt: int, low: float, high: float) -> float:
-    """Random delay in [low, min(high, low * 2**attempt)] (AWS "full jitter")."""
-    cap = min(high, low * (2 ** min(attempt, 30)))
-    return random.uniform(low, max(low, cap))
+def node_authorization(node_id: str, secret: str) -> str:
+    """The Authorization header value a node sends (also used by ``doctor``)."""
+    return f"Node {node_id}:{secret}"
 
 
 class SyncClient:
@@ -85,7 +84,7 @@ class SyncClient:
     def _auth(self) -> str:
         if self._secret is None:
             self._secret = self.cfg.node_secret()
-        return f"Node {self.cfg.node_id}:{self._secret}"
+        return node_authorization(self.cfg.node_id, self._secret)
 
     async def _http(self, method: str, path: str, body: Any = None) -> Any:
         if self._session is None:
@@ -246,7 +245,12 @@ class SyncClient:
                     delay = self.cfg.backoff_max_s
                 except SyncError as exc:
                     attempt += 1
-                    delay = full_jitter(attempt, self.cfg.backoff_min_s, self.cfg.backoff_max_s)
+                    delay = backoff_delay(
+                        attempt,
+                        self.cfg.backoff_min_s,
+                        self.cfg.backoff_max_s,
+                        floor_s=self.cfg.backoff_min_s,
+                    )
                     log.warning("cloud sync failed (retry in %.1fs): %s", delay, exc)
                 await asyncio.sleep(delay)
         finally:

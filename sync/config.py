@@ -71,8 +71,9 @@ class CloudSyncConfig(StrictModel):
         cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
         if self.secret_credential and cred_dir:
             path = Path(cred_dir) / self.secret_credential
-            if path.is_file():
-                return path.read_text().strip()
+            # An empty file is no secret (placeholder left by an installer).
+            if path.is_file() and (secret := path.read_text().strip()):
+                return secret
         raise ConfigError(
             f"cloud.secret_env: no node secret in ${self.secret_env or '-'} nor in systemd "
             f"credential {self.secret_credential or '-'!r}"

@@ -26,6 +26,7 @@ from tests.parts import missing
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -189,6 +189,18 @@ async def test_unknown_user_fails_like_a_wrong_password(api: ApiSite) -> None:
     }
 
 
+async def test_failed_logins_and_lockouts_reach_the_log_without_the_password(
+    api: ApiSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = {"username": "staff1", "password": "Hunter2-not-it"}
+    for _ in range(5):
+        await api.client.post("/api/v1/auth/login", json=bad)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.api.routes_auth"]
+    assert sum(m.startswith("failed login for 'staff1'") for m in lines) == 4, lines
+    assert any(m.startswith("login refused for 'staff1'") for m in lines), lines
+    assert not any("Hunter2" in m for m in lines)
+
+
 async def test_malformed_and_invalid_login_bodies(api: ApiSite) -> None:
     resp = await api.client.post(
         "/api/v1/auth/login", data=b"{not json", headers={"Content-Type": "application/json"}

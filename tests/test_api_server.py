@@ -68,7 +68,7 @@ async def test_server_serves_advertises_and_unregisters(
             missing(
                 "multicast DNS",
                 "no multicast DNS on this machine: the advertisement was sent but "
-                "a browser on the same host never saw it"
+                "a browser on the same host never saw it",
             )
         assert properties[b"site_id"] == site.core.site_id.encode()
         assert properties[b"api_version"] == b"1"

@@ -102,7 +102,8 @@ def test_scene_must_name_room_devices_and_respect_limits() -> None:
         + '  limits = { max_brightness = 60 }\n  [[rooms.scenes]]\n  id = "s"\n  name = "S"\n'
     )
     (problem,) = problems_of(base + "  devices.ghost = { on = true }\n")
-    assert "ghost" in problem and problem.startswith("site.toml:8: rooms[0]:")
+    assert "ghost" in problem
+    assert problem.startswith("site.toml:20: rooms[0].scenes[0].devices.ghost:"), problem
     (problem,) = problems_of(base + "  devices.light = { brightness = 80 }\n")
     assert "brightness" in problem and "60" in problem
     (problem,) = problems_of(base + "  devices.light = { target_c = 20 }\n")
@@ -120,6 +121,49 @@ def test_duplicates_and_missing_references() -> None:
     assert any("bus 'nope'" in p for p in problems_of(modbus))
     no_mqtt = MINIMAL.replace('[mqtt]\nhost = "127.0.0.1"\n', "")
     assert any("no [mqtt] section" in p for p in problems_of(no_mqtt))
+
+
+def test_cross_reference_errors_name_the_line_of_the_value() -> None:
+    dup = MINIMAL + '\n[[rooms]]\nid = "r1"\nname = "again"\n'
+    (problem,) = problems_of(dup)
+    assert problem.startswith("site.toml:18: rooms[1].id:") and "duplicate room id" in problem
+    modbus = MINIMAL.replace(
+        'type = "zigbee2mqtt"\n  friendly_name = "r1_light"',
+        'type = "modbus"\n  bus = "nope"\n  unit = 1\n'
+        '  registers.on = { table = "coil", address = 0, dtype = "bool" }',
+    )
+    (problem,) = problems_of(modbus)
+    assert problem.startswith("site.toml:15: rooms[0].devices[0].bus:"), problem
+    door = MINIMAL + '\n[door]\nroom = "r1"\nlock = "light"\n'
+    (problem,) = problems_of(door)
+    assert problem.startswith("site.toml:19: door.lock:") and "not a lock" in problem, problem
+    door = MINIMAL + '\n[door]\nroom = "spa"\nlock = "light"\n'
+    (problem,) = problems_of(door)
+    assert problem.startswith("site.toml:18: door.room:"), problem
+
+
+def test_ports_are_strict_integers() -> None:
+    (problem,) = problems_of(MINIMAL.replace('host = "127.0.0.1"', 'host = "h"\nport = "18832"'))
+    assert problem.startswith("site.toml:7: mqtt.port:") and "integer" in problem, problem
+    (problem,) = problems_of(MINIMAL + '\n[api]\nport = "8080"\n')
+    assert problem.startswith("site.toml:18: api.port:"), problem
+    gateway = '[[modbus_buses]]\nid = "gw"\ntype = "tcp"\nhost = "h"\nport = 5.02e2\n'
+    (problem,) = problems_of(MINIMAL + gateway)
+    assert "modbus_buses[0].port" in problem, problem
+    assert parse_config(MINIMAL.replace('host = "127.0.0.1"', 'host = "h"\nport = 18832'))
+
+
+def test_device_names_unique_per_room() -> None:
+    second = (
+        '  name = "Ceiling"\n  [[rooms.devices]]\n  id = "light2"\n  name = "ceiling "\n'
+        '  kind = "light"\n  type = "zigbee2mqtt"\n  friendly_name = "r1_light2"\n'
+    )
+    (problem,) = problems_of(MINIMAL + second)
+    assert problem.startswith("site.toml:19: rooms[0].devices[1].name:"), problem
+    assert "duplicate device name 'ceiling '" in problem
+    # The same name in two rooms, and unnamed devices, are fine.
+    other = MINIMAL.split("[[rooms]]")[1].replace('"r1"', '"r2"').replace("r1_", "r2_")
+    assert parse_config(MINIMAL + '  name = "Ceiling"\n[[rooms]]' + other + '  name = "Ceiling"\n')
 
 
 def test_heater_needs_safety_limits() -> None:

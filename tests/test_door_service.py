@@ -248,7 +248,7 @@ async def test_worker_crash_keeps_door_locked_and_worker_restarts(
 
 
 async def test_api_consent_enroll_withdraw_pin_remote_export(
-    site: ApiSite, tmp_path: Path, shared_faces: Path
+    site: ApiSite, tmp_path: Path, shared_faces: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     alex = sorted((shared_faces / "dev" / "alex_lacamoire").iterdir())
     member = await new_member(site, "Alex Lacamoire")
@@ -295,6 +295,12 @@ async def test_api_consent_enroll_withdraw_pin_remote_export(
             assert (await resp.json())["decision"] == "deny"
         resp = await client.post("/api/v1/door/pin", json=pin, headers=keypad)
         assert resp.status == 429 and "Retry-After" in resp.headers
+        # Wrong PINs and the lockout reach the log too, without any PIN.
+        logged = [r.getMessage() for r in caplog.records if r.name == "edge.door.service"]
+        wrong_lines = [m for m in logged if m.startswith(f"wrong PIN for member {member}")]
+        assert len(wrong_lines) == door.config.pin_max_attempts, logged
+        assert any(m.startswith(f"PIN refused for member {member}") for m in logged), logged
+        assert not any("0000" in m or "4821" in m for m in logged)
 
         # Tablets: 403 on every door endpoint.
         tablet = await site.pair("entrance")

@@ -91,6 +91,7 @@ name = "Sauna"
   limits.max_target_c = 90
   limits.hard_max_c = 95
   limits.auto_off_minutes = {auto_off}
+  limits.unknown_temp_grace_s = {unknown_grace}
   [[rooms.devices]]
   id = "door"
   kind = "lock"
@@ -110,7 +111,9 @@ class Site:
     base: str
 
 
-def make_config(broker: Broker, modbus_port: int, *, auto_off: float = 60) -> SiteConfig:
+def make_config(
+    broker: Broker, modbus_port: int, *, auto_off: float = 60, unknown_grace: float = 30
+) -> SiteConfig:
     tag = uuid.uuid4().hex[:8]
     text = SITE.format(
         site=f"test-{tag}",
@@ -119,6 +122,7 @@ def make_config(broker: Broker, modbus_port: int, *, auto_off: float = 60) -> Si
         base=f"test-z2m-{tag}",
         modbus_port=modbus_port,
         auto_off=auto_off,
+        unknown_grace=unknown_grace,
     )
     return parse_config(text)
 
@@ -269,6 +273,8 @@ async def test_heater_guard_turns_off_above_hard_max(site: Site) -> None:
     assert "hard maximum" in event.data["message"]
     heater = site.core.room("sauna").devices["heater"]
     await wait_until(lambda: heater.snapshot().state.mode is ClimateMode.OFF, 10)  # type: ignore[union-attr]
+    # A safety command never waits on its log row: it is written just after.
+    await wait_until(lambda: site.core.command_spool.pending == 0, 10)
     log = await site.core.store.commands(device_id="sauna/heater")
     assert log[0]["actor_kind"] == "safety" and log[0]["command"] == {"mode": "off"}
 

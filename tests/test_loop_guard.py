@@ -25,9 +25,7 @@ async def app_with_probe(mqtt_broker: Broker, tmp_path: Path) -> AsyncIterator[w
     from edge.config import parse_config
 
     cfg = parse_config(
-        SITE.format(
-            site="guard", host=mqtt_broker.host, port=mqtt_broker.port, base="guard-z2m"
-        )
+        SITE.format(site="guard", host=mqtt_broker.host, port=mqtt_broker.port, base="guard-z2m")
     )
     zigbee, service, core = await start_edge(cfg, mqtt_broker, tmp_path)
     app = create_app(core, data_dir=tmp_path, settings=fast_settings())

@@ -22,6 +22,7 @@ import aiomqtt
 import pytest
 from pydantic import ValidationError
 
+from drivers.backoff import backoff_delay
 from drivers.errors import DeviceTimeout, DeviceUnavailable, TransportError, UnsupportedCommand
 from drivers.model import (
     Availability,
@@ -36,7 +37,7 @@ from drivers.model import (
     SensorState,
 )
 from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbee2MqttDeviceConfig
-from drivers.mqtt.connection import MqttConnection, backoff_delay
+from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import MqttDevice, build_mqtt_device
 from drivers.mqtt.errors import MqttCredentialError
 from drivers.mqtt.simulator import SimulatedZigbeeDevice, ZigbeeSimulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -69,19 +69,32 @@ def test_watchdog_interval_from_env() -> None:
 async def test_watchdog_pings_only_while_healthy(systemd_socket: tuple[socket.socket, str]) -> None:
     sock, path = systemd_socket
     healthy = True
+    checks_since_unhealthy = 0
 
-    async def check() -> bool:
+    def check() -> bool:
+        nonlocal checks_since_unhealthy
+        if not healthy:
+            checks_since_unhealthy += 1
         return healthy
+
+    async def until(cond: Callable[[], bool], what: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not cond():
+            assert loop.time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.01)
 
     task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, check), name="watchdog")
     try:
-        await asyncio.sleep(0.3)
-        pings = received(sock)
-        assert pings and set(pings) == {"WATCHDOG=1"}
+        pings: list[str] = []
+        await until(lambda: bool(pings.extend(received(sock)) or pings), "a first ping")
+        assert set(pings) == {"WATCHDOG=1"}
         healthy = False
-        await asyncio.sleep(0.1)  # let an in-flight ping land
+        # The loop checks, then pings in the same step: once it has said
+        # "unhealthy" once, anything still arriving was sent before that.
+        await until(lambda: checks_since_unhealthy >= 1, "an unhealthy check")
         received(sock)
-        await asyncio.sleep(0.3)
+        await until(lambda: checks_since_unhealthy >= 4, "three more unhealthy checks")
         assert received(sock) == []
     finally:
         task.cancel()
@@ -94,7 +107,7 @@ async def test_blocked_loop_sends_no_ping(systemd_socket: tuple[socket.socket, s
 
     sock, path = systemd_socket
 
-    async def check() -> bool:
+    def check() -> bool:
         return True
 
     task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, check), name="watchdog")
@@ -103,6 +116,36 @@ async def test_blocked_loop_sends_no_ping(systemd_socket: tuple[socket.socket, s
         received(sock)
         time.sleep(0.5)  # noqa: ASYNC251 - a hang: the loop is blocked, so no ping may go out meanwhile
         assert received(sock) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_failing_check_does_not_delay_the_next_ping(
+    systemd_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = systemd_socket
+    calls = 0
+
+    def flaky() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("a check that blew up once")
+        return True
+
+    task = asyncio.create_task(watchdog_loop(Notifier(path), 0.05, flaky), name="watchdog")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        pings: list[str] = []
+        while calls < 6 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            pings += received(sock)
+        pings += received(sock)
+        # Every check but the failed one pinged, and the loop went on at its pace.
+        assert calls >= 6, calls
+        assert len(pings) >= calls - 2, (len(pings), calls)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

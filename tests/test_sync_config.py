@@ -29,8 +29,12 @@ def test_secret_from_env_then_systemd_credential(
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     with pytest.raises(ConfigError, match="secret_env"):
         cfg.node_secret()
-    (tmp_path / "coresync-node-secret").write_text("from-credential\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    # An empty credential file is no secret.
+    (tmp_path / "coresync-node-secret").write_text("")
+    with pytest.raises(ConfigError, match="secret_env"):
+        cfg.node_secret()
+    (tmp_path / "coresync-node-secret").write_text("from-credential\n")
     assert cfg.node_secret() == "from-credential"
     monkeypatch.setenv("CORESYNC_NODE_SECRET", "from-env")
     assert cfg.node_secret() == "from-env"

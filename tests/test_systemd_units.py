@@ -100,6 +100,9 @@ def test_edge_unit_wiring() -> None:
         assert dev in allowed
     creds = {c.split(":")[0] for c in d["LoadCredential"]}
     assert creds == {"mqtt-password", "vision-master-key"}
+    # The cloud secret's line is there to uncomment, naming the config's default credential.
+    unit = (UNITS / "coresync-edge.service").read_text()
+    assert "\n#LoadCredential=coresync-node-secret:/etc/coresync/credentials/" in unit
     # The config's credential names must match what the unit loads.
     example = (UNITS.parent / "config" / "site.example.toml").read_text()
     assert 'password_credential = "mqtt-password"' in example
@@ -110,4 +113,6 @@ def test_backup_timer_runs_the_backup_service() -> None:
     assert timer["OnCalendar"] and timer["Persistent"] == ["true"]
     svc = directives("coresync-edge-backup.service")
     assert " backup " in svc["ExecStart"][0] and "--include-key" not in svc["ExecStart"][0]
+    # The backup key comes from a credential the backup itself never holds.
+    assert [c.split(":")[0] for c in svc["LoadCredential"]] == ["backup-key"]
     assert svc["User"] == ["coresync"]

@@ -24,7 +24,6 @@ from tests.test_web_pages import base_url, browser, shot
 __all__ = ["api", "browser"]
 
 
-
 @pytest.fixture
 async def door(api: ApiSite, tmp_path: Path) -> AsyncIterator[DoorService]:
     d = await door_with(api, tmp_path, door_config())

@@ -37,7 +37,6 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = os.environ.get("CORESYNC_SCREENSHOTS")  # a directory, to look at the pages
 
 
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     if not HAVE_CHROMIUM:

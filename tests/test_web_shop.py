@@ -17,7 +17,6 @@ from tests.test_web_pages import base_url, browser, shot
 __all__ = ["api", "browser"]
 
 
-
 async def staff_page(api: ApiSite, browser: Any, hash_: str) -> Any:
     page = await browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)
     await page.goto(base_url(api) + "/dashboard" + hash_)

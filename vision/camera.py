@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from drivers.backoff import backoff_delay
 from vision.errors import CameraError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -114,7 +114,7 @@ class FrameSource(ABC):
             self._halt.wait(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
+        return backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s)
 
     # -- the event-loop side ------------------------------------------------------------
     async def start(self) -> None:
@@ -137,6 +137,9 @@ class FrameSource(ABC):
     def latest(self) -> Frame | None:
         with self._lock:
             return self._slot
+
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
 
     async def connected(self) -> None:
         await self._connected.wait()

@@ -13,7 +13,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -23,12 +22,26 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from drivers.backoff import backoff_delay
 from drivers.errors import DeviceRejected, DeviceTimeout, TransportError
 from drivers.modbus.config import ModbusBusConfig, ModbusRtuBusConfig, Table
+from drivers.tasks import watch
 
 log = logging.getLogger(__name__)
 
 RECONNECT_BASE_S = 0.1
+
+
+class _QuietTimeouts(logging.Filter):
+    """pymodbus logs every unanswered request at ERROR with a frame dump; a
+    dead slave behind a live gateway would print one every poll.  The device
+    reports the outage itself (one warning on entry, one on recovery)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No response received")
+
+
+logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -95,10 +108,13 @@ class ModbusBus:
         ]
 
     async def run(self) -> None:
-        """Start, run until cancelled, then stop (for a supervising TaskGroup)."""
+        """Start, run until cancelled, then stop (a component under a supervisor).
+
+        Raises if the link or worker task dies, so the supervisor restarts the bus.
+        """
         await self.start()
         try:
-            await asyncio.Event().wait()
+            await watch(self._tasks)
         finally:
             await self.stop()
 
@@ -242,6 +258,12 @@ class ModbusBus:
         self._up.clear()
         self._down.set()
 
+    def _target(self) -> str:
+        cfg = self.cfg
+        if isinstance(cfg, ModbusRtuBusConfig):
+            return f"serial port {cfg.port}"
+        return f"gateway {cfg.host}:{cfg.port}"
+
     async def _link(self) -> None:
         attempt = 0
         while True:
@@ -249,6 +271,8 @@ class ModbusBus:
             assert client is not None
             self._lost.clear()
             if await client.connect():
+                if attempt:
+                    log.warning("modbus bus %s: %s open again", self.bus_id, self._target())
                 attempt = 0
                 log.info("modbus bus %s connected", self.bus_id)
                 self._down.clear()
@@ -257,9 +281,16 @@ class ModbusBus:
                 log.warning("modbus bus %s lost its link", self.bus_id)
                 client.close()
             else:
+                if attempt == 0:
+                    # Once per outage: an RTU port that will not open (adapter
+                    # unplugged, no permission) or a gateway that refuses.
+                    log.warning(
+                        "modbus bus %s: cannot open %s; retrying in the background",
+                        self.bus_id,
+                        self._target(),
+                    )
                 attempt += 1
-            cap = min(self.cfg.reconnect_max_s, RECONNECT_BASE_S * 2**attempt)
-            await asyncio.sleep(random.uniform(0, cap))
+            await asyncio.sleep(backoff_delay(attempt, RECONNECT_BASE_S, self.cfg.reconnect_max_s))
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

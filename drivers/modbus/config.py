@@ -31,7 +31,8 @@ DTYPE_WORDS: dict[str, int] = {
 # Field names a device of each kind may map; sensors take any name.
 KIND_FIELDS: dict[DeviceKind, frozenset[str] | None] = {
     DeviceKind.LIGHT: frozenset({"on", "brightness", "color_temp_k"}),
-    DeviceKind.CLIMATE: frozenset({"mode", "target_c", "current_c", "humidity"}),
+    # on_time_s: a device-side countdown register (device_timer = "countdown_register").
+    DeviceKind.CLIMATE: frozenset({"mode", "target_c", "current_c", "humidity", "on_time_s"}),
     DeviceKind.LOCK: frozenset({"locked", "door_open", "jammed"}),
     DeviceKind.SENSOR: None,
 }
@@ -96,7 +97,7 @@ class ModbusTcpBusConfig(_BusBase):
 
     type: Literal["tcp"] = Field(description="Modbus TCP.")
     host: str = Field(min_length=1, description="Gateway host name or address.")
-    port: int = Field(502, ge=1, le=65535, description="Gateway TCP port.")
+    port: int = Field(502, ge=1, le=65535, strict=True, description="Gateway TCP port.")
 
 
 class ModbusRtuBusConfig(_BusBase):
@@ -221,7 +222,42 @@ class ModbusDeviceConfig(DeviceConfigBase):
             if mode_spec.dtype == "float32" or mode_spec.scale != 1.0:
                 raise ValueError("registers.mode: the mode register must be an unscaled integer")
         self._no_overlaps()
+        self._heater_observable()
         return self
+
+    def _heater_observable(self) -> None:
+        """The heater guard must see the temperature and the mode and be able to
+        switch the heater off; a register map without them is refused."""
+        if not self.heater:
+            if "on_time_s" in self.registers:
+                raise ValueError("registers.on_time_s: a countdown register is for heaters only")
+            return
+        who = f"heater {self.id!r}"
+        if "current_c" not in self.registers:
+            raise ValueError(f"{who}: registers.current_c is required (the guard must see it)")
+        mode = self.registers.get("mode")
+        if mode is None or not mode.writable:
+            raise ValueError(
+                f"{who}: a writable registers.mode is required (the guard must see and "
+                "switch it off)"
+            )
+        if ClimateMode.OFF not in self.mode_values:
+            raise ValueError(f"{who}: mode_values needs an 'off' value")
+        if self.device_timer == "on_time":
+            raise ValueError(
+                f"{who}: device_timer 'on_time' is for MQTT devices; use 'countdown_register'"
+            )
+        countdown = self.registers.get("on_time_s")
+        if self.device_timer == "countdown_register" and (
+            countdown is None or not countdown.writable
+        ):
+            raise ValueError(
+                f"{who}: device_timer 'countdown_register' needs a writable registers.on_time_s"
+            )
+        if countdown is not None and self.device_timer != "countdown_register":
+            raise ValueError(
+                f"{who}: registers.on_time_s is mapped: set device_timer = 'countdown_register'"
+            )
 
     def _no_overlaps(self) -> None:
         taken: dict[tuple[str, int], str] = {}

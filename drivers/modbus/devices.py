@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Iterable, Mapping
 
+from drivers.backoff import backoff_delay
 from drivers.errors import (
     DeviceRejected,
     DeviceTimeout,
@@ -34,6 +35,7 @@ from drivers.model import (
     DeviceState,
     command_satisfied,
 )
+from drivers.tasks import watch
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +87,12 @@ class ModbusDevice(Device):
             )
 
     async def run(self) -> None:
-        """Poll until cancelled (for a supervising TaskGroup); same as start()+stop()."""
+        """Poll until cancelled; same as start()+stop().  Raises if the poller
+        task dies, so the supervisor restarts the device."""
         await self.start()
+        assert self._task is not None
         try:
-            await asyncio.Event().wait()
+            await watch([self._task])
         finally:
             await self.stop()
 
@@ -108,18 +112,22 @@ class ModbusDevice(Device):
             )
             fields.update(decode_block(request, values, self.cfg.registers))
         state = state_from_fields(self.kind, fields, self.cfg.mode_values)
+        if self.consecutive_failures >= self.offline_after:
+            log.warning(
+                "%s: back online after %d failed polls", self.device_id, self.consecutive_failures
+            )
         self.consecutive_failures = 0
         self._publish(state=state, availability=Availability.ONLINE)
         return state
 
-    async def send(self, command: Command, *, timeout: float = 5.0) -> None:
+    async def send(self, command: Command, *, timeout: float = 5.0, force: bool = False) -> None:
         expected = COMMAND_FOR_KIND[self.kind]
         if expected is None or not isinstance(command, expected):
             raise UnsupportedCommand(
                 f"{self.device_id}: a {self.kind.value} does not take {type(command).__name__}"
             )
         writes = encode_command(command, self.cfg.registers, self.cfg.mode_values)
-        if self.snapshot().availability is Availability.OFFLINE:
+        if self.snapshot().availability is Availability.OFFLINE and not force:
             raise DeviceUnavailable(f"{self.device_id}: offline, nothing sent")
         try:
             async with asyncio.timeout(timeout), self._write_lock:
@@ -168,7 +176,9 @@ class ModbusDevice(Device):
         )
         if self.consecutive_failures >= self.offline_after:
             if self.snapshot().availability is not Availability.OFFLINE:
-                log.warning("%s: offline after %d failed polls", self.device_id, self.offline_after)
+                log.warning(
+                    "%s: offline after %d failed polls: %s", self.device_id, self.offline_after, exc
+                )
             self._publish(availability=Availability.OFFLINE, seen=False)
 
     def _backoff_s(self) -> float:
@@ -176,8 +186,7 @@ class ModbusDevice(Device):
         if self.consecutive_failures < self.offline_after:
             return interval  # a glitch: retry at the normal rate
         excess = self.consecutive_failures - self.offline_after + 1
-        cap = min(self.max_backoff_s, interval * 2**excess)
-        return interval + random.uniform(0, cap - interval)
+        return backoff_delay(excess, interval, self.max_backoff_s, floor_s=interval)
 
 
 def build_modbus_device(cfg: ModbusDeviceConfig, bus: ModbusBus, device_id: str) -> ModbusDevice:

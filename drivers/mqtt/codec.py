@@ -158,6 +158,8 @@ def encode_z2m_command(kind: DeviceKind, command: Command) -> bytes:
             body["system_mode"] = command.mode.value
         if command.target_c is not None:
             body["occupied_heating_setpoint"] = command.target_c
+        if command.on_time_s is not None:
+            body["on_time"] = command.on_time_s
     elif kind is DeviceKind.LOCK and isinstance(command, LockCommand):
         body["state"] = "LOCK" if command.locked else "UNLOCK"
     else:

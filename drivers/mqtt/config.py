@@ -40,7 +40,9 @@ class MqttBrokerConfig(StrictModel):
     """The site's MQTT broker and how the daemon logs in to it."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is usual for TLS).")
+    port: int = Field(
+        1883, ge=1, le=65535, strict=True, description="Broker TCP port (8883 is usual for TLS)."
+    )
     tls: bool = Field(False, description="Connect with TLS.")
     ca_file: Path | None = Field(
         None, description="CA bundle to verify the broker with (TLS only); system CAs if unset."
@@ -152,6 +154,15 @@ class Zigbee2MqttDeviceConfig(DeviceConfigBase):
         if value.endswith(("/set", "/get", "/availability")):
             raise ValueError("friendly_name: must not end in /set, /get or /availability")
         return value
+
+    @model_validator(mode="after")
+    def _timer_fits(self) -> Zigbee2MqttDeviceConfig:
+        if self.device_timer == "countdown_register":
+            raise ValueError(
+                f"heater {self.id!r}: device_timer 'countdown_register' is for Modbus devices; "
+                "use 'on_time'"
+            )
+        return self
 
 
 class HaJsonLightDeviceConfig(DeviceConfigBase):

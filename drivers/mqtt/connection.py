@@ -4,7 +4,7 @@
 under a supervisor loop (:meth:`MqttConnection.run`, or ``start()``/``stop()``).
 
 Reconnect policy: after a failed attempt or a lost connection the supervisor
-sleeps ``uniform(0, min(reconnect_max_s, reconnect_min_s * 2**attempt))``
+sleeps ``drivers.backoff.backoff_delay(attempt, reconnect_min_s, reconnect_max_s)``
 ("full jitter": a site's clients do not reconnect in lockstep after a broker
 restart).  ``attempt`` counts failures since the last connection that stayed
 up for :data:`STABLE_SESSION_S`, so a connection that is accepted and then
@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.client import topic_matches_sub
 
+from drivers.backoff import backoff_delay
 from drivers.errors import TransportError
 from drivers.mqtt.config import MqttBrokerConfig
 from drivers.mqtt.errors import MqttCredentialError
@@ -46,14 +46,6 @@ STOP_PUBLISH_TIMEOUT_S = 2.0
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 ONLINE = b"online"
 OFFLINE = b"offline"
-
-
-def backoff_delay(
-    attempt: int, min_s: float, max_s: float, rng: random.Random | None = None
-) -> float:
-    """Full-jitter delay before retry number ``attempt`` (0-based): random, growing, capped."""
-    cap = min(max_s, min_s * 2 ** min(attempt, 32))
-    return (rng or random).uniform(0.0, cap)
 
 
 def status_topic(site_id: str) -> str:

@@ -20,7 +20,9 @@ out also confirms it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -64,15 +66,20 @@ class MqttDevice(Device):
         self.connection = connection
         self.command_topic = command_topic
         self._reports = 0  # state messages decoded so far
+        # Payloads this process published, to tell them from someone else's.
+        self._sent: collections.deque[bytes] = collections.deque(maxlen=32)
+        # (monotonic time, topic) of the last command someone else published to
+        # this device's command topic (heaters only: the guard names the source).
+        self.last_external_command: tuple[float, str] | None = None
         self._has_availability_topic_data = False
         connection.add_on_disconnect(self._on_broker_lost)
 
     # -- commands ---------------------------------------------------------------------
-    async def send(self, command: Command, *, timeout: float = 5.0) -> None:
+    async def send(self, command: Command, *, timeout: float = 5.0, force: bool = False) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         reports_before = self._reports
-        await self.publish_command(command, ack_timeout_s=timeout)
+        await self.publish_command(command, ack_timeout_s=timeout, force=force)
 
         def confirmed(snap: DeviceSnapshot) -> bool:
             return self._reports > reports_before and command_satisfied(snap.state, command)
@@ -82,7 +89,9 @@ class MqttDevice(Device):
                 f"{self.device_id}: no state confirming {command} within {timeout:g}s"
             )
 
-    async def publish_command(self, command: Command, *, ack_timeout_s: float = 5.0) -> None:
+    async def publish_command(
+        self, command: Command, *, ack_timeout_s: float = 5.0, force: bool = False
+    ) -> None:
         """Publish ``command`` (QoS 1) and return once the broker acknowledged it.
 
         No confirmation from the device: :meth:`send` adds that.  Raises
@@ -95,14 +104,26 @@ class MqttDevice(Device):
                 f"{self.device_id}: {type(command).__name__} does not fit a {self.kind.value}"
             )
         payload = self._encode(command)
-        if self._snapshot.availability is Availability.OFFLINE:
+        if self._snapshot.availability is Availability.OFFLINE and not force:
             raise DeviceUnavailable(f"{self.device_id} is offline")
+        self._sent.append(payload)
         await self.connection.publish(
             self.command_topic, payload, qos=1, ack_timeout_s=ack_timeout_s
         )
 
     def _encode(self, command: Command) -> bytes:
         raise NotImplementedError
+
+    def watch_command_topic(self) -> None:
+        """Notice commands published to this device by anyone but this process."""
+        self.connection.subscribe(self.command_topic, self._on_command_seen)
+
+    def _on_command_seen(self, topic: str, payload: bytes) -> None:
+        if payload in self._sent:
+            self._sent.remove(payload)  # our own, echoed back by the broker
+            return
+        self.last_external_command = (time.monotonic(), topic)
+        log.warning("%s: command published by someone else on %s", self.device_id, topic)
 
     # -- incoming ---------------------------------------------------------------------------
     def _on_state(self, decode: StateDecoder, topic: str, payload: bytes) -> None:
@@ -141,6 +162,8 @@ class Zigbee2MqttDevice(MqttDevice):
         connection.subscribe(self.state_topic, self._on_z2m_state)
         connection.subscribe(self.availability_topic, self._on_z2m_availability)
         connection.add_on_connect(self._request_state)
+        if cfg.heater:
+            self.watch_command_topic()
 
     def _encode(self, command: Command) -> bytes:
         return encode_z2m_command(self.kind, command)

@@ -16,14 +16,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 
+from drivers.backoff import backoff_delay
 from drivers.model import DeviceKind
-from drivers.mqtt.connection import NO_DELAY, backoff_delay
+from drivers.mqtt.connection import NO_DELAY
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class SimulatedZigbeeDevice:
     muted: bool = False
     online: bool = True
     commands: list[dict[str, Any]] = field(default_factory=list)  # every /set received
+    # A heat command's on_time (Tasmota/Zigbee2MQTT style): the device's own
+    # timer switches it off at this monotonic time, daemon or not.
+    off_at: float | None = None
 
     def __post_init__(self) -> None:
         if not self.state:
@@ -88,12 +93,20 @@ class SimulatedZigbeeDevice:
                 s["occupied_heating_setpoint"] = round(
                     float(command["occupied_heating_setpoint"]), 2
                 )
+            if s["system_mode"] == "off":
+                self.off_at = None
+            elif "on_time" in command:
+                self.off_at = time.monotonic() + float(command["on_time"])
 
     def tick(self, dt_s: float, heat_rate: float, cool_rate: float) -> bool:
         """Move a thermostat's temperature; True when it changed."""
         if self.kind is not DeviceKind.CLIMATE:
             return False
         s = self.state
+        if self.off_at is not None and time.monotonic() >= self.off_at:
+            self.off_at = None
+            s["system_mode"] = "off"
+            return True
         current = float(s["local_temperature"])
         target = float(s["occupied_heating_setpoint"])
         if s["system_mode"] in ("heat", "auto") and current < target:

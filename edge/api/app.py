@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -23,7 +24,12 @@ from edge.api.routes_tablets import routes as tablet_routes
 from edge.api.settings import ApiSettings
 from edge.api.ws import WsHub, websocket
 from edge.core import EdgeCore
+from edge.errors import StorageError
+from edge.health import site_health
 from edge.migrations import migrate
+from edge.supervisor import supervisor_for
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -44,6 +50,9 @@ def create_app(
     app[WS_HUB] = WsHub(core, metrics)
     app[OPENAPI] = openapi_document(core.site_id)
     app.cleanup_ctx.append(_lifecycle)
+    # Before the server waits for open handlers: a connected WebSocket would
+    # otherwise hold shutdown until its heartbeat times out.
+    app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(_security_headers)
 
     app.add_routes(auth_routes)
@@ -68,8 +77,13 @@ def create_app(
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     core: EdgeCore = app[CORE]
-    await core.store.call(lambda conn: migrate(conn, "api", db.API_MIGRATIONS))
-    await ensure_admin(core.store, app[AUTH], app[DATA_DIR])
+    try:
+        await core.store.call(lambda conn: migrate(conn, "api", db.API_MIGRATIONS))
+        await ensure_admin(core.store, app[AUTH], app[DATA_DIR])
+    except StorageError as exc:
+        # A full or broken disk: serve anyway (health, metrics, pages); every
+        # route that needs edge.db answers 503 naming the cause meanwhile.
+        log.error("LAN API starts degraded, edge.db unavailable: %s", exc)
     hub: WsHub = app[WS_HUB]
     hub.start()
     app[METRICS].start(core)
@@ -78,6 +92,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[METRICS].stop()
         await hub.stop()
+
+
+async def _close_websockets(app: web.Application) -> None:
+    await app[WS_HUB].close_all()
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -95,10 +113,11 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 only when every component, database, disk and link is well; the body
+    names each part and its state, and ``problems`` lists what is not."""
     core: EdgeCore = request.app[CORE]
-    db_ok = await core.store.healthcheck()
-    body = {"status": "ok" if db_ok else "degraded", "site_id": core.site_id, "database": db_ok}
-    return web.json_response(body, status=200 if db_ok else 503)
+    ok, body = await site_health(core, supervisor_for(core), request.app[DATA_DIR])
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def openapi_json(request: web.Request) -> web.Response:

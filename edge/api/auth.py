@@ -9,7 +9,6 @@ Tablets get a room token by pairing.  Only hashes of tokens are stored.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import secrets
 import time
@@ -25,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from edge.api import db
 from edge.api.errors import ApiError
 from edge.api.keys import AUTH, CORE, PRINCIPAL
+from edge.api.login_guard import LoginGuard
 from edge.api.settings import ApiSettings
 from edge.core import Actor
 from edge.store import Store
@@ -69,13 +69,15 @@ class Auth:
             time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
         )
         self._dummy_hash: str | None = None
+        # Throttle charged before any hash runs, and the hashing semaphore.
+        self.guard = LoginGuard(store, settings)
         # token hash -> (principal without request-specific flags, valid until)
         self._cache: dict[str, tuple[Principal, float]] = {}
 
     # -- passwords (off the event loop) --------------------------------------------
     async def hash_password(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.hasher.hash, password)
+        hashed: str = await self.guard.bounded(partial(self.hasher.hash, password))
+        return hashed
 
     async def verify_password(self, password_hash: str | None, password: str) -> bool:
         if password_hash is None:
@@ -83,10 +85,9 @@ class Auth:
             if self._dummy_hash is None:
                 self._dummy_hash = await self.hash_password(secrets.token_hex(8))
             password_hash = self._dummy_hash
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                None, partial(self.hasher.verify, password_hash, password)
+            return bool(
+                await self.guard.bounded(partial(self.hasher.verify, password_hash, password))
             )
         except (VerificationError, InvalidHashError):
             return False

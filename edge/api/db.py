@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from drivers.backoff import capped_exponential
+from edge.ops.durability import durable_write
+
 API_MIGRATIONS = [
     """
     CREATE TABLE api_users (
@@ -254,8 +257,19 @@ def list_tablets(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     )
 
 
+def _durably(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+    """Execute at synchronous=FULL: edge.db is NORMAL, but a revocation or an
+    audit row lost to a power cut would bring back a revoked tablet or erase
+    the trail.  Inside a caller's transaction its commit decides."""
+    if conn.in_transaction:
+        return conn.execute(sql, args)
+    with durable_write(conn):
+        return conn.execute(sql, args)
+
+
 def revoke_tablet(conn: sqlite3.Connection, tablet_id: str) -> bool:
-    cur = conn.execute(
+    cur = _durably(
+        conn,
         "UPDATE api_tablets SET revoked_at = ? WHERE tablet_id = ? AND revoked_at IS NULL",
         (now_iso(), tablet_id),
     )
@@ -272,7 +286,8 @@ def insert_audit(
     detail: dict[str, Any] | None,
     client_ip: str | None,
 ) -> None:
-    conn.execute(
+    _durably(
+        conn,
         "INSERT INTO api_audit (ts, actor, action, target, result, detail, client_ip)"
         " VALUES (?,?,?,?,?,?,?)",
         (
@@ -304,6 +319,16 @@ def locked_until(conn: sqlite3.Connection, keys: list[str]) -> float:
     return float(row[0] or 0.0)
 
 
+def failure_state(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[int, float]]:
+    """key -> (failures, locked_until) for the keys that have failures."""
+    marks = ",".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT key, failures, locked_until FROM api_login_failures WHERE key IN ({marks})",
+        keys,
+    ).fetchall()
+    return {str(k): (int(f), float(u)) for k, f, u in rows}
+
+
 def record_failure(
     conn: sqlite3.Connection, key: str, now: float, free_attempts: int, base_s: float, max_s: float
 ) -> tuple[int, float]:
@@ -311,7 +336,7 @@ def record_failure(
     row = conn.execute("SELECT failures FROM api_login_failures WHERE key = ?", (key,)).fetchone()
     failures = (int(row[0]) if row else 0) + 1
     over = failures - free_attempts
-    delay = 0.0 if over <= 0 else min(max_s, base_s * 2 ** (over - 1))
+    delay = 0.0 if over <= 0 else capped_exponential(over - 1, base_s, max_s)
     conn.execute(
         "INSERT INTO api_login_failures (key, failures, locked_until, last_failure)"
         " VALUES (?,?,?,?) ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,"
@@ -326,8 +351,9 @@ def clear_failures(conn: sqlite3.Connection, keys: list[str]) -> None:
     conn.execute(f"DELETE FROM api_login_failures WHERE key IN ({marks})", keys)
 
 
-def forget_old_failures(conn: sqlite3.Connection, before: float) -> None:
-    conn.execute(
+def forget_old_failures(conn: sqlite3.Connection, before: float) -> int:
+    """Drop failure counters idle since ``before`` whose lockout is over (edge.ops.retention)."""
+    return conn.execute(
         "DELETE FROM api_login_failures WHERE last_failure < ? AND locked_until < ?",
         (before, before),
-    )
+    ).rowcount

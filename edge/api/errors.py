@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edge.errors import InvalidCommand, LimitViolation, NotFound, StorageError
+from edge.outage import is_storage_outage, storage_reason
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(ApiError("limit_violation", str(exc), field=exc.field))
     except InvalidCommand as exc:
         return error_response(ApiError("invalid_field", str(exc), field=exc.field))
-    except StorageError:
-        log.exception("storage failure on %s %s", request.method, request.path)
-        return error_response(ApiError("storage_unavailable", "the local database is unavailable"))
+    except StorageError as exc:
+        log.error("storage failure on %s %s: %s", request.method, request.path, exc)
+        return error_response(ApiError("storage_unavailable", storage_reason(exc)))
     except web.HTTPMethodNotAllowed as exc:
         return error_response(ApiError("method_not_allowed", f"{exc.method} is not allowed here"))
     except web.HTTPException as exc:
@@ -107,7 +108,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return _internal(request)
         # aiohttp's static handler lets ENAMETOOLONG and the like escape: no such file.
         return error_response(ApiError("not_found", f"no such file: {exc.strerror}", field="path"))
-    except Exception:
+    except Exception as exc:
+        if is_storage_outage(exc):
+            # sqlite3 straight from a store without its own wrapper (the door's).
+            log.error("storage failure on %s %s: %s", request.method, request.path, exc)
+            return error_response(ApiError("storage_unavailable", storage_reason(exc)))
         return _internal(request)
 
 

@@ -8,11 +8,10 @@ availability and command counts describe the building.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import Any
@@ -22,10 +21,11 @@ from aiohttp.typedefs import Handler
 
 from drivers.model import Availability
 from edge.api.auth import require_staff
-from edge.api.keys import CORE, METRICS, SETTINGS
+from edge.api.keys import CORE, DATA_DIR, METRICS, SETTINGS
+from edge.api.metrics_process import process_lines
 from edge.core import EdgeCore
 from edge.door import registry
-from edge.events import Event, Subscription
+from edge.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +52,30 @@ class Metrics:
         self.command_buckets = [0] * len(BUCKETS)
         self.command_seconds_sum = 0.0
         self.command_count = 0
-        self._task: asyncio.Task[None] | None = None
+        self._untap: Callable[[], None] | None = None
 
-    # -- events (door decisions, command durations) --------------------------------
+    # -- events (door decisions, command results and durations) ----------------------
     def start(self, core: EdgeCore) -> None:
-        """Count door decisions and command durations from the event bus until stop()."""
-        if self._task is None:
-            subscription = core.events.subscribe(types={"door", "command"}, maxsize=10_000)
-            self._task = asyncio.create_task(self._read(subscription), name="api-metrics-events")
+        """Count door decisions and commands as they are published, until stop().
+
+        A tap, not a subscription: it runs inside ``publish``, so a burst that
+        overflows the bus's subscriber queues loses no count.
+        """
+        if self._untap is None:
+            self._untap = core.events.tap(self.on_event)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _read(self, subscription: Subscription) -> None:
-        with subscription:
-            async for event in subscription:
-                self.on_event(event)
+        untap, self._untap = self._untap, None
+        if untap is not None:
+            untap()
 
     def on_event(self, event: Event) -> None:
         data = event.data
         if event.type == "door":
             self.door_decisions[(str(data.get("decision")), str(data.get("method")))] += 1
-        elif event.type == "command" and isinstance(data.get("duration_ms"), int | float):
+        elif event.type == "command":
+            self.command_result(str(data.get("result")))
+        if event.type == "command" and isinstance(data.get("duration_ms"), int | float):
             seconds = float(data["duration_ms"]) / 1000.0
             for i, bound in enumerate(BUCKETS):
                 if seconds <= bound:
@@ -252,6 +250,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     text = metrics.render(
         core, await _sync_status(core), door.status() if door is not None else None
     )
+    text += "\n".join(await process_lines(core, request.app[DATA_DIR])) + "\n"
     return web.Response(
         text=text,
         content_type="text/plain",

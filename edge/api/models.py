@@ -15,7 +15,9 @@ Role = Literal["staff", "manager", "admin"]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "80" is not a number and true is not 1 (docs/api.md: wrong types
+    # are 422s); an int is still a valid float.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class LoginBody(Body):
@@ -29,7 +31,8 @@ class CommandBody(Body):
     on: StrictBool | None = Field(None, description="Light on/off.")
     brightness: StrictInt | None = Field(None, ge=0, le=100, description="Brightness, percent.")
     color_temp_k: StrictInt | None = Field(None, ge=1000, le=10000, description="Colour, K.")
-    mode: ClimateMode | None = Field(None, description="Climate mode.")
+    # JSON has no enums: the mode comes as its string value.
+    mode: ClimateMode | None = Field(None, strict=False, description="Climate mode.")
     target_c: float | None = Field(None, ge=-10, le=130, description="Setpoint, degC.")
     locked: StrictBool | None = Field(None, description="Lock: true locks, false unlocks.")
 

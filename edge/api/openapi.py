@@ -97,7 +97,11 @@ def _op(
 ROOM = _param("room_id")
 
 PATHS: dict[str, dict[str, Any]] = {
-    "/healthz": {"get": _op("Liveness and database health", auth=None, errors=(503,))},
+    "/healthz": {
+        "get": _op(
+            "Health of every component, database, the disk and each link", auth=None, errors=(503,)
+        )
+    },
     "/metrics": {
         "get": _op(
             "Prometheus metrics (loopback, or staff token)",

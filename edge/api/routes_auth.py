@@ -25,6 +25,7 @@ from edge.api.auth import (
 )
 from edge.api.errors import ApiError, read_json
 from edge.api.keys import AUTH, CORE, SETTINGS
+from edge.api.login_guard import LoginRefused
 from edge.api.models import LoginBody, NewUserBody, UserPatchBody, parse_body
 from edge.api.settings import ApiSettings
 from edge.store import Store
@@ -44,19 +45,23 @@ def _store(request: web.Request) -> Store:
 async def login(request: web.Request) -> web.Response:
     body = parse_body(LoginBody, await read_json(request))
     auth: Auth = request.app[AUTH]
+    keys = [f"user:{body.username}", f"ip:{client_ip(request)}"]
+    try:
+        # Charged before the hash runs and released after the outcome is stored:
+        # concurrent attempts count as much as sequential ones.
+        async with auth.guard.attempt(keys):
+            return await _check_login(request, body, keys)
+    except LoginRefused as exc:
+        log.warning("login refused for %r from %s: %s", body.username, client_ip(request), exc)
+        await audit(request, "auth.login", body.username, "locked_out", actor=body.username)
+        raise
+
+
+async def _check_login(request: web.Request, body: LoginBody, keys: list[str]) -> web.Response:
+    auth: Auth = request.app[AUTH]
     settings: ApiSettings = request.app[SETTINGS]
     store = _store(request)
-    keys = [f"user:{body.username}", f"ip:{client_ip(request)}"]
     now = time.time()
-    until = await store.call(lambda c: db.locked_until(c, keys))
-    if until > now:
-        wait = int(until - now) + 1
-        await audit(request, "auth.login", body.username, "locked_out", actor=body.username)
-        raise ApiError(
-            "too_many_attempts",
-            f"too many failed logins; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
     user = await store.call(lambda c: db.get_user(c, body.username))
     ok = await auth.verify_password(user.password_hash if user else None, body.password)
     if not ok or user is None or user.disabled:
@@ -76,6 +81,10 @@ async def login(request: web.Request) -> web.Response:
             return max(r[0] for r in results), max(r[1] for r in results)
 
         failures, delay = await store.call(fail)
+        # Never the password: only who, from where, and how many in a row.
+        log.warning(
+            "failed login for %r from %s (%d in a row)", body.username, client_ip(request), failures
+        )
         if failures > settings.login_free_attempts:
             log.warning(
                 "repeated failed logins for %r from %s (%d); locked for %.0f s",

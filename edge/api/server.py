@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_coresync._tcp.local."
 BASE_PATH = "/api/v1"
+SHUTDOWN_GRACE_S = 1.0
 
 
 def service_info(site_id: str, port: int, addresses: list[str]) -> AsyncServiceInfo:
@@ -82,7 +83,11 @@ class ApiServer:
         return f"http://{host}:{self.port}/"
 
     async def run(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # In-flight requests get SHUTDOWN_GRACE_S to finish when the daemon stops
+        # (WebSockets are closed first, in create_app's on_shutdown).
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+        )
         await runner.setup()
         zc: AsyncZeroconf | None = None
         info: AsyncServiceInfo | None = None

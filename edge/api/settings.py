@@ -13,7 +13,9 @@ REPO_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
 class ApiSettings(StrictModel):
     host: str = Field("0.0.0.0", description="Address the API listens on.")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    port: int = Field(
+        8080, ge=0, le=65535, strict=True, description="TCP port; 0 picks a free one."
+    )
     secure_cookies: bool = Field(
         False, description="Set the Secure flag on session cookies (when behind HTTPS)."
     )
@@ -28,6 +30,15 @@ class ApiSettings(StrictModel):
         2.0, gt=0, description="First lockout after the free attempts; doubles each failure."
     )
     login_lockout_max_s: float = Field(300.0, gt=0, description="Longest lockout.")
+    login_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Password hashes (argon2id, argon2_memory_kib each) run at once; more wait.",
+    )
+    login_hash_wait_s: float = Field(
+        2.0, gt=0, le=60, description="How long a login waits for a hashing slot before a 429."
+    )
     argon2_time_cost: int = Field(3, ge=1, description="argon2id iterations.")
     argon2_memory_kib: int = Field(65536, ge=8, description="argon2id memory, KiB.")
     principal_cache_s: float = Field(

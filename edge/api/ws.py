@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from drivers.model import DeviceKind
 from edge.api.auth import Principal, principal
@@ -72,6 +72,23 @@ class WsHub:
         for client in list(self.clients):
             client.offer(None)
 
+    async def close_all(self, within_s: float = 1.0) -> None:
+        """Close every client's socket ("going away"), waiting at most ``within_s``."""
+        clients = list(self.clients)
+        if not clients:
+            return
+        closing = [
+            asyncio.create_task(
+                c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutting down"),
+                name="api-ws-close",
+            )
+            for c in clients
+        ]
+        _, pending = await asyncio.wait(closing, timeout=within_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*closing, return_exceptions=True)
+
     def recent_alerts(self) -> list[dict[str, Any]]:
         return list(self._alerts)
 
@@ -89,8 +106,6 @@ class WsHub:
                     log.exception("could not dispatch event %s", event.type)
 
     def _dispatch(self, event: Event) -> None:
-        if event.type == "command":
-            self.metrics.command_result(str(event.data.get("result")))
         message = {
             "type": event.type,
             "room_id": event.room_id,

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from drivers.config import ID_PATTERN, StrictModel
+from drivers.config import ID_PATTERN, LocatedError, StrictModel
 from drivers.model import DeviceKind
 from vision.liveness import LivenessConfig
 from vision.matcher import AgreementConfig, MatchConfig
@@ -123,9 +123,16 @@ def check_door_against_rooms(door: DoorConfig, rooms: Sequence[Any]) -> None:
     """Raise ValueError unless ``door.room`` exists and ``door.lock`` is a lock in it."""
     room = next((r for r in rooms if r.id == door.room), None)
     if room is None:
-        raise ValueError(f"door.room: {door.room!r} is not a room ({sorted(r.id for r in rooms)})")
+        raise LocatedError(
+            ("door", "room"),
+            f"door.room: {door.room!r} is not a room ({sorted(r.id for r in rooms)})",
+        )
     device = next((d for d in room.devices if d.id == door.lock), None)
     if device is None:
-        raise ValueError(f"door.lock: {door.lock!r} is not a device of room {door.room!r}")
+        raise LocatedError(
+            ("door", "lock"), f"door.lock: {door.lock!r} is not a device of room {door.room!r}"
+        )
     if device.kind is not DeviceKind.LOCK:
-        raise ValueError(f"door.lock: {door.room}/{door.lock} is a {device.kind}, not a lock")
+        raise LocatedError(
+            ("door", "lock"), f"door.lock: {door.room}/{door.lock} is a {device.kind}, not a lock"
+        )

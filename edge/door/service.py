@@ -2,11 +2,15 @@
 non-biometric ways in (member PIN at the keypad, staff remote unlock).
 
 The lock is only ever touched through :meth:`EdgeCore.command`, with actor
-``door:<member id>`` (face, PIN) or the staff member (remote), and relocked
-after ``relock_s``.  Every attempt becomes a door event, stored durably and
-published on the event bus as type ``door``; events carry scores, the
-liveness verdict and per-stage latency, never a template or an image.
-Any vision error means "stay locked".
+``door:<member id>`` (face, PIN) or the staff member (remote).  Fail secure:
+the relock (:mod:`edge.door.relock`) is armed before an unlock is sent and
+runs on time and the lock's reported state alone; an unlock whose command log
+row cannot be written relocks at once.  Every attempt becomes a door event,
+stored durably and published on the event bus as type ``door``; an event the
+database does not take is spooled and written when it returns.  Events carry
+scores, the liveness verdict and per-stage latency, never a template or an
+image.  Any vision or storage error means "stay locked"; the camera loop
+survives both and resumes by itself.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import logging
 import math
 import os
-import random
 import secrets
 import time
 from pathlib import Path
@@ -28,6 +32,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from drivers.backoff import backoff_delay
+from drivers.tasks import watch
 from edge.core import Actor, EdgeCore
 from edge.door import registry
 from edge.door.config import DoorConfig
@@ -40,17 +46,18 @@ from edge.door.errors import (
     PinThrottled,
     UnknownMember,
 )
+from edge.door.relock import Relocker
 from edge.door.store import Consent, DoorEvent
 from edge.door.vault import Vault
-from edge.errors import NotFound
+from edge.errors import NotFound, StorageError
 from edge.shop.errors import NotFound as ShopNotFound
+from edge.spool import WriteSpool
 from vision.camera import FrameSource, from_uri
 from vision.errors import VisionError, WorkerError
 from vision.matcher import Matcher
 from vision.worker import VisionWorker
 
 log = logging.getLogger(__name__)
-RELOCK = Actor("door", "relock")
 PIN_DIGITS = (4, 8)
 KEYPAD_TOKEN_FILE = "door-keypad.token"
 
@@ -83,7 +90,10 @@ class DoorService:
         )
         self.hasher = PasswordHasher()
         self._tasks: list[asyncio.Task[None]] = []
-        self._relock_task: asyncio.Task[None] | None = None
+        self.relock = Relocker(core, config.room, config.lock, config.relock_s, self._alert)
+        self.event_spool: WriteSpool[DoorEvent] = WriteSpool("door-events", self._write_event)
+        self._camera_error: str | None = None
+        self.camera_restarts = 0
         self._failures: collections.deque[float] = collections.deque()
         self._cooldown_until = 0.0
         self._quiet_until = 0.0
@@ -108,18 +118,20 @@ class DoorService:
         self._keypad_hash = await asyncio.to_thread(self._keypad_token_hash)
         await self.reload_templates()
         registry.register(self.core, self)
+        self.relock.start()
         spawn = self._tasks.append
         spawn(asyncio.create_task(self._retention_loop(), name="door-retention"))
         spawn(asyncio.create_task(self._reload_loop(), name="door-template-reload"))
         if self.source is not None:
             await self.source.start()
-            spawn(asyncio.create_task(self._camera_loop(), name="door-camera"))
+            spawn(asyncio.create_task(self._camera_supervisor(), name="door-camera"))
 
     async def run(self) -> None:
-        """For :meth:`EdgeService.add_service`: start, serve until cancelled, stop."""
+        """A supervised component: start, serve until cancelled, stop.  Raises
+        if one of the door's own tasks (camera, retention, reload) dies."""
         await self.start()
         try:
-            await asyncio.Event().wait()
+            await watch(self._tasks)
         finally:
             await self.stop()
 
@@ -131,11 +143,9 @@ class DoorService:
         for task in reversed(self._tasks):
             task.cancel()
             await asyncio.wait([task])
-        relock, self._relock_task = self._relock_task, None
-        if relock is not None and not relock.done():
-            relock.cancel()
-            await asyncio.wait([relock])
-            await self._lock_now()  # fail secure: never leave the door open behind us
+        await self.relock.close()  # fail secure: an armed relock is carried out first
+        await self.event_spool.flush(timeout=2.0)
+        self.event_spool.close()
         if self.source is not None:
             await self.source.stop()
         await self.worker.stop()
@@ -177,6 +187,25 @@ class DoorService:
                 log.exception("could not reload face templates")
 
     # -- the camera path ---------------------------------------------------------------
+    async def _camera_supervisor(self) -> None:
+        """Run the camera loop for ever: whatever breaks it (storage, the shop,
+        a bug) is shown in the status and the loop starts again by itself."""
+        attempt = 0
+        while True:
+            try:
+                await self._camera_loop()
+                return  # a finite source (a file without loop) ran out
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                self.camera_restarts += 1
+                self.decider.reset()
+                self._camera_error = f"{type(exc).__name__}: {exc}"
+                log.exception("door camera loop failed; restarting")
+                self._alert("door_camera_failed", f"face access interrupted: {self._camera_error}")
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+
     async def _camera_loop(self) -> None:
         assert self.source is not None
         attempt = 0
@@ -187,7 +216,7 @@ class DoorService:
             except VisionError as exc:
                 attempt += 1
                 await self._vision_outage(str(exc))
-                await asyncio.sleep(random.uniform(0, min(60.0, 0.5 * 2**attempt)))
+                await asyncio.sleep(backoff_delay(attempt, 0.5, 60.0))
         async for frame in self.source.frames():
             now = time.time()
             if now < self._quiet_until or now < self._cooldown_until:
@@ -201,6 +230,7 @@ class DoorService:
             if self._vision_down:
                 self._vision_down = False
                 log.info("door vision recovered")
+            self._camera_error = None
             outcome = self.decider.feed(result, time.time())
             if outcome is not None:
                 latency = {
@@ -258,13 +288,36 @@ class DoorService:
         **fields: Any,
     ) -> DoorEvent:
         t0 = time.perf_counter()
-        outcome = await self.core.command(
-            self.config.room, self.config.lock, {"locked": False}, actor
-        )
+        # Fail secure: the relock is armed before the unlock goes out, so no
+        # failure after this line (storage, a bug, a cancelled request) can
+        # leave the door open.
+        self.relock.arm()
+        try:
+            outcome = await self.core.command(
+                self.config.room, self.config.lock, {"locked": False}, actor
+            )
+        except StorageError as exc:
+            # Sent, but not recorded: an unlock nobody can account for is undone.
+            self.relock.now()
+            await self._record(
+                DoorEvent(
+                    method,
+                    "error",
+                    "unlock_unrecorded",
+                    actor=str(actor),
+                    lock_result="unrecorded",
+                    **fields,
+                )
+            )
+            raise StorageError(f"door unlock could not be recorded; relocked: {exc}") from exc
+        except BaseException:
+            self.relock.now()
+            raise
         latency["lock"] = (time.perf_counter() - t0) * 1e3
         if outcome.ok:
-            self._schedule_relock()
             self._quiet_until = time.time() + self.config.relock_s
+        else:
+            self.relock.now()  # it may have opened before failing to confirm
         decision = "unlock" if outcome.ok else "error"
         reason = reason if outcome.ok else f"lock_{outcome.result}"
         return await self._record(
@@ -315,35 +368,32 @@ class DoorService:
         return f"{self.config.room}/{self.config.lock}"
 
     async def _record(self, event: DoorEvent) -> DoorEvent:
-        stored = await self.vault.record_event(event)
+        """Store and publish one event.  A database that does not take it (locked,
+        full disk) never stops the caller: the event is spooled and written
+        when storage returns, and the door status shows the fault meanwhile."""
+        stamped = event if event.ts else dataclasses.replace(event, ts=time.time())
+        stored: DoorEvent = stamped
+        if self.event_spool.pending:
+            self.event_spool.add(stamped)
+        else:
+            try:
+                stored = await self._write_event(stamped)
+            except Exception as exc:
+                log.error("door event not stored (%s); spooled", exc)
+                self.event_spool.add(stamped, exc)
         # room_id stays None: tablets never see door events.
-        self.core.events.publish("door", {**stored.as_dict(), "door": self._door_id})
+        self.core.events.publish(
+            "door",
+            {**stored.as_dict(), "door": self._door_id, "spooled": stored.id is None},
+        )
         return stored
+
+    async def _write_event(self, event: DoorEvent) -> DoorEvent:
+        return await self.vault.record_event(event)
 
     @property
     def cooling_down(self) -> bool:
         return time.time() < self._cooldown_until
-
-    # -- relock ------------------------------------------------------------------------
-    def _schedule_relock(self) -> None:
-        if self._relock_task is not None and not self._relock_task.done():
-            self._relock_task.cancel()
-        self._relock_task = asyncio.create_task(self._relock_later(), name="door-relock")
-
-    async def _relock_later(self) -> None:
-        await asyncio.sleep(self.config.relock_s)
-        await self._lock_now()
-
-    async def _lock_now(self) -> None:
-        try:
-            outcome = await self.core.command(
-                self.config.room, self.config.lock, {"locked": True}, RELOCK
-            )
-        except Exception:
-            log.exception("relocking %s failed", self._door_id)
-            return
-        if not outcome.ok:
-            self._alert("door_relock_failed", f"relock failed: {outcome.result}")
 
     # -- staff remote unlock and the keypad --------------------------------------------
     async def remote_unlock(self, staff: Actor, reason: str) -> DoorEvent:
@@ -361,10 +411,17 @@ class DoorService:
         keys = [f"member:{member_id}", f"keypad:{keypad}"]
         locked_until = await self.vault.pin_locked_until(keys)
         if locked_until > time.time():
+            log.warning(
+                "PIN refused for member %s at keypad %s: locked out for %.0f s more",
+                member_id,
+                keypad,
+                locked_until - time.time(),
+            )
             raise PinThrottled("too many wrong PINs; try later", locked_until - time.time())
         stored = await self.vault.pin_hash(member_id)
         ok = await asyncio.to_thread(self._verify_pin, stored, pin)
         if not ok:
+            log.warning("wrong PIN for member %s at keypad %s", member_id, keypad)
             await self.vault.pin_failure(
                 keys, self.config.pin_max_attempts, self.config.pin_lockout_s
             )
@@ -472,6 +529,12 @@ class DoorService:
             "door": self._door_id,
             "camera": str(self.source) if self.source is not None else None,
             "vision": "down" if self._vision_down else "ok",
+            "camera_loop": self._camera_error or "ok",
+            "camera_restarts": self.camera_restarts,
+            "storage": self.event_spool.last_error or "ok",
+            "spooled_events": self.event_spool.pending,
+            "relock_armed": self.relock.armed,
+            "relock": self.relock.failing or "ok",
             "enrolled_members": self.decider.matcher.member_count,
             "liveness": self.config.liveness.mode,
             "cooling_down": self.cooling_down,

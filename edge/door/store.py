@@ -20,6 +20,9 @@ from typing import Any
 from edge.door.errors import DoorError
 from edge.migrations import migrate
 
+BUSY_TIMEOUT_MS = 30_000
+EVENT_BUSY_TIMEOUT_MS = 2_000
+
 STEPS = [
     """
     CREATE TABLE door_events (
@@ -136,7 +139,7 @@ class DoorStore:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             # The CLI works beside the daemon: wait for its writes, do not fail.
-            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # FULL, not WAL's usual NORMAL: a door event must survive a power cut.
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -150,6 +153,15 @@ class DoorStore:
 
     # -- door events -----------------------------------------------------------------
     def record_event(self, event: DoorEvent) -> DoorEvent:
+        # A short wait: a door event that cannot be written is spooled by the
+        # service, so the camera and the keypad never queue behind a lock.
+        self._conn.execute(f"PRAGMA busy_timeout={EVENT_BUSY_TIMEOUT_MS}")
+        try:
+            return self._record_event(event)
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def _record_event(self, event: DoorEvent) -> DoorEvent:
         ts = event.ts or time.time()
         cur = self._conn.execute(
             "INSERT INTO door_events (ts, method, decision, reason, member_id, actor, distance,"

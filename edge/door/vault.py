@@ -21,12 +21,13 @@ import numpy.typing as npt
 
 from edge.door.errors import ConsentRequired, DoorUnavailable
 from edge.door.store import Consent, DoorEvent, DoorStore, iso
+from edge.ops import layout
 from vision.templates import TemplateStore, load_master_key
 
 T = TypeVar("T")
-DOOR_DB = "door.db"
-TEMPLATE_DB = "templates.db"
-MASTER_KEY = "door-master.key"
+DOOR_DB = layout.DOOR_DB
+TEMPLATE_DB = layout.TEMPLATES_DB
+MASTER_KEY = layout.KEY_FILE
 
 
 class Vault:

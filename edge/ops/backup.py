@@ -1,20 +1,26 @@
-"""Online backup of the data dir with SQLite's backup API, while the daemon runs.
+"""Online, encrypted backup of the data dir with SQLite's backup API, while the daemon runs.
 
-Each database is copied page by page from a consistent snapshot (WAL mode
-lets the daemon keep writing meanwhile), checked with ``PRAGMA
-integrity_check``, switched to a self-contained rollback-journal file, and
-listed with its SHA-256 in ``manifest.json``.  The backup is written to a
+Each database of :data:`edge.ops.layout.DATA_FILES` is copied page by page
+from a consistent snapshot (WAL mode lets the daemon keep writing
+meanwhile) into a staging dir inside the data dir, checked with ``PRAGMA
+integrity_check``, switched to a self-contained rollback-journal file, then
+encrypted (edge.ops.backup_crypto, AES-256-GCM) into the backup; no
+plaintext copy ever reaches the backup destination.  ``manifest.json``
+lists each file with the SHA-256 of its encrypted form, the scrypt salt and
+a key check, nothing about members.  The backup is written to a
 ``.partial`` directory and renamed when complete, so a crash mid-backup
 never leaves something that looks like a good backup.
 
-The face-template master key is not copied unless asked (``include_key``):
-a backup is meant to be carried off the box, and templates plus their key
-in one place would undo the crypto-shredding that ``destroy_member`` relies
-on.  Back the key up separately (see docs/operations.md).
+Face templates are not in backups: ``templates.db`` goes in with its
+templates and wrapped member keys deleted (the destruction records stay),
+so a member destroyed after a backup cannot come back from it; members
+re-enroll after a restore (docs/operations.md).  The template master key is
+therefore never copied.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -28,12 +34,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge.ops import backup_crypto as bc
 from edge.ops.errors import BackupError
-from edge.ops.layout import DATABASES, KEY_FILE, template_key_path
+from edge.ops.layout import DATA_FILES, DataFile, template_key_path
 
 PREFIX = "coresync-edge-"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 MANIFEST = "manifest.json"
+FORMAT = 2  # 1: plaintext copies (still restorable); 2: encrypted
+ENCRYPTED_SUFFIX = ".enc"
 # Pages per step: 4096 pages of 4 KiB = 16 MiB between progress reports.
 STEP_PAGES = 4096
 # The backup API restarts when another process writes the source between
@@ -47,8 +56,9 @@ Progress = Callable[[str, int, int], None]  # (file name, pages done, pages tota
 class BackupResult:
     path: Path
     files: dict[str, int] = field(default_factory=dict)  # name -> bytes
-    key_copied: bool = False
+    key_copied: bool = False  # the template key: never, since format 2
     key_location: Path | None = None
+    templates_left_out: int = 0
     removed: list[Path] = field(default_factory=list)  # rotated away
 
 
@@ -118,57 +128,94 @@ def copy_database(src_path: Path, dst_path: Path, progress: Progress | None = No
         os.fsync(f.fileno())
 
 
+def strip_biometrics(path: Path, spec: DataFile) -> int:
+    """Delete ``spec.biometric_tables`` from the copy at ``path`` and VACUUM it,
+    so no freed page keeps a template or a member key; returns the rows gone."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        gone = 0
+        conn.execute("PRAGMA foreign_keys=OFF")
+        for table in spec.biometric_tables:
+            if table in present:
+                gone += conn.execute(f'DELETE FROM "{table}"').rowcount
+        conn.execute("VACUUM")
+    except sqlite3.Error as exc:
+        raise BackupError(f"{spec.name}: cannot leave the templates out: {exc}") from exc
+    finally:
+        conn.close()
+    return gone
+
+
 def backup(
     data_dir: Path,
     dest: Path,
     *,
+    secret: str,
     keep: int = 7,
     include_key: bool = False,
     key_file: Path | None = None,
     progress: Progress | None = None,
 ) -> BackupResult:
-    """Back up every database in ``data_dir`` to ``dest/coresync-edge-<UTC stamp>/``
-    and keep the ``keep`` newest backups there."""
+    """Back up every data file in ``data_dir`` to ``dest/coresync-edge-<UTC stamp>/``,
+    encrypted with a key derived from ``secret``, and keep the ``keep`` newest
+    backups there.  ``include_key`` is accepted for old scripts and copies
+    nothing: there are no templates in a backup for the key to open."""
     if keep < 1:
         raise BackupError("keep: must be at least 1")
-    sources = [data_dir / n for n in DATABASES if (data_dir / n).is_file()]
+    bc.check_secret(secret, "(given)")
+    sources = [(f, data_dir / f.name) for f in DATA_FILES if (data_dir / f.name).is_file()]
     if not sources:
-        raise BackupError(f"data_dir: no database found in {data_dir} (looked for {DATABASES})")
+        names = tuple(f.name for f in DATA_FILES)
+        raise BackupError(f"data_dir: no database found in {data_dir} (looked for {names})")
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime(STAMP)
     final = dest / f"{PREFIX}{stamp}"
     partial = dest / f".{PREFIX}{stamp}.partial"
-    partial.mkdir(mode=0o700)
+    staging = data_dir / f".backup-staging-{stamp}"
+    salt = os.urandom(bc.SALT_BYTES)
+    key = bc.derive_key(secret, salt)
     result = BackupResult(path=final, key_location=template_key_path(data_dir, key_file))
+    del include_key  # see the docstring
     manifest: dict[str, object] = {
-        "format": 1,
+        "format": FORMAT,
         "created_at": datetime.now(UTC).isoformat(),
         "host": socket.gethostname(),
         "data_dir": str(data_dir),
         "sqlite": sqlite3.sqlite_version,
+        "encryption": {
+            "cipher": f"AES-256-GCM, {bc.CHUNK} byte chunks",
+            "kdf": "scrypt",
+            "n": bc.SCRYPT_N,
+            "r": bc.SCRYPT_R,
+            "p": bc.SCRYPT_P,
+            "salt": base64.b64encode(salt).decode(),
+            "check": base64.b64encode(bc.seal_check(key)).decode(),
+        },
+        "templates": "left out: members re-enroll after a restore",
         "files": {},
     }
     files: dict[str, dict[str, object]] = {}
+    partial.mkdir(mode=0o700)
     try:
-        for src in sources:
-            dst = partial / src.name
-            copy_database(src, dst, progress)
-            size = dst.stat().st_size
-            files[src.name] = {"bytes": size, "sha256": _sha256(dst)}
-            result.files[src.name] = size
-        if include_key:
-            if result.key_location is None:
-                raise BackupError("include_key: no template master key found to copy")
-            key_copy = partial / KEY_FILE
-            fd = os.open(key_copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(result.key_location.read_bytes())
-                f.flush()
-                os.fsync(f.fileno())
-            files[KEY_FILE] = {"bytes": key_copy.stat().st_size, "sha256": _sha256(key_copy)}
-            result.key_copied = True
+        staging.mkdir(mode=0o700)
+        for spec, src in sources:
+            plain = staging / spec.name
+            copy_database(src, plain, progress)
+            if spec.backup == "without_biometrics":
+                result.templates_left_out += strip_biometrics(plain, spec)
+            stored = partial / f"{spec.name}{ENCRYPTED_SUFFIX}"
+            bc.encrypt_file(key, spec.name, plain, stored)
+            size = plain.stat().st_size
+            plain.unlink()
+            files[spec.name] = {
+                "stored_as": stored.name,
+                "bytes": size,
+                "sha256": _sha256(stored),
+            }
+            result.files[spec.name] = size
         manifest["files"] = files
-        manifest["key_included"] = result.key_copied
+        manifest["key_included"] = False
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         with (partial / MANIFEST).open("rb") as f:
             os.fsync(f.fileno())
@@ -178,6 +225,8 @@ def backup(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     result.removed = rotate(dest, keep)
     return result
 

@@ -1,53 +1,41 @@
 """``coresync-edge doctor``: is this box ready to run the site config?
 
-Each check yields one line, OK / WARN / FAIL, with what to fix.  The checks
-talk to the real things: an MQTT CONNECT with the config's credentials, a
-TCP connect to each Modbus gateway, the serial devices' permissions, free
-disk, the databases' quick_check, the key file's mode and the clock.
+Each check yields one line, OK / WARN / FAIL, with what to fix (never a fix
+that destroys data).  The checks talk to the real things: an MQTT CONNECT
+with the config's credentials, each Modbus gateway or serial port and one
+register of every slave, a frame from the door camera, the cloud with the
+node's credentials, the data files' owner, mode and ``quick_check``, free
+disk, the key file's mode and the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import grp
 import os
 import shutil
-import sqlite3
-import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import aiomqtt
 
-from drivers.modbus.config import ModbusRtuBusConfig, ModbusTcpBusConfig
+from drivers.modbus.config import ModbusDeviceConfig, ModbusTcpBusConfig
 from drivers.mqtt.config import MqttBrokerConfig
 from drivers.mqtt.errors import MqttCredentialError
 from edge.config import SiteConfig, load_config
 from edge.errors import ConfigError
-from edge.ops.layout import DATABASES, template_key_path
+from edge.ops.checks import CREDENTIALS_FIX, Check, Status, exit_code
+from edge.ops.doctor_devices import (
+    check_camera,
+    check_cloud,
+    check_modbus_slaves,
+    check_modbus_tcp,
+    check_serial_port,
+)
+from edge.ops.doctor_files import check_data_dir
+from edge.ops.layout import lock_holder
 
-Status = Literal["OK", "WARN", "FAIL"]
+__all__ = ["Check", "Status", "check_clock", "exit_code", "run_checks"]
 MIN_YEAR = 2025
-DISK_FAIL_BYTES = 200 * 1024 * 1024
-DISK_WARN_BYTES = 1024 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-    fix: str | None = None
-
-    def line(self) -> str:
-        text = f"{self.status:<4} {self.name}: {self.detail}"
-        return text + (f"\n       fix: {self.fix}" if self.fix else "")
-
-
-def exit_code(checks: list[Check]) -> int:
-    return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
 # -- MQTT -------------------------------------------------------------------------------
@@ -56,12 +44,7 @@ async def check_mqtt(cfg: MqttBrokerConfig, timeout: float) -> Check:
     try:
         secret = cfg.resolve_secret()
     except MqttCredentialError as exc:
-        return Check(
-            name,
-            "FAIL",
-            str(exc),
-            "run with --credentials-dir /etc/coresync/credentials (as root) or set the variable",
-        )
+        return Check(name, "FAIL", str(exc), CREDENTIALS_FIX)
     tls = {}
     if cfg.tls:
         tls["tls_params"] = aiomqtt.TLSParameters(
@@ -97,146 +80,6 @@ async def check_mqtt(cfg: MqttBrokerConfig, timeout: float) -> Check:
     return Check(name, "OK", f"CONNECT accepted{who}")
 
 
-# -- Modbus -----------------------------------------------------------------------------
-async def check_modbus_tcp(bus: ModbusTcpBusConfig, timeout: float) -> Check:
-    name = f"modbus bus {bus.id} (tcp {bus.host}:{bus.port})"
-    try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(bus.host, bus.port)
-    except TimeoutError:
-        return Check(name, "FAIL", f"no answer in {timeout:g} s", "is the gateway powered/on LAN?")
-    except OSError as exc:
-        return Check(name, "FAIL", f"cannot connect: {exc.strerror or exc}", "check host/port")
-    writer.close()
-    await writer.wait_closed()
-    return Check(name, "OK", "TCP connect accepted")
-
-
-def check_serial_port(bus: ModbusRtuBusConfig) -> Check:
-    name = f"modbus bus {bus.id} (rtu {bus.port})"
-    path = Path(bus.port)
-    if not path.exists():
-        return Check(
-            name,
-            "FAIL",
-            "serial device does not exist",
-            "plug the adapter in; see docs/deploy.md for a udev rule giving it a stable name",
-        )
-    real = path.resolve()
-    st = real.stat()
-    group = _group_name(st.st_gid)
-    if not os.access(real, os.R_OK | os.W_OK):
-        return Check(
-            name,
-            "FAIL",
-            f"{real} (group {group}, mode {st.st_mode & 0o777:o}) is not readable/writable",
-            f"add the service user to group {group} (SupplementaryGroups={group})",
-        )
-    where = f" -> {real}" if real != path else ""
-    return Check(name, "OK", f"accessible{where} (group {group})")
-
-
-def _group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
-# -- local checks -----------------------------------------------------------------------
-def check_data_dir(data_dir: Path) -> list[Check]:
-    name = f"data dir {data_dir}"
-    if not data_dir.exists():
-        parent = next((p for p in data_dir.parents if p.exists()), Path("/"))
-        if os.access(parent, os.W_OK):
-            return [
-                Check(name, "WARN", "does not exist yet; created on first start"),
-                check_disk(parent),
-            ]
-        return [
-            Check(
-                name,
-                "FAIL",
-                "does not exist and cannot be created",
-                "create it, owned by the service user",
-            )
-        ]
-    out = []
-    try:
-        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".doctor-"):
-            pass
-        mode = data_dir.stat().st_mode & 0o777
-        if mode & 0o077:
-            out.append(
-                Check(
-                    name,
-                    "WARN",
-                    f"writable, but mode {mode:o} lets others in",
-                    f"chmod 700 {data_dir}",
-                )
-            )
-        else:
-            out.append(Check(name, "OK", f"writable, mode {mode:o}"))
-    except OSError as exc:
-        out.append(
-            Check(name, "FAIL", f"not writable: {exc.strerror}", "chown it to the service user")
-        )
-    out.append(check_disk(data_dir))
-    out.extend(check_databases(data_dir))
-    out.append(check_key_file(data_dir))
-    return out
-
-
-def check_disk(data_dir: Path) -> Check:
-    usage = shutil.disk_usage(data_dir)
-    free_mb = usage.free / 1024 / 1024
-    detail = f"{free_mb:,.0f} MB free of {usage.total / 1024 / 1024:,.0f} MB"
-    if usage.free < DISK_FAIL_BYTES:
-        return Check("disk space", "FAIL", detail, "free space: writes fail when the disk fills")
-    if usage.free < DISK_WARN_BYTES or usage.free < usage.total * 0.1:
-        return Check("disk space", "WARN", detail, "less than 1 GB or 10 % free: clean up soon")
-    return Check("disk space", "OK", detail)
-
-
-def check_databases(data_dir: Path) -> list[Check]:
-    out = []
-    for name in DATABASES:
-        path = data_dir / name
-        if not path.is_file():
-            continue
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            try:
-                (result,) = conn.execute("PRAGMA quick_check").fetchone()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            out.append(Check(f"database {name}", "FAIL", str(exc), "restore from a backup"))
-            continue
-        if result == "ok":
-            out.append(Check(f"database {name}", "OK", "quick_check ok"))
-        else:
-            out.append(
-                Check(
-                    f"database {name}",
-                    "FAIL",
-                    f"quick_check: {result}",
-                    "restore from a backup (docs/operations.md)",
-                )
-            )
-    return out
-
-
-def check_key_file(data_dir: Path) -> Check:
-    path = template_key_path(data_dir)
-    if path is None:
-        return Check("template key", "OK", "none present (vision not enrolled yet)")
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        return Check("template key", "FAIL", f"{path} has mode {mode:o}", f"chmod 600 {path}")
-    return Check("template key", "OK", f"{path} mode {mode:o}")
-
-
 async def check_clock(now: datetime | None = None) -> list[Check]:
     now = now or datetime.now(UTC)
     out = []
@@ -251,7 +94,7 @@ async def check_clock(now: datetime | None = None) -> list[Check]:
         )
     else:
         out.append(Check("clock", "OK", f"{now:%Y-%m-%d %H:%M} UTC"))
-    exe = shutil.which("timedatectl")
+    exe = await asyncio.to_thread(shutil.which, "timedatectl")
     if exe is None:
         out.append(Check("ntp", "WARN", "timedatectl not found; cannot tell NTP sync state"))
         return out
@@ -286,13 +129,17 @@ async def check_clock(now: datetime | None = None) -> list[Check]:
     ]
 
 
+def _daemon_running(data_dir: Path) -> bool:
+    return data_dir.exists() and lock_holder(data_dir) is not None
+
+
 # -- all --------------------------------------------------------------------------------
 async def run_checks(
     config_path: Path, *, data_dir: Path | None = None, timeout: float = 3.0
 ) -> list[Check]:
     checks: list[Check] = []
     try:
-        cfg: SiteConfig | None = load_config(config_path)
+        cfg: SiteConfig | None = await asyncio.to_thread(load_config, config_path)
     except ConfigError as exc:
         cfg = None
         problems = "; ".join(exc.problems)
@@ -301,15 +148,28 @@ async def run_checks(
         )
     if cfg is not None:
         checks.append(Check(f"config {config_path}", "OK", f"site {cfg.site.id}"))
+        data = data_dir or cfg.storage.data_dir
+        running = await asyncio.to_thread(_daemon_running, data)
         if cfg.mqtt is not None:
             checks.append(await check_mqtt(cfg.mqtt, timeout))
         for bus in cfg.modbus_buses:
             if isinstance(bus, ModbusTcpBusConfig):
-                checks.append(await check_modbus_tcp(bus, timeout))
+                reach = await check_modbus_tcp(bus, timeout)
             else:
-                checks.append(check_serial_port(bus))
-        # No camera section in the site config yet: nothing to open.
-        checks.append(Check("camera", "OK", "none configured (skipped)"))
-        checks.extend(check_data_dir(data_dir or cfg.storage.data_dir))
+                reach = await asyncio.to_thread(check_serial_port, bus)
+            checks.append(reach)
+            slaves = [
+                (f"{room.id}/{dev.id}", dev)
+                for room in cfg.rooms
+                for dev in room.devices
+                if isinstance(dev, ModbusDeviceConfig) and dev.bus == bus.id
+            ]
+            if reach.status == "OK":
+                checks.extend(
+                    await check_modbus_slaves(bus, slaves, timeout, daemon_running=running)
+                )
+        checks.append(await check_camera(cfg.door, timeout, daemon_running=running))
+        checks.append(await check_cloud(cfg.cloud, timeout))
+        checks.extend(await asyncio.to_thread(check_data_dir, data))
     checks.extend(await check_clock())
     return checks

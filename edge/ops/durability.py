@@ -22,37 +22,19 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
-from edge.ops.layout import EDGE_DB, SHOP_DB, TEMPLATES_DB
+from edge.ops.layout import DATA_FILES, Synchronous
 
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 _LEVELS: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-# Default level of each file's connections.  edge.db is mostly state
-# (high rate, re-readable from the devices): NORMAL, with durable_write()
-# around its few critical writes (door commands, staff accounts).
-POLICY: dict[str, Synchronous] = {
-    SHOP_DB: "FULL",  # orders, stock ledger, members, consent, outbox
-    TEMPLATES_DB: "FULL",  # template destruction records must never be lost
-    EDGE_DB: "NORMAL",  # device state + history may lose the last seconds
-}
+# Default level of each file's connections, from edge.ops.layout.DATA_FILES.
+# edge.db is mostly state (high rate, re-readable from the devices): NORMAL,
+# with durable_write() around its few critical writes (door commands, staff
+# accounts, tablet revocations, the audit log).
+POLICY: dict[str, Synchronous] = {f.name: f.synchronous for f in DATA_FILES}
 
 # Tables whose rows must survive a power cut once acknowledged, per file.
-CRITICAL_TABLES: dict[str, tuple[str, ...]] = {
-    SHOP_DB: (
-        "orders",
-        "order_items",
-        "stock_movements",
-        "members",
-        "member_consent",
-        "attendance_events",
-        "outbox",
-        "sync_changes",
-    ),
-    TEMPLATES_DB: ("template_destructions", "member_keys"),
-    EDGE_DB: ("command_log (lock commands)", "api_users"),
-}
+CRITICAL_TABLES: dict[str, tuple[str, ...]] = {f.name: f.critical_tables for f in DATA_FILES}
 
 
 def policy_for(path: Path | str) -> Synchronous:

@@ -16,8 +16,16 @@ class DataDirBusy(OpsError):
         self.holders = holders
 
 
+class DataFileUnusable(OpsError):
+    """A data file is owned by another user or read-only: the daemon cannot write it."""
+
+
 class BackupError(OpsError):
     """A backup could not be made (source unreadable, destination full, bad copy)."""
+
+
+class BackupKeyError(OpsError):
+    """The backup key is missing, unreadable, too short, or not the one the backup was made with."""
 
 
 class RestoreError(OpsError):

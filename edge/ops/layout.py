@@ -1,9 +1,11 @@
 """Where the daemon keeps its files, and the lock that says it is running.
 
-``<data_dir>/edge.db``       device state, history, command log, LAN API tables
-``<data_dir>/shop.db``       orders, stock, members, consent, sync outbox
-``<data_dir>/templates.db``  encrypted face templates (when vision is enabled)
-``<data_dir>/coresync-edge.lock``  held (flock) by the running daemon
+:data:`DATA_FILES` is the one declaration of the data dir's databases: what
+each holds, its SQLite ``synchronous`` level, its critical tables and how it
+goes into a backup.  Backup, restore, doctor, health and the durability
+policy (``edge.ops.durability.POLICY``) are all derived from it.
+
+``<data_dir>/coresync-edge.lock`` is held (flock) by the running daemon.
 
 The face-template master key is deliberately *not* in the data dir in a
 systemd install: it is the credential ``vision-master-key``
@@ -15,18 +17,160 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from edge.ops.errors import DataDirBusy
+from edge.ops.errors import DataDirBusy, DataFileUnusable
 
-EDGE_DB = "edge.db"
-SHOP_DB = "shop.db"
-TEMPLATES_DB = "templates.db"
-DATABASES = (EDGE_DB, SHOP_DB, TEMPLATES_DB)
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+# How a file goes into a backup: whole, or with the biometric tables emptied
+# (templates and the member keys that decrypt them never leave the box, so a
+# member destroyed after a backup cannot be brought back from it).
+BackupMode = Literal["whole", "without_biometrics"]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    name: str
+    holds: str
+    synchronous: Synchronous
+    critical_tables: tuple[str, ...]
+    backup: BackupMode = "whole"
+    # Tables emptied in the backup copy when ``backup == "without_biometrics"``.
+    biometric_tables: tuple[str, ...] = ()
+
+
+DATA_FILES: tuple[DataFile, ...] = (
+    DataFile(
+        "edge.db",
+        "device state, history, command log, LAN API tables (users, tablets, audit log)",
+        # High rate and re-readable from the devices: NORMAL, with
+        # durable_write() around its few critical writes.
+        "NORMAL",
+        ("command_log (lock commands)", "api_users", "tablets (revocations)", "audit_log"),
+    ),
+    DataFile(
+        "shop.db",
+        "orders, stock, members, attendance, sync outbox",
+        "FULL",
+        (
+            "orders",
+            "order_items",
+            "stock_movements",
+            "members",
+            "member_consent",
+            "attendance_events",
+            "outbox",
+            "sync_changes",
+        ),
+    ),
+    DataFile(
+        "door.db",
+        "door events, face-access consent records, enrolments, PIN hashes and lockouts",
+        "FULL",
+        ("door_events", "consent_records", "enrollments", "door_pins"),
+    ),
+    DataFile(
+        "templates.db",
+        "encrypted face templates, wrapped member keys, template destruction records",
+        "FULL",
+        ("template_destructions", "member_keys"),
+        backup="without_biometrics",
+        biometric_tables=("face_templates", "member_keys"),
+    ),
+)
+BY_NAME: dict[str, DataFile] = {f.name: f for f in DATA_FILES}
+EDGE_DB, SHOP_DB, DOOR_DB, TEMPLATES_DB = (f.name for f in DATA_FILES)
+DATABASES: tuple[str, ...] = tuple(BY_NAME)
 LOCK_FILE = "coresync-edge.lock"
 KEY_FILE = "door-master.key"  # edge.door.vault.MASTER_KEY
 KEY_CREDENTIAL = "vision-master-key"  # vision.templates.CREDENTIAL_NAME
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """Why the daemon could not use one data file; ``fix`` never destroys data."""
+
+    path: Path
+    detail: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.detail} ({self.fix})"
+
+
+def file_problems(data_dir: Path, uid: int | None = None) -> list[FileProblem]:
+    """Ownership and writability of the data dir and each present data file
+    (with its -wal/-shm).  Checked from the owner and mode bits, not with
+    ``os.access``: root passes every access check, but SQLite still fails when
+    the file is read-only or belongs to another user after a restore as root.
+    Health and doctor call this; start refuses with its first line."""
+    uid = os.geteuid() if uid is None else uid
+    out = []
+    paths = [Path(data_dir)]
+    for f in DATA_FILES:
+        for suffix in ("", "-wal", "-shm"):
+            paths.append(Path(data_dir) / f"{f.name}{suffix}")
+    for path in paths:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            out.append(FileProblem(path, f"cannot stat: {exc.strerror}", "check the disk"))
+            continue
+        owner = st.st_uid
+        if owner != uid:
+            out.append(
+                FileProblem(
+                    path,
+                    f"owned by uid {owner}, the daemon runs as uid {uid}",
+                    f"chown {_user(uid)} {path}",
+                )
+            )
+        elif not st.st_mode & stat.S_IWUSR:
+            out.append(
+                FileProblem(
+                    path,
+                    f"read-only (mode {st.st_mode & 0o777:o})",
+                    f"chmod u+w {path}",
+                )
+            )
+    return out
+
+
+def data_files_health(data_dir: Path) -> dict[str, str]:
+    """Each data file present -> "ok" or why the daemon cannot write it, for
+    ``/healthz`` (blocking stat calls: run it off the event loop)."""
+    problems = file_problems(data_dir)
+    out = {}
+    for f in DATA_FILES:
+        if not (Path(data_dir) / f.name).is_file():
+            continue
+        mine = [p for p in problems if p.path.name.startswith(f.name)]
+        out[f.name] = "; ".join(f"{p.path.name} {p.detail}" for p in mine) or "ok"
+    return out
+
+
+def check_data_files(data_dir: Path) -> None:
+    """Raise :class:`DataFileUnusable` naming the first unusable data file."""
+    problems = file_problems(data_dir)
+    if problems:
+        extra = len(problems) - 1
+        more = f" (+{extra} more; run coresync-edge doctor)" if extra else ""
+        raise DataFileUnusable(f"cannot use the data dir: {problems[0].line()}{more}")
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def template_key_path(data_dir: Path, key_file: Path | None = None) -> Path | None:
