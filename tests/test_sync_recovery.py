@@ -45,11 +45,25 @@ def _sync(data: Path, c: Cloud, proc: CloudProcess) -> None:
           "--node", "edge-1", "--batch-size", "3"], env)  # fmt: skip
 
 
+def _key(dest: Path) -> Path:
+    """The backup key (backups are encrypted): a file of our own for the test."""
+    key = dest.parent / "backup-key"
+    if not key.exists():
+        key.write_text("test-backup-key-0123456789abcdef\n")
+        key.chmod(0o600)
+    return key
+
+
 def _backup(data: Path, dest: Path) -> Path:
     _run([str(BIN / "coresync-edge"), "backup", "--data-dir", str(data), "--dest", str(dest),
-          "-q"])  # fmt: skip
+          "--backup-key", str(_key(dest)), "-q"])  # fmt: skip
     (made,) = [p for p in dest.iterdir() if p.name.startswith("coresync-edge-")]
     return made
+
+
+def _restore(backup: Path, data: Path) -> None:
+    _run([str(BIN / "coresync-edge"), "restore", str(backup), "--data-dir", str(data),
+          "--backup-key", str(_key(backup.parent))])  # fmt: skip
 
 
 def _orders(data: Path, member: str, n: int) -> list[str]:
@@ -91,15 +105,17 @@ def test_restore_loses_nothing_acknowledged_and_reuses_no_number(
     before = _orders(data, ben, 3)
     _sync(data, c, proc)
     backup = _backup(data, dest)
+    snapshot = tmp_path / "snapshot-shop.db"  # a plain copy, as a VM snapshot would keep
+    shutil.copyfile(data / "shop.db", snapshot)
     after_backup = _orders(data, ben, 4)  # acknowledged by the cloud, then the disk is lost
     _sync(data, c, proc)
     assert len(_edge_orders_in_cloud(c)) == 7
     if how == "restore_command":
-        _run([str(BIN / "coresync-edge"), "restore", str(backup), "--data-dir", str(data)])
+        _restore(backup, data)
     else:  # a rollback the edge is not told about: only the cloud can notice
         for suffix in ("", "-wal", "-shm"):
             Path(f"{data / 'shop.db'}{suffix}").unlink(missing_ok=True)
-        shutil.copyfile(backup / "shop.db", data / "shop.db")
+        shutil.copyfile(snapshot, data / "shop.db")
     _sync(data, c, proc)  # re-pulls the four orders the restored disk lacks
     new = _orders(data, ben, 3)
     _sync(data, c, proc)
@@ -156,7 +172,7 @@ def test_restore_of_a_disk_that_never_synced_after_backup_keeps_its_numbers_apar
     _sync(data, c, proc)
     backup = _backup(data, dest)
     lost = _orders(data, c.members["ben"], 2)  # never reach the cloud
-    _run([str(BIN / "coresync-edge"), "restore", str(backup), "--data-dir", str(data)])
+    _restore(backup, data)
     _sync(data, c, proc)
     new = _orders(data, c.members["ben"], 2)
     _sync(data, c, proc)
