@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from cloud_api.admin_routes import ADMIN_ROUTES
 from cloud_api.auth import Auth, Unauthenticated
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
@@ -79,7 +80,7 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[SHOP_KEY] = shop
     app[AUTH_KEY] = auth
-    document = build_openapi(ROUTES + SYNC_ROUTES)
+    document = build_openapi(ROUTES + ADMIN_ROUTES + SYNC_ROUTES)
 
     async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-db")
@@ -96,7 +97,7 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
         return web.json_response(document)
 
     app.router.add_get("/api/openapi.json", openapi)
-    for route in ROUTES:
+    for route in ROUTES + ADMIN_ROUTES:
         app.router.add_route(route.method, route.full_path, make_handler(route))
     register_sync(app)
     return app

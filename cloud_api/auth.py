@@ -19,8 +19,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from edge.migrations import migrate
 from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
-from edge.shop.errors import ShopError
+from edge.shop.errors import Conflict, ShopError
 from edge.shop.schema import migrate_postgres
+from sync import sites
 
 Role = Literal["staff", "manager", "admin"]
 ROLE_RANK: dict[str, int] = {"staff": 1, "manager": 2, "admin": 3}
@@ -167,14 +168,19 @@ class Auth:
         return Principal("staff", row["subject"], staff["role"])
 
     # ---- edge nodes ---------------------------------------------------------
-    def register_node(self, node_id: str) -> str:
-        """Create a node credential; the secret is shown once and stored hashed."""
+    def register_node(self, node_id: str, site: str | None = None, actor: str = "cli") -> str:
+        """Create a node credential (of ``site``); the secret is shown once and stored hashed."""
         secret = secrets.token_urlsafe(32)
         with self.db.write() as tx:
+            if tx.one("SELECT node_id FROM edge_nodes WHERE node_id = ?", (node_id,)):
+                raise Conflict(f"node {node_id!r} exists", field="node_id")
             tx.execute(
                 "INSERT INTO edge_nodes (node_id, secret_hash, created_at) VALUES (?, ?, ?)",
                 (node_id, _hasher.hash(secret), _now().isoformat()),
             )
+            if site is not None:
+                sites.bind_node(tx, node_id, site)
+                sites.audit(tx, actor, "node.add", node_id, {"site": site})
         return secret
 
     def authenticate_node(self, node_id: str, secret: str) -> Principal:

@@ -2,6 +2,12 @@
 
 coresync-cloud demo [--port 8600] [--data-dir DIR]
 coresync-cloud serve --db postgresql://user@host/db --port 8600
+coresync-cloud sites add SITE_ID --name NAME --tax-rate 0.08 --timezone America/New_York
+                     [--db DSN | --data-dir DIR]
+coresync-cloud sites list [--db DSN | --data-dir DIR]
+coresync-cloud nodes add NODE_ID --site SITE_ID [--db DSN | --data-dir DIR]
+                     (the node secret is the last line of stdout)
+coresync-cloud nodes list | nodes revoke NODE_ID [--db DSN | --data-dir DIR]
 """
 
 from __future__ import annotations
@@ -33,11 +39,51 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--tax-rate", type=Decimal, default=Decimal("0.08"))
     serve.add_argument("--pool-size", type=int, default=16)
+    _admin_commands(sub)
     return p
+
+
+def _target(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", help="postgresql://... DSN or a SQLite path")
+    where.add_argument("--data-dir", type=Path, help="the SQLite cloud's data dir (cloud.db)")
+
+
+def _admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sites = sub.add_parser("sites", help="the chain's sites").add_subparsers(
+        dest="action", required=True
+    )
+    add = sites.add_parser("add", help="add a site")
+    add.add_argument("site_id")
+    add.add_argument("--name", required=True)
+    add.add_argument("--tax-rate", required=True, help="e.g. 0.08")
+    add.add_argument("--timezone", required=True, help="IANA zone, e.g. America/New_York")
+    add.add_argument("--block-quota", type=int, default=20, help="number blocks per kind/year")
+    _target(add)
+    _target(sites.add_parser("list", help="list the sites"))
+    nodes = sub.add_parser("nodes", help="edge-node credentials").add_subparsers(
+        dest="action", required=True
+    )
+    nadd = nodes.add_parser("add", help="register a node of a site; prints its secret last")
+    nadd.add_argument("node_id")
+    nadd.add_argument("--site", required=True)
+    _target(nadd)
+    _target(nodes.add_parser("list", help="list the nodes"))
+    revoke = nodes.add_parser("revoke", help="revoke a node's credential")
+    revoke.add_argument("node_id")
+    _target(revoke)
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from cloud_api import admin_cli
+
+    return admin_cli.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("sites", "nodes"):
+        return _admin(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "demo":
         args.data_dir.mkdir(parents=True, exist_ok=True)

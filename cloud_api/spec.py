@@ -14,9 +14,10 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from cloud_api import guard
 from cloud_api.auth import Auth, Principal, Unauthenticated
 from edge.shop import Forbidden, Shop, ValidationFailed
-from edge.shop.inputs import Input, parse
+from edge.shop.inputs import Input, parse, parse_json
 
 AuthLevel = Literal["public", "any", "member", "staff", "manager", "admin", "node"]
 T = TypeVar("T")
@@ -106,7 +107,7 @@ async def authenticate(request: web.Request, level: AuthLevel, ctx_auth: Auth, e
 ):  # fmt: skip
     if level == "public":
         return None
-    header = request.headers.get("Authorization", "")
+    header = guard.header(request.headers.get("Authorization", ""), "Authorization")
     scheme, _, credential = header.partition(" ")
     loop = asyncio.get_running_loop()
     if level == "node":
@@ -131,19 +132,28 @@ async def read_body(request: web.Request, model: type[BaseModel] | None) -> Any:
     return parse_json_object(raw, model)
 
 
-def parse_json_object(raw: bytes, model: type[BaseModel]) -> Any:
-    """A request body as ``model``: a JSON object (empty body = {}), money as Decimal."""
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            # Money arrives as exact decimals, never via float.
-            data = json.loads(raw, parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError):
-            raise ValidationFailed("body", "not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ValidationFailed("body", "must be a JSON object")
-    return parse(model, data)
+def parse_json_object(raw: bytes, model: type[BaseModel], *, nul_ok: bool = False) -> Any:
+    """A request body as ``model``: a JSON object (empty body = {}), strictly typed.
+
+    Nesting is bounded before parsing; NUL characters are refused naming the
+    field unless ``nul_ok`` (a sync push judges each change on its own).
+    """
+    guard.check_depth(raw)
+    body = parse_json(model, raw if raw.strip() else b"{}")
+    if not nul_ok:
+        guard.refuse_nul(("", body.model_dump()))
+    return body
+
+
+def parse_query(request: web.Request, model: type[BaseModel] | None) -> Any:
+    """Path ids and query strings: no NUL anywhere, then the route's query model."""
+    guard.refuse_nul(*request.match_info.items())
+    guard.refuse_nul(*request.query.items())
+    if model is not None:
+        return parse(model, dict(request.query))
+    if request.query:
+        raise ValidationFailed(next(iter(request.query)), "unknown query parameter")
+    return None
 
 
 def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -151,12 +161,7 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         app = request.app
         ex = app[EXECUTOR_KEY]
         principal = await authenticate(request, route.auth, app[AUTH_KEY], ex)
-        if route.query is not None:
-            query = parse(route.query, dict(request.query))
-        elif request.query:
-            raise ValidationFailed(next(iter(request.query)), "unknown query parameter")
-        else:
-            query = None
+        query = parse_query(request, route.query)
         body = await read_body(request, route.body)
         ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
         result = await route.handler(ctx)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from cloud_api import guard
 from cloud_api.auth import Auth, Principal, Unauthenticated
 from cloud_api.spec import (
     AUTH_KEY,
@@ -30,10 +31,12 @@ from cloud_api.spec import (
     Route,
     authenticate,
     parse_json_object,
+    parse_query,
 )
 from edge.shop import Forbidden, ValidationFailed
-from edge.shop.inputs import Input, parse
-from sync.apply import Change
+from edge.shop.inputs import Input
+from sync import cloud_nodes
+from sync.apply import INCARNATION_PATTERN, KEY_PATTERN, Change, parse_key
 from sync.attention import list_attention, resolve_attention
 from sync.cloud import CloudSync
 
@@ -41,11 +44,14 @@ MAX_SYNC_BODY = 8 * 1024 * 1024
 NODE_AUTH_TTL_S = 300.0
 SYNC_KEY = web.AppKey("cloud_sync", CloudSync)
 CACHE_KEY = web.AppKey("node_auth_cache", dict)
-_KEY = r"^[a-z0-9][a-z0-9_-]{0,62}:[0-9]{1,18}$"
+_INCARNATION = f"^{INCARNATION_PATTERN}$"
 
 
 class ChangeIn(Input):
-    key: str = Field(pattern=_KEY, description="Idempotency key: <node id>:<outbox seq>.")
+    key: str = Field(
+        pattern=KEY_PATTERN,
+        description="Idempotency key: <node id>:<incarnation>:<outbox seq> (legacy <node>:<seq>).",
+    )
     entity: str = Field(min_length=1, max_length=40, description="order, stock_movement, ...")
     entity_id: str = Field(min_length=1, max_length=100, description="Id of the record.")
     op: str = Field(min_length=1, max_length=40, description="What happened (create, ...).")
@@ -68,6 +74,40 @@ class LeaseInput(Input):
     request_key: str = Field(
         pattern=r"^[A-Za-z0-9_-]{8,64}$", description="Same key, same block (retry-safe)."
     )
+    incarnation: str | None = Field(
+        None, pattern=_INCARNATION, description="The asking node's incarnation (sync/hello)."
+    )
+
+
+class HelloInput(Input):
+    incarnation: str = Field(pattern=_INCARNATION, description="This start's incarnation id.")
+    previous: str | None = Field(
+        None, pattern=r"^([0-9a-f]{16})?$", description="The incarnation it follows, if any."
+    )
+    first_seq: int = Field(ge=1, le=2**62, description="First outbox seq keyed by it.")
+    reason: Literal["new", "legacy", "restored", "rolled_back"] = Field(
+        description="Why it started: a new disk, an upgrade, a restore, a detected rollback."
+    )
+    outbox_head: int = Field(ge=0, le=2**62, description="Highest outbox seq on the disk.")
+    held_blocks: list[list[str | int]] = Field(
+        default_factory=list, max_length=10_000, description="[kind, year, block] held."
+    )
+    pending_lease_keys: list[str] = Field(
+        default_factory=list, max_length=100, description="Lease request keys in flight."
+    )
+
+
+class KnownRange(Input):
+    incarnation: str = Field(pattern=r"^([0-9a-f]{16})?$", description="Incarnation ('' legacy).")
+    upto: int = Field(ge=0, le=2**62, description="Last outbox seq of it this disk holds.")
+
+
+class RecoverInput(Input):
+    known: list[KnownRange] = Field(
+        max_length=cloud_nodes.MAX_KNOWN, description="What the disk holds, per incarnation."
+    )
+    after: int = Field(0, ge=0, le=2**62, description="Feed cursor of the recovery.")
+    limit: int = Field(200, ge=1, le=1000, description="Changes per page.")
 
 
 class AttentionQuery(Input):
@@ -87,11 +127,11 @@ async def sync_push(c: Ctx) -> Any:
     body: PushInput = c.body
     changes = []
     for i, ch in enumerate(body.changes):
-        node, _, seq = ch.key.rpartition(":")
+        node, incarnation, seq = parse_key(ch.key)
         if node != c.me.subject:
             raise Forbidden(f"changes[{i}].key: a node may only push its own changes")
-        changes.append(Change(node, int(seq), ch.entity, ch.entity_id, ch.op,
-                              _plain(ch.payload), ch.created_at))  # fmt: skip
+        changes.append(Change(node, seq, ch.entity, ch.entity_id, ch.op, _plain(ch.payload),
+                              ch.created_at, incarnation))  # fmt: skip
     acks = await c.run(_sync(c).push, c.me.subject, changes)
     return {"acks": [a.to_json() for a in acks]}
 
@@ -114,8 +154,23 @@ async def sync_pull(c: Ctx) -> Any:
 
 async def sync_lease(c: Ctx) -> Any:
     b: LeaseInput = c.body
-    block = await c.run(_sync(c).lease, c.me.subject, b.request_key, b.kind, b.year)
+    block = await c.run(
+        _sync(c).lease, c.me.subject, b.request_key, b.kind, b.year, b.incarnation or ""
+    )
     return {"kind": b.kind, "year": b.year, "block": block}
+
+
+async def sync_hello(c: Ctx) -> Any:
+    b: HelloInput = c.body
+    h = cloud_nodes.Hello(b.incarnation, b.previous or None, b.first_seq, b.reason,
+                          b.outbox_head)  # fmt: skip
+    return await c.run(cloud_nodes.hello, c.shop.db, c.me.subject, h)
+
+
+async def sync_recover(c: Ctx) -> Any:
+    b: RecoverInput = c.body
+    known = [(k.incarnation, k.upto) for k in b.known]
+    return await c.run(cloud_nodes.recover, c.shop.db, c.me.subject, known, b.after, b.limit)
 
 
 async def sync_attention(c: Ctx) -> Any:
@@ -151,6 +206,11 @@ SYNC_ROUTES: tuple[Route, ...] = (
     Route("GET", "sync/pull", sync_pull, "node", "Changes after a feed cursor", query=PullQuery),
     Route("POST", "sync/lease", sync_lease, "node", "Lease a block of order/request numbers",
           LeaseInput),
+    Route("POST", "sync/hello", sync_hello, "node",
+          "Register this start's incarnation; says whether the disk was rolled back",
+          HelloInput),
+    Route("POST", "sync/recover", sync_recover, "node",
+          "This node's own acknowledged changes that its disk does not hold", RecoverInput),
     Route("GET", "sync/attention", sync_attention, "staff", "Sync items needing staff",
           query=AttentionQuery),
     Route("POST", "sync/attention/{id}/resolve", sync_resolve, "staff",
@@ -163,7 +223,7 @@ SYNC_ROUTES: tuple[Route, ...] = (
 
 # ---- plumbing -----------------------------------------------------------------------
 async def _node_principal(request: web.Request, auth: Auth, ex: Any) -> Principal:
-    header = request.headers.get("Authorization", "")
+    header = guard.header(request.headers.get("Authorization", ""), "Authorization")
     cache: dict[str, tuple[Principal, float]] = request.app[CACHE_KEY]
     digest = hashlib.sha256(header.encode()).hexdigest()
     hit = cache.get(digest)
@@ -188,7 +248,8 @@ async def _read_body(request: web.Request, model: type[BaseModel] | None) -> Any
         if size > MAX_SYNC_BODY:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_SYNC_BODY, actual_size=size)
         chunks.append(chunk)
-    return parse_json_object(b"".join(chunks), model)
+    # A push carries edge records as they are; each change is judged on its own.
+    return parse_json_object(b"".join(chunks), model, nul_ok=model is PushInput)
 
 
 def _dumps(value: Any) -> str:
@@ -203,12 +264,7 @@ def _make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
             principal: Principal | None = await _node_principal(request, app[AUTH_KEY], ex)
         else:
             principal = await authenticate(request, route.auth, app[AUTH_KEY], ex)
-        if route.query is not None:
-            query = parse(route.query, dict(request.query))
-        elif request.query:
-            raise ValidationFailed(next(iter(request.query)), "unknown query parameter")
-        else:
-            query = None
+        query = parse_query(request, route.query)
         body = await _read_body(request, route.body)
         ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
         return web.json_response(await route.handler(ctx), status=route.status, dumps=_dumps)

@@ -19,6 +19,7 @@ from edge.shop.errors import Conflict, NotFound, ValidationFailed
 from edge.shop.money import to_cents
 from sync import merge
 from sync.attention import has_attention, raise_attention
+from sync.oversell import HOLD_NOTE, raise_oversell
 
 Role = Literal["cloud", "edge"]
 
@@ -34,10 +35,28 @@ class Change:
     op: str
     payload: dict[str, Any]
     created_at: str
+    incarnation: str = ""  # "" for changes from before incarnations (and the cloud's own)
 
     @property
     def key(self) -> str:
-        return f"{self.origin}:{self.origin_seq}"
+        return format_key(self.origin, self.incarnation, self.origin_seq)
+
+
+def format_key(node: str, incarnation: str, seq: int) -> str:
+    """``<node>:<incarnation>:<seq>``; the legacy ``<node>:<seq>`` when no incarnation."""
+    return f"{node}:{incarnation}:{seq}" if incarnation else f"{node}:{seq}"
+
+
+def parse_key(key: str) -> tuple[str, str, int]:
+    """(node, incarnation, seq) of a key already checked against ``KEY_PATTERN``."""
+    parts = key.split(":")
+    if len(parts) == 2:
+        return parts[0], "", int(parts[1])
+    return parts[0], parts[1], int(parts[2])
+
+
+INCARNATION_PATTERN = r"[0-9a-f]{16}"
+KEY_PATTERN = rf"^[a-z0-9][a-z0-9_-]{{0,62}}(:{INCARNATION_PATTERN})?:[0-9]{{1,18}}$"
 
 
 def _cents(value: Any) -> int | None:
@@ -141,18 +160,25 @@ class Applier:
         p = c.payload
         product_id, delta = str(p["product_id"]), int(p["delta"])
         actor = f"sync:{c.origin}"
+        if (
+            c.op == "cancellation"
+            and p.get("order_id")
+            and self._returned_by_other(tx, product_id, str(p["order_id"]), c.origin)
+        ):
+            return  # the order's stock came back once already, by another node's cancel
         if add_to_stock(tx, product_id, delta, allow_short=False):
             insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+            note = str(p.get("note") or "")
+            held_here = has_attention(tx, "oversell_held", product_id, open_only=True)
+            if (self.role == "edge" and c.op == "adjustment" and note.startswith(HOLD_NOTE)
+                    and not held_here):  # fmt: skip
+                # The cloud found an oversell: staff here must see it until they fix it.
+                raise_oversell(tx, "oversell", product_id, delta, "cloud", p.get("order_id"))
             return
         if tx.one("SELECT id FROM products WHERE id = ?", (product_id,)) is None:
             raise NotFound("product", product_id)
         stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (product_id,)))
         short = -(stock + delta)
-        detail = (
-            f"oversell: {-delta} unit(s) of product {product_id} sold on {c.origin} while apart;"
-            f" only {stock} left here"
-        )
-        data = {"product_id": product_id, "short": short, "order_id": p.get("order_id")}
         if self.role == "edge":
             # Hold it until the cloud's compensation (or a restock) arrives.
             tx.execute(
@@ -161,15 +187,32 @@ class Applier:
                 (product_id, c.op, delta, p.get("order_id"), actor, p.get("note"), c.origin,
                  c.created_at),
             )  # fmt: skip
-            raise_attention(tx, "oversell_held", "product", product_id, c.origin, detail, data)
+            raise_oversell(tx, "oversell_held", product_id, short, c.origin, p.get("order_id"))
             return
         # Cloud: hold the shortfall with a compensating adjustment first (stock
         # never dips below zero), then record the sale as it happened.
-        note = f"oversell hold: {short} unit(s) owed, see attention"
+        note = f"{HOLD_NOTE} {short} unit(s) owed, see attention"
         self.compensate(tx, product_id, short, p.get("order_id"), note)
         add_to_stock(tx, product_id, delta, allow_short=False)
         insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
-        raise_attention(tx, "oversell", "product", product_id, c.origin, detail, data)
+        raise_oversell(tx, "oversell", product_id, short, c.origin, p.get("order_id"))
+
+    def _returned_by_other(self, tx: Tx, product_id: str, order_id: str, origin: str) -> bool:
+        """Has a node other than ``origin`` already put this order's product back?
+
+        A cancel can happen on several nodes before they hear of each other;
+        each returns the stock locally.  Only the first cancellation of an
+        (order, product) to reach a node counts there; a node's own lines
+        always count together (an order may list a product twice).
+        """
+        rows = tx.all(
+            "SELECT actor FROM stock_movements WHERE order_id = ? AND product_id = ?"
+            " AND kind = 'cancellation'",
+            (order_id, product_id),
+        )
+        here = self.shop.config.node_id
+        sources = {r["actor"][5:] if str(r["actor"]).startswith("sync:") else here for r in rows}
+        return bool(sources - {origin})
 
     def compensate(
         self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str

@@ -50,11 +50,10 @@ def raise_attention(
     )  # fmt: skip
 
 
-def has_attention(tx: Tx, kind: str, entity_id: str) -> bool:
-    return (
-        tx.one("SELECT id FROM sync_attention WHERE kind = ? AND entity_id = ?", (kind, entity_id))
-        is not None
-    )
+def has_attention(tx: Tx, kind: str, entity_id: str, *, open_only: bool = False) -> bool:
+    unresolved = " AND resolved_at IS NULL" if open_only else ""
+    sql = f"SELECT id FROM sync_attention WHERE kind = ? AND entity_id = ?{unresolved}"
+    return tx.one(sql, (kind, entity_id)) is not None
 
 
 def _item(row: dict[str, Any]) -> AttentionItem:

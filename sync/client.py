@@ -23,10 +23,12 @@ import aiohttp
 from drivers.backoff import backoff_delay
 from edge.shop import Shop
 from edge.shop.numbering import Kind
+from sync import wire
 from sync.apply import Change
 from sync.config import CloudSyncConfig
 from sync.edge import EdgeSync
-from sync.errors import CloudRefused, CloudUnreachable, SyncError
+from sync.errors import CloudFault, CloudRefused, CloudUnreachable, SyncError
+from sync.incarnation import RECOVER_CURSOR
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +45,7 @@ class SyncReport:
     rejected_here: int = 0
     leased_blocks: int = 0
     requests: int = 0
+    recovered: int = 0
 
 
 def node_authorization(node_id: str, secret: str) -> str:
@@ -71,6 +74,7 @@ class SyncClient:
         self._ok = asyncio.Event()
         self._failing = asyncio.Event()
         self._stopped = False
+        self._greeted = False  # sync/hello done for this start
 
     # ---- plumbing -----------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -109,6 +113,38 @@ class SyncClient:
         return result
 
     # ---- one cycle ---------------------------------------------------------------
+    async def hello(self, report: SyncReport) -> None:
+        """Once per start: register the incarnation; a rolled-back disk starts a new one."""
+        for _ in range(3):
+            body = await self._db(self.store.hello_body)
+            verdict, leases = wire.hello(await self._http("POST", "sync/hello", body))
+            report.requests += 1
+            if not await self._db(self.store.accept_hello, verdict, leases):
+                self._greeted = True
+                return
+            log.warning("this disk was rolled back (restored by hand?): new incarnation")
+        raise CloudFault("hello: the cloud still calls this disk rolled back")
+
+    async def recover_all(self, report: SyncReport) -> None:
+        """After a new incarnation: re-apply this node's history the disk lacks."""
+        while True:
+            reason, cursor, known = await self._db(self.store.recovery)
+            if reason is None:
+                return
+            body = {"known": known, "after": cursor, "limit": self.cfg.batch_size}
+            changes, next_cursor, more = wire.page(
+                await self._http("POST", "sync/recover", body), "recover"
+            )
+            report.requests += 1
+            if changes or next_cursor != cursor:
+                result = await self._db(
+                    self.store.apply_pulled, changes, next_cursor, RECOVER_CURSOR
+                )
+                report.recovered += result.applied
+            if not more:
+                await self._db(self.store.finish_recovery, report.recovered)
+                return
+
     async def push_all(self, report: SyncReport) -> None:
         while True:
             changes, reach = await self._db(self.store.pending, self.cfg.batch_size)
@@ -119,31 +155,20 @@ class SyncClient:
             body = {"changes": [_wire(c) for c in changes]}
             result = await self._http("POST", "sync/push", body)
             report.requests += 1
-            acks = result.get("acks") if isinstance(result, dict) else None
-            if not isinstance(acks, list) or [a.get("key") for a in acks] != [
-                c.key for c in changes
-            ]:
-                raise CloudUnreachable("push: acknowledgements do not match the batch")
+            acks = wire.acks(result, [c.key for c in changes])
+            refused = wire.refused(changes, acks)
             for a in acks:
                 report.pushed += a["status"] == "applied"
                 report.duplicates += a["status"] == "duplicate"
                 report.rejected_by_cloud += a["status"] == "rejected"
-            await self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]))
+            await self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]), refused)
 
     async def pull_all(self, report: SyncReport) -> None:
         while True:
             _, cursor = await self._db(self.store.cursors)
             page = await self._http("GET", f"sync/pull?after={cursor}&limit={self.cfg.batch_size}")
             report.requests += 1
-            try:
-                changes = [
-                    Change(r["origin"], int(r["origin_seq"]), r["entity"], r["entity_id"],
-                           r["op"], r["payload"], r["created_at"])
-                    for r in page["changes"]
-                ]  # fmt: skip
-                next_cursor, more = int(page["next_cursor"]), bool(page["more"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise CloudUnreachable(f"pull: malformed page ({exc})") from exc
+            changes, next_cursor, more = wire.page(page, "pull")
             if changes or next_cursor != cursor:
                 result = await self._db(self.store.apply_pulled, changes, next_cursor)
                 report.pulled += result.applied
@@ -174,11 +199,11 @@ class SyncClient:
                 k: Kind = "PO" if kind == "PO" else "CR"
                 while await self._db(self.shop.spare_numbers, k, year) < self.cfg.numbers_low_water:
                     key = await self._db(self.store.lease_key, k, year)
-                    result = await self._http(
-                        "POST", "sync/lease", {"kind": k, "year": year, "request_key": key}
-                    )
+                    body = {"kind": k, "year": year, "request_key": key,
+                            "incarnation": await self._db(self.store.incarnation_id)}  # fmt: skip
+                    result = await self._http("POST", "sync/lease", body)
                     report.requests += 1
-                    await self._db(self.store.accept, k, year, int(result["block"]))
+                    await self._db(self.store.accept, k, year, wire.lease_block(result))
                     report.leased_blocks += 1
 
     async def sync_once(self) -> SyncReport:
@@ -187,8 +212,12 @@ class SyncClient:
         report = SyncReport()
         await self.deliver_member_events()
         try:
+            if not self._greeted:
+                await self.hello(report)
             await self.push_all(report)
             await self.pull_all(report)
+            # After the pull: a wiped disk needs the members and products first.
+            await self.recover_all(report)
             await self.top_up_numbers(report)
         except SyncError as exc:
             await self._db(self.store.record_error, str(exc))

@@ -15,10 +15,13 @@ from typing import Any
 
 from edge.shop import Shop
 from edge.shop.db import Tx
-from edge.shop.errors import ShopError
+from edge.shop.errors import Forbidden
 from edge.shop.numbering import Kind, lease_block
+from sync import sites
 from sync.apply import Applier, Change
 from sync.attention import raise_attention, utc_stamp
+from sync.poison import is_poison, refuse_nul, storable
+from sync.poison import reason as poison_reason
 from sync.schema import migrate_sync
 
 FEED_LOCK = 7_301_001
@@ -51,15 +54,34 @@ def _set_state(tx: Tx, key: str, value: str) -> None:
     )
 
 
-def _insert_feed(tx: Tx, c: Change, status: str, reason: str | None) -> int:
+def _insert_feed(
+    tx: Tx, c: Change, status: str, reason: str | None, site: str | None = None
+) -> int:
     rows = tx.all(
-        "INSERT INTO sync_changes (origin, origin_seq, entity, entity_id, op, payload,"
-        " created_at, received_at, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " RETURNING seq",
-        (c.origin, c.origin_seq, c.entity, c.entity_id, c.op,
-         json.dumps(c.payload, sort_keys=True), c.created_at, utc_stamp(), status, reason),
+        "INSERT INTO sync_changes (origin, incarnation, origin_seq, entity, entity_id, op,"
+        " payload, created_at, received_at, status, reason, site)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        (c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
+         json.dumps(c.payload, sort_keys=True), c.created_at, utc_stamp(), status, reason,
+         site),
     )  # fmt: skip
     return int(rows[0]["seq"])
+
+
+_SITE_OWNED = {"order": "orders", "concierge_request": "concierge_requests"}
+
+
+def _same_site(tx: Tx, c: Change, site: str | None) -> None:
+    """A site's node may not change another site's orders or requests (poison: rejected)."""
+    table = _SITE_OWNED.get(c.entity)
+    if table is None or site is None:
+        return
+    row = tx.one(f"SELECT origin_node FROM {table} WHERE id = ?", (c.entity_id,))
+    if row is None:
+        return
+    owner = sites.site_of(tx, str(row["origin_node"]))
+    if owner is not None and owner != site:
+        raise Forbidden(f"entity_id: {c.entity} {c.entity_id} belongs to another site")
 
 
 class CloudSync:
@@ -75,30 +97,40 @@ class CloudSync:
         acks: list[Ack] = []
         with self.shop.db.write() as tx:
             _feed_lock(tx)
+            site = sites.site_of(tx, node)
             for c in changes:
                 seen = tx.one(
-                    "SELECT seq FROM sync_changes WHERE origin = ? AND origin_seq = ?",
-                    (c.origin, c.origin_seq),
+                    "SELECT seq, status, reason FROM sync_changes WHERE origin = ?"
+                    " AND incarnation = ? AND origin_seq = ?",
+                    (c.origin, c.incarnation, c.origin_seq),
                 )
                 if seen is not None:
-                    acks.append(Ack(c.key, int(seen["seq"]), "duplicate"))
+                    # A retry of a refused change hears the reason again (quarantine).
+                    why = seen["reason"] if seen["status"] == "rejected" else None
+                    acks.append(Ack(c.key, int(seen["seq"]), "duplicate", why))
                     continue
-                status, reason = self._apply_one(tx, c)
-                acks.append(Ack(c.key, _insert_feed(tx, c, status, reason), status, reason))
+                status, reason = self._apply_one(tx, c, site)
+                kept = c if status == "applied" else storable(c)
+                seq = _insert_feed(tx, kept, status, reason, site)
+                acks.append(Ack(c.key, seq, status, reason))
             _set_state(tx, f"node:{node}:last_push", utc_stamp())
         return acks
 
-    def _apply_one(self, tx: Tx, c: Change) -> tuple[str, str | None]:
+    def _apply_one(self, tx: Tx, c: Change, site: str | None) -> tuple[str, str | None]:
         tx.execute("SAVEPOINT sync_change")
         try:
+            refuse_nul(("entity_id", c.entity_id), ("op", c.op), ("payload", c.payload))
+            _same_site(tx, c, site)
             self.applier.apply(tx, c)
-        except (ShopError, KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:
+            if not is_poison(exc):
+                raise  # transient: the batch answers 5xx and is sent again
             # A change that cannot apply is kept (feed row + attention), never lost.
             tx.execute("ROLLBACK TO SAVEPOINT sync_change")
             tx.execute("RELEASE SAVEPOINT sync_change")
-            reason = f"{type(exc).__name__}: {exc}"
-            raise_attention(tx, "rejected_change", c.entity, c.entity_id, c.origin, reason,
-                            {"key": c.key, "op": c.op, "payload": c.payload})  # fmt: skip
+            reason, kept = poison_reason(exc), storable(c)
+            raise_attention(tx, "rejected_change", kept.entity, kept.entity_id, c.origin, reason,
+                            {"key": c.key, "op": kept.op, "payload": c.payload})  # fmt: skip
             return "rejected", reason
         tx.execute("RELEASE SAVEPOINT sync_change")
         return "applied", None
@@ -120,7 +152,7 @@ class CloudSync:
                 rows = tx.all(
                     "SELECT o.seq, o.entity, o.entity_id, o.op, o.payload, o.node, o.created_at"
                     " FROM outbox o LEFT JOIN sync_changes s"
-                    " ON s.origin = o.node AND s.origin_seq = o.seq"
+                    " ON s.origin = o.node AND s.incarnation = '' AND s.origin_seq = o.seq"
                     " WHERE o.seq > ? AND s.seq IS NULL ORDER BY o.seq LIMIT ?",
                     (cursor - INGEST_LOOKBACK, INGEST_BATCH),
                 )
@@ -141,11 +173,15 @@ class CloudSync:
             # Head first: feed seqs commit in order, so every seq <= head is
             # visible to the next statement even under READ COMMITTED.
             head = int(tx.scalar("SELECT COALESCE(MAX(seq), 0) AS h FROM sync_changes"))
+            site = sites.site_of(tx, node)
+            # A site's node gets the chain-wide rows and its own site's partition.
+            partition = "" if site is None else " AND (site IS NULL OR site = ?)"
             rows = tx.all(
                 "SELECT seq, origin, origin_seq, entity, entity_id, op, payload, created_at"
                 " FROM sync_changes WHERE seq > ? AND seq <= ? AND origin <> ?"
-                " AND status = 'applied' AND entity <> 'attendance' ORDER BY seq LIMIT ?",
-                (after, head, node, limit),
+                f" AND status = 'applied' AND entity <> 'attendance'{partition}"
+                " ORDER BY seq LIMIT ?",
+                (after, head, node, *(() if site is None else (site,)), limit),
             )
         full = len(rows) == limit
         cursor = int(rows[-1]["seq"]) if full else max(head, after)
@@ -154,7 +190,9 @@ class CloudSync:
         changes = [{**r, "payload": json.loads(r["payload"])} for r in rows]
         return {"changes": changes, "next_cursor": cursor, "more": full}
 
-    def lease(self, node: str, request_key: str, kind: Kind, year: int) -> int:
+    def lease(
+        self, node: str, request_key: str, kind: Kind, year: int, incarnation: str = ""
+    ) -> int:
         """A block of numbers for ``node``; the same ``request_key`` gets the same block."""
         with self.shop.db.write() as tx:
             row = tx.one(
@@ -164,11 +202,12 @@ class CloudSync:
             )
             if row is not None:
                 return int(row["block"])
+            sites.check_lease_quota(tx, node, kind, year)
             block = lease_block(tx, kind, year, node)
             tx.execute(
-                "INSERT INTO sync_leases (node, request_key, kind, year, block, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (node, request_key, kind, year, block, utc_stamp()),
+                "INSERT INTO sync_leases (node, request_key, kind, year, block, created_at,"
+                " incarnation) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (node, request_key, kind, year, block, utc_stamp(), incarnation),
             )
         return block
 
@@ -188,7 +227,8 @@ class CloudSync:
 
     def node_status(self) -> list[dict[str, Any]]:
         with self.shop.db.read() as tx:
-            rows = tx.all("SELECT key, value FROM sync_state WHERE key LIKE 'node:%'")
+            # The pattern is a parameter: a literal % reads as a placeholder on PostgreSQL.
+            rows = tx.all("SELECT key, value FROM sync_state WHERE key LIKE ?", ("node:%",))
         nodes: dict[str, dict[str, Any]] = {}
         for r in rows:
             _, node, what = str(r["key"]).split(":", 2)

@@ -9,6 +9,7 @@ deduplicated by the cloud).
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +20,12 @@ from pydantic import Field
 from drivers.config import StrictModel
 from edge.shop import Shop
 from edge.shop.db import Tx
-from edge.shop.errors import ShopError
 from edge.shop.numbering import Kind
+from sync import incarnation
 from sync.apply import Applier, Change, add_to_stock, insert_movement
 from sync.attention import count_open, list_attention, raise_attention, utc_stamp
+from sync.poison import is_poison
+from sync.poison import reason as poison_reason
 from sync.privacy import assert_no_biometrics
 from sync.schema import migrate_sync
 
@@ -96,19 +99,36 @@ class EdgeSync:
         """
         push_cursor, _ = self.cursors()
         rows = self.shop.outbox(push_cursor, limit)
+        node = self.shop.config.node_id
+        with self.shop.db.read() as tx:
+            known = incarnation.current(tx, node) is not None
+        if not known:  # normally started by sync/hello already
+            with self.shop.db.write() as tx:
+                incarnation.ensure(tx, node)
+        with self.shop.db.read() as tx:
+            past = incarnation.lineage(tx, node)
         changes = []
         for r in rows:
             if r["entity"] in NOT_PUSHED:
                 continue
             assert_no_biometrics(r["entity"], r["payload"])
-            node = self.shop.config.node_id
-            changes.append(Change(node, int(r["seq"]), r["entity"], r["entity_id"], r["op"],
-                                  r["payload"], r["created_at"]))  # fmt: skip
+            seq = int(r["seq"])
+            inc = incarnation.key_incarnation(past, seq)
+            changes.append(Change(node, seq, r["entity"], r["entity_id"], r["op"], r["payload"],
+                                  r["created_at"], inc))  # fmt: skip
         reach = int(rows[-1]["seq"]) if rows else push_cursor
         return changes, reach
 
-    def acknowledge(self, reach: int, last_cloud_seq: int | None) -> None:
+    def acknowledge(
+        self,
+        reach: int,
+        last_cloud_seq: int | None,
+        refused: list[tuple[Change, str]] | None = None,
+    ) -> None:
+        """Move the push cursor; changes the cloud refused for good go to the quarantine."""
         with self.shop.db.write() as tx:
+            for c, why in refused or ():
+                quarantine(tx, c, why)
             current = int(self._get(tx, "push_cursor", "0") or 0)
             self._set(tx, "push_cursor", str(max(current, reach)))
             if last_cloud_seq is not None:
@@ -126,7 +146,9 @@ class EdgeSync:
             )
 
     # ---- pull -------------------------------------------------------------------------
-    def apply_pulled(self, changes: list[Change], next_cursor: int) -> PullResult:
+    def apply_pulled(
+        self, changes: list[Change], next_cursor: int, cursor_key: str = "pull_cursor"
+    ) -> PullResult:
         """One transaction: every change, held stock retried, the cursor moved."""
         applied = rejected = 0
         with self.shop.db.write() as tx:
@@ -135,15 +157,17 @@ class EdgeSync:
                 try:
                     self.applier.apply(tx, c)
                     applied += 1
-                except (ShopError, KeyError, TypeError, ValueError) as exc:
+                except Exception as exc:
+                    if not is_poison(exc):
+                        raise  # storage trouble: the page is applied again next cycle
                     tx.execute("ROLLBACK TO SAVEPOINT sync_change")
                     rejected += 1
                     raise_attention(tx, "rejected_change", c.entity, c.entity_id, c.origin,
-                                    f"{type(exc).__name__}: {exc}",
+                                    poison_reason(exc),
                                     {"key": c.key, "op": c.op, "payload": c.payload})  # fmt: skip
                 tx.execute("RELEASE SAVEPOINT sync_change")
             self.retry_held(tx)
-            self._set(tx, "pull_cursor", str(next_cursor))
+            self._set(tx, cursor_key, str(next_cursor))
         return PullResult(applied, rejected, self.member_events())
 
     def retry_held(self, tx: Tx) -> int:
@@ -155,17 +179,37 @@ class EdgeSync:
                                 h["actor"], h["note"])  # fmt: skip
                 tx.execute("DELETE FROM sync_held_movements WHERE id = ?", (h["id"],))
                 done += 1
-        if done and not tx.one("SELECT id FROM sync_held_movements LIMIT 1"):
-            tx.execute(
-                "UPDATE sync_attention SET resolved_at = ?, resolved_by = 'sync'"
-                " WHERE kind = 'oversell_held' AND resolved_at IS NULL",
-                (utc_stamp(),),
-            )
+        # The oversell_held items stay open: the shortfall is real until staff act on it
+        # (sync/oversell.py), even once the cloud's hold lets the movement apply.
         return done
 
     def retry_held_now(self) -> int:
         with self.shop.db.write() as tx:
             return self.retry_held(tx)
+
+    # ---- incarnations (sync/incarnation.py) -----------------------------------------
+    def hello_body(self) -> dict[str, Any]:
+        with self.shop.db.write() as tx:
+            return incarnation.hello_body(tx, self.shop.config.node_id)
+
+    def accept_hello(self, verdict: str, leases: list[dict[str, Any]]) -> bool:
+        with self.shop.db.write() as tx:
+            return incarnation.accept_hello(tx, self.shop.config.node_id, verdict, leases)
+
+    def incarnation_id(self) -> str | None:
+        with self.shop.db.read() as tx:
+            inc = incarnation.current(tx, self.shop.config.node_id)
+        return None if inc is None else inc.id
+
+    def recovery(self) -> tuple[str | None, int, list[dict[str, Any]]]:
+        """(pending reason or None, recover cursor, what this disk holds per incarnation)."""
+        with self.shop.db.read() as tx:
+            reason, cursor = incarnation.recovery_state(tx)
+            return reason, cursor, incarnation.known_ranges(tx, self.shop.config.node_id)
+
+    def finish_recovery(self, recovered: int) -> None:
+        with self.shop.db.write() as tx:
+            incarnation.finish_recovery(tx, self.shop.config.node_id, recovered)
 
     # ---- member hook ---------------------------------------------------------------------
     def member_events(self) -> list[tuple[int, str, bool, bool]]:
@@ -213,19 +257,38 @@ class EdgeSync:
         with self.shop.db.read() as tx:
             state = {r["key"]: r["value"] for r in tx.all("SELECT key, value FROM sync_state")}
             held = int(tx.scalar("SELECT COUNT(*) AS n FROM sync_held_movements"))
+            quarantined = int(tx.scalar("SELECT COUNT(*) AS n FROM sync_quarantine"))
             open_items = count_open(tx)
         return {
             "last_success": state.get("last_success"),
             "last_error": state.get("last_error"),
             "last_error_at": state.get("last_error_at"),
             "queue_depth": self.queue_depth(),
+            "incarnation": state.get(incarnation.CURRENT),
             "push_cursor": int(state.get("push_cursor", 0)),
             "pull_cursor": int(state.get("pull_cursor", 0)),
             "held_stock_movements": held,
+            "quarantined": quarantined,
             "attention_open": open_items,
             "attention": [a.to_json() for a in list_attention(self.shop.db, limit=50)],
             "spare_numbers": {k: self.shop.spare_numbers(k, year) for k in ("PO", "CR")},
         }
+
+
+def quarantine(tx: Tx, c: Change, why: str) -> None:
+    """Keep a change the cloud refused for good, and tell staff here (the cloud tells its own)."""
+    tx.execute(
+        "INSERT INTO sync_quarantine (key, entity, entity_id, op, payload, reason, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        (c.key, c.entity, c.entity_id, c.op, json.dumps(c.payload, sort_keys=True), why,
+         utc_stamp()),
+    )  # fmt: skip
+    raise_attention(
+        tx, "change_quarantined", c.entity, c.entity_id, c.origin,
+        f"the cloud refused {c.entity} {c.entity_id} ({c.op}) for good: {why}. It is kept in"
+        " the quarantine; the rest of the queue went on. Fix the record and save it again.",
+        {"key": c.key, "reason": why},
+    )  # fmt: skip
 
 
 def sync_status(shop: Shop) -> dict[str, Any]:

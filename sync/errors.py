@@ -30,3 +30,11 @@ class BiometricDataRefused(SyncError):
 
 class ConfigError(SyncError):
     """The sync configuration cannot be used (e.g. the node secret is missing)."""
+
+
+class CloudFault(CloudUnreachable):
+    """The cloud answered, but not in the protocol (a field missing or of the wrong type).
+
+    A fault of the cloud, not of this edge: retried with backoff like an outage,
+    never surfacing as a ``KeyError`` from the sync job.
+    """

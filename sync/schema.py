@@ -3,7 +3,8 @@
 Edge: ``sync_state`` (cursors, last success/error), ``sync_attention``,
 ``sync_held_movements`` (remote stock movements waiting for stock),
 ``sync_member_events`` (member changes not yet handed to the hook),
-``member_consent``.  Cloud: additionally ``sync_changes`` (the change feed
+``member_consent``, ``sync_quarantine`` (own changes the cloud refused for
+good), ``sync_incarnations`` (both sides).  Cloud: additionally ``sync_changes`` (the change feed
 every edge pulls, keyed by ``(origin, origin_seq)`` for deduplication),
 ``sync_leases`` and ``attendance_events``.  Unused tables on a side are empty.
 """
@@ -96,11 +97,102 @@ CREATE TABLE attendance_events (
 );
 """
 
-STEPS_TEMPLATE: tuple[str, ...] = (_STEP_1,)
+# Step 2: node incarnations (docs/sync.md "Restores and reinstalls").  The
+# feed's idempotency key becomes (origin, incarnation, origin_seq); the old
+# UNIQUE (origin, origin_seq) must go, which SQLite can only do by a rebuild.
+_INCARNATIONS = """
+CREATE TABLE sync_incarnations (
+    node TEXT NOT NULL,
+    incarnation TEXT NOT NULL,
+    previous TEXT,
+    first_seq {bigint} NOT NULL,
+    reason TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    PRIMARY KEY (node, incarnation)
+);
+ALTER TABLE sync_leases ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';
+"""
+_STEP_2 = {
+    "sqlite": _INCARNATIONS
+    + """
+CREATE TABLE sync_changes_v2 (
+    seq {serial_pk},
+    origin TEXT NOT NULL,
+    incarnation TEXT NOT NULL DEFAULT '',
+    origin_seq {bigint} NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('applied', 'rejected')),
+    reason TEXT,
+    UNIQUE (origin, incarnation, origin_seq)
+);
+INSERT INTO sync_changes_v2 (seq, origin, origin_seq, entity, entity_id, op, payload,
+    created_at, received_at, status, reason)
+    SELECT seq, origin, origin_seq, entity, entity_id, op, payload, created_at, received_at,
+    status, reason FROM sync_changes;
+DROP TABLE sync_changes;
+ALTER TABLE sync_changes_v2 RENAME TO sync_changes;
+""",
+    "postgres": _INCARNATIONS
+    + """
+ALTER TABLE sync_changes ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';
+ALTER TABLE sync_changes DROP CONSTRAINT sync_changes_origin_origin_seq_key;
+ALTER TABLE sync_changes ADD CONSTRAINT sync_changes_key UNIQUE (origin, incarnation, origin_seq);
+""",
+}
+
+# Step 3: the edge's quarantine of changes the cloud refused for good.
+_STEP_3 = """
+CREATE TABLE sync_quarantine (
+    key TEXT PRIMARY KEY,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+# Step 4: sites as tenants of the cloud (sync/sites.py).  A feed row carries
+# the site of the node that made it (NULL: chain-wide, e.g. the catalogue).
+_STEP_4 = """
+CREATE TABLE sites (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tax_rate TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    block_quota INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE site_nodes (
+    node_id TEXT PRIMARY KEY,
+    site_id TEXT NOT NULL REFERENCES sites (id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE admin_audit (
+    id {serial_pk},
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+ALTER TABLE sync_changes ADD COLUMN site TEXT;
+"""
+
+STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (_STEP_1, _STEP_2, _STEP_3, _STEP_4)
 
 
 def steps_for(dialect: str) -> list[str]:
-    return [step.format(**_SUBST[dialect]) for step in STEPS_TEMPLATE]
+    return [
+        (step if isinstance(step, str) else step[dialect]).format(**_SUBST[dialect])
+        for step in STEPS_TEMPLATE
+    ]
 
 
 def migrate_sync(db: Database) -> int:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloud_api.auth import Auth
-from edge.shop import Shop, ShopConfig, SqliteDatabase
-from edge.shop.testing import MutableClock
+from edge.shop import PostgresDatabase, Shop, ShopConfig, SqliteDatabase
+from edge.shop.db import Database
+from edge.shop.testing import PG_DSN, MutableClock, postgres_schema, postgres_unreachable
 from sync.config import CloudSyncConfig
 from sync.schema import migrate_sync
 from sync.testing import CloudProcess
 from tests.conftest import free_port
+from tests.parts import missing
+
+T = TypeVar("T")
 
 PRODUCTS = (
     ("serum", "Rose Serum", "skincare", "40.00", 5),
@@ -57,21 +62,46 @@ def prepare_cloud(shop: Shop, nodes: tuple[str, ...] = ("edge-1",)) -> Cloud:
 
 
 @contextmanager
+def _serve(
+    db: Database, proc: CloudProcess, nodes: tuple[str, ...], restock: dict[str, int] | None
+) -> Iterator[tuple[Cloud, CloudProcess]]:
+    """Prepare ``db`` through the domain code, then serve it by the real cloud process."""
+    try:
+        prepared = prepare_cloud(Shop(db), nodes)
+        for slug, quantity in (restock or {}).items():
+            prepared.shop.restock(slug, {"quantity": quantity})
+        proc.start()
+        try:
+            yield prepared, proc
+        finally:
+            proc.stop()
+    finally:
+        db.close()
+
+
+@contextmanager
 def running_cloud(
     db_path: Path, nodes: tuple[str, ...] = ("edge-1",), restock: dict[str, int] | None = None
 ) -> Iterator[tuple[Cloud, CloudProcess]]:
     """A prepared SQLite cloud store served by a real ``coresync-cloud`` process."""
-    db = SqliteDatabase(str(db_path))
-    prepared = prepare_cloud(Shop(db), nodes)
-    for slug, quantity in (restock or {}).items():
-        prepared.shop.restock(slug, {"quantity": quantity})
     proc = CloudProcess(str(db_path), free_port())
-    proc.start()
-    try:
-        yield prepared, proc
-    finally:
-        proc.stop()
-        db.close()
+    with _serve(SqliteDatabase(str(db_path)), proc, nodes, restock) as running:
+        yield running
+
+
+@contextmanager
+def running_pg_cloud(
+    nodes: tuple[str, ...] = ("edge-1", "edge-2"), restock: dict[str, int] | None = None
+) -> Iterator[tuple[Cloud, CloudProcess]]:
+    """The same on PostgreSQL, in a schema of its own (skips when PostgreSQL is down)."""
+    reason = postgres_unreachable()
+    if reason:
+        missing("PostgreSQL", reason)
+    with postgres_schema() as schema:
+        db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
+        proc = CloudProcess(PG_DSN, free_port(), schema=schema)
+        with _serve(db, proc, nodes, restock) as running:
+            yield running
 
 
 def make_edge(path: Path, node: str = "edge-1", clock: MutableClock | None = None) -> Shop:
@@ -119,3 +149,14 @@ def assert_converged(*shops: Shop) -> None:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+async def off_loop(fn: Callable[[], T]) -> T:
+    """Run a blocking call or check (SQLite, the shop) in a thread, never on the loop."""
+    return await asyncio.to_thread(fn)
+
+
+def scalar(shop: Shop, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """One value from ``shop``'s database (blocking: call it through ``off_loop``)."""
+    with shop.db.read() as tx:
+        return tx.scalar(sql, params)

@@ -1,7 +1,8 @@
 """Property-based run of the cloud API against its own OpenAPI document: no 5xx, ever.
 
-The server runs on a real port in a thread (SQLite, demo data); each operation
-is called with the right kind of token for its route, bounded in examples.
+The server runs on a real port in a thread (SQLite and PostgreSQL, demo data);
+each operation — the sync routes included — is called with the right kind of
+credential for its route, bounded in examples.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from cloud_api.admin_routes import ADMIN_ROUTES
 from cloud_api.app import build_app
 from cloud_api.auth import Auth
 from cloud_api.demo import STAFF, seed
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
-from edge.shop.testing import make_shop
+from cloud_api.sync_routes import SYNC_ROUTES
+from edge.shop.testing import make_shop, postgres_unreachable
+from tests.parts import missing
 
-AUTH_BY_OPERATION = {(r.method, r.full_path): r.auth for r in ROUTES}
+ALL_ROUTES = ROUTES + ADMIN_ROUTES + SYNC_ROUTES
+AUTH_BY_OPERATION = {(r.method, r.full_path): r.auth for r in ALL_ROUTES}
 
 
 class ServerThread:
@@ -58,18 +63,24 @@ class ServerThread:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with make_shop("sqlite", tmp_path_factory.mktemp("schemathesis")) as shop:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    if request.param == "postgres" and (why := postgres_unreachable()):
+        missing("PostgreSQL", why)
+    with make_shop(request.param, tmp_path_factory.mktemp("schemathesis")) as shop:
         auth = Auth(shop.db)
         auth.migrate()
         seed(shop, auth)
         staff_token, _, _ = auth.login(STAFF[0], STAFF[2])
+        node_secret = auth.register_node("edge-1")
         with ServerThread(build_app(shop, auth)) as srv:
             yield {
                 "base": f"http://127.0.0.1:{srv.port}",
-                "member": "demo-member-ava",
-                "staff": staff_token,
+                "member": "Bearer demo-member-ava",
+                "staff": f"Bearer {staff_token}",
+                "node": f"Node edge-1:{node_secret}",
             }
 
 
@@ -89,12 +100,12 @@ def _fuzz(operation: Any, base_url: str, headers: dict[str, str]) -> None:
 
 
 def test_no_server_errors(server: dict[str, Any]) -> None:
-    schema = schemathesis.openapi.from_dict(build_openapi(ROUTES))
+    schema = schemathesis.openapi.from_dict(build_openapi(ALL_ROUTES))
     checked = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         level = AUTH_BY_OPERATION.get((operation.method.upper(), operation.path), "any")
-        token = server["member"] if level in ("member", "any") else server["staff"]
-        _fuzz(operation, server["base"], {"Authorization": f"Bearer {token}"})
+        who = {"member": "member", "any": "member", "node": "node"}.get(level, "staff")
+        _fuzz(operation, server["base"], {"Authorization": server[who]})
         checked += 1
-    assert checked == len(ROUTES)
+    assert checked == len(ALL_ROUTES)

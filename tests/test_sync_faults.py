@@ -28,6 +28,7 @@ from tests.sync_helpers import (
     edge_config,
     make_edge,
     now,
+    off_loop,
     running_cloud,
 )
 
@@ -95,7 +96,7 @@ async def test_cloud_restart_under_a_running_job(
     cloud: tuple[Cloud, CloudProcess], tmp_path: Path
 ) -> None:
     c, proc = cloud
-    edge = make_edge(tmp_path / "edge.db")
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db"))
     job = SyncClient(edge, edge_config(proc.url), secret=c.secrets["edge-1"])
     task = asyncio.create_task(job.run(), name="sync-job")
     try:
@@ -126,7 +127,7 @@ async def test_cloud_restart_under_a_running_job(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await job.stop()
-        edge.db.close()
+        await off_loop(lambda: edge.db.close())
 
 
 async def test_a_week_offline_on_both_sides(
@@ -134,7 +135,7 @@ async def test_a_week_offline_on_both_sides(
 ) -> None:
     c, proc = cloud
     clock = MutableClock(now())
-    edge = make_edge(tmp_path / "edge.db", clock=clock)
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db", clock=clock))
     proxy = FaultProxy("127.0.0.1", proc.port)
     await proxy.start()
     job = SyncClient(edge, edge_config(f"http://127.0.0.1:{proxy.port}"),
@@ -147,16 +148,16 @@ async def test_a_week_offline_on_both_sides(
             await asyncio.to_thread(_day_of_trade, edge, c, day)
             with pytest.raises(CloudUnreachable):
                 await job.sync_once()
-        assert EdgeSync(edge).status()["queue_depth"] > 7 * 25
+        assert await off_loop(lambda: EdgeSync(edge).status()["queue_depth"] > 7 * 25)
         await proxy.set_offline(False)
         await job.sync_once()
-        assert_converged(edge, c.shop)
-        assert edge.list_orders().total == 7 * 30
-        assert edge.spare_numbers("PO", clock().year) >= 1000
+        await off_loop(lambda: assert_converged(edge, c.shop))
+        assert await off_loop(lambda: edge.list_orders().total == 7 * 30)
+        assert await off_loop(lambda: edge.spare_numbers("PO", clock().year) >= 1000)
     finally:
         await job.stop()
         await proxy.stop()
-        edge.db.close()
+        await off_loop(lambda: edge.db.close())
 
 
 def _day_of_trade(edge: Shop, c: Cloud, day: int) -> None:

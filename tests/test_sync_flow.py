@@ -29,7 +29,9 @@ from tests.sync_helpers import (
     edge_config,
     make_edge,
     now,
+    off_loop,
     running_cloud,
+    scalar,
     snapshot,
 )
 
@@ -78,16 +80,18 @@ async def test_orders_stock_and_numbers_flow_both_ways(
 ) -> None:
     c, _ = cloud
     await sync(edge, c, proxy)
-    assert edge.get_product("serum").stock == 5 and edge.spare_numbers("PO") >= 1000
+    assert await off_loop(lambda: edge.get_product("serum").stock) == 5
+    assert await off_loop(lambda: edge.spare_numbers("PO")) >= 1000
     ava = c.members["ava"]
     counter = await asyncio.to_thread(order, edge, ava, ("serum", 2))
     await asyncio.to_thread(edge.set_order_status, counter, {"status": "processing"})
     web = await asyncio.to_thread(order, c.shop, ava, ("gua-sha", 3))
     await sync(edge, c, proxy)
-    assert c.shop.get_order(counter).status == "processing"
-    assert edge.get_order(web).number == c.shop.get_order(web).number
-    assert edge.get_product("gua-sha").stock == c.shop.get_product("gua-sha").stock == 17
-    assert_converged(edge, c.shop)
+    assert await off_loop(lambda: c.shop.get_order(counter).status == "processing")
+    assert await off_loop(lambda: edge.get_order(web).number == c.shop.get_order(web).number)
+    assert await off_loop(lambda: edge.get_product("gua-sha").stock) == 17
+    assert await off_loop(lambda: c.shop.get_product("gua-sha").stock) == 17
+    await off_loop(lambda: assert_converged(edge, c.shop))
 
 
 async def test_cuts_and_5xx_never_duplicate_or_lose(
@@ -104,13 +108,13 @@ async def test_cuts_and_5xx_never_duplicate_or_lose(
         proxy.fail_next(fault)
         with pytest.raises(CloudUnreachable):
             await sync(edge, c, proxy)
-    assert EdgeSync(edge).status()["last_error"]
+    assert await off_loop(lambda: EdgeSync(edge).status()["last_error"])
     await sync(edge, c, proxy)
-    assert_converged(edge, c.shop)
-    with c.shop.db.read() as tx:
-        fed = tx.scalar("SELECT COUNT(*) AS n FROM sync_changes WHERE origin = 'edge-1'")
-    assert fed == EdgeSync(edge).cursors()[0] - _not_pushed(edge)
-    assert EdgeSync(edge).status()["queue_depth"] == 0
+    await off_loop(lambda: assert_converged(edge, c.shop))
+    sql = "SELECT COUNT(*) AS n FROM sync_changes WHERE origin = 'edge-1'"
+    fed = await off_loop(lambda: scalar(c.shop, sql))
+    assert await off_loop(lambda: fed == EdgeSync(edge).cursors()[0] - _not_pushed(edge))
+    assert await off_loop(lambda: EdgeSync(edge).status()["queue_depth"] == 0)
 
 
 def _not_pushed(shop: Shop) -> int:
@@ -130,8 +134,8 @@ async def test_oversell_after_sync_is_flagged_not_hidden(
     web = await asyncio.to_thread(order, c.shop, c.members["ava"], ("robe", 1))
     await sync(edge, c, proxy)
     await sync(edge, c, proxy)
-    assert_converged(edge, c.shop)
-    assert edge.get_order(counter) and c.shop.get_order(web)
+    await off_loop(lambda: assert_converged(edge, c.shop))
+    assert await off_loop(lambda: edge.get_order(counter) and c.shop.get_order(web))
     token, _, _ = await asyncio.to_thread(_staff_token, c)
     async with aiohttp.ClientSession() as http:
         r = await http.get(f"{proc.url}/api/v1/sync/attention",
@@ -139,7 +143,7 @@ async def test_oversell_after_sync_is_flagged_not_hidden(
         items = (await r.json())["items"]
     assert [i["kind"] for i in items] == ["oversell"]
     assert items[0]["data"]["short"] == 1
-    assert EdgeSync(edge).status()["held_stock_movements"] == 0
+    assert await off_loop(lambda: EdgeSync(edge).status()["held_stock_movements"] == 0)
 
 
 def _staff_token(c: Cloud) -> tuple[str, str, object]:
@@ -158,12 +162,14 @@ async def test_cancel_racing_a_completed_pickup_is_flagged(
         await asyncio.to_thread(edge.set_order_status, oid, {"status": status})
     await asyncio.to_thread(c.shop.cancel_order, oid)  # the member cancels online meanwhile
     await sync(edge, c, proxy)
-    assert c.shop.get_order(oid).status == edge.get_order(oid).status == "completed"
-    assert edge.get_product("serum").stock == c.shop.get_product("serum").stock == 3
-    assert_converged(edge, c.shop)
-    kinds = {a.kind for a in _attention(c.shop)}
+    assert await off_loop(lambda: c.shop.get_order(oid).status) == "completed"
+    assert await off_loop(lambda: edge.get_order(oid).status) == "completed"
+    assert await off_loop(lambda: edge.get_product("serum").stock) == 3
+    assert await off_loop(lambda: c.shop.get_product("serum").stock) == 3
+    await off_loop(lambda: assert_converged(edge, c.shop))
+    kinds = await off_loop(lambda: {a.kind for a in _attention(c.shop)})
     assert {"cancelled_vs_completed", "cancellation_reversed"} <= kinds
-    assert "cancelled_vs_completed" in {a.kind for a in _attention(edge)}
+    assert await off_loop(lambda: "cancelled_vs_completed" in {a.kind for a in _attention(edge)})
 
 
 def _attention(shop: Shop) -> list[AttentionItem]:
@@ -196,7 +202,7 @@ async def test_member_end_and_consent_withdrawal_reach_the_hook(
         await s.stop()
     assert (c.members["ben"], False, True) in calls
     assert (c.members["ava"], True, False) in calls
-    assert EdgeSync(edge).member_events() == []
+    assert await off_loop(lambda: EdgeSync(edge).member_events() == [])
 
 
 async def test_attendance_goes_up_without_biometric_data(
@@ -204,7 +210,7 @@ async def test_attendance_goes_up_without_biometric_data(
 ) -> None:
     c, _ = cloud
     await sync(edge, c, proxy)
-    store = EdgeSync(edge)
+    store = await off_loop(lambda: EdgeSync(edge))
     with pytest.raises(ValueError, match="face_template"):
         store.record_attendance({"member_id": "m", "door": "front", "direction": "in",
                                  "at": now(), "face_template": [0.1, 0.2]})  # fmt: skip
@@ -214,17 +220,21 @@ async def test_attendance_goes_up_without_biometric_data(
     await asyncio.to_thread(order, edge, c.members["ava"], ("serum", 1))
     proxy.upstream.clear()
     await sync(edge, c, proxy)
-    with c.shop.db.read() as tx:
-        assert tx.scalar("SELECT COUNT(*) AS n FROM attendance_events") == 3
+    sql = "SELECT COUNT(*) AS n FROM attendance_events"
+    assert await off_loop(lambda: scalar(c.shop, sql)) == 3
     bodies = [json.loads(b) for b in _request_bodies(b"".join(proxy.upstream)) if b]
     payloads = [ch["payload"] for b in bodies if "changes" in b for ch in b["changes"]]
     assert payloads and any("door" in p for p in payloads)
     assert all(biometric_keys(p) == [] for p in payloads)
     # Defence in depth: a biometric field smuggled into the outbox is never sent.
-    with edge.db.write() as tx:
-        edge.record_change(tx, "attendance", "x", "door", {"member_id": "m", "embedding": [1]})
+    await off_loop(lambda: _smuggle(edge))
     with pytest.raises(BiometricDataRefused):
         await sync(edge, c, proxy)
+
+
+def _smuggle(edge: Shop) -> None:
+    with edge.db.write() as tx:
+        edge.record_change(tx, "attendance", "x", "door", {"member_id": "m", "embedding": [1]})
 
 
 def _request_bodies(raw: bytes) -> list[bytes]:
@@ -246,23 +256,25 @@ async def test_edge_clock_hours_off_changes_nothing(
     cloud: tuple[Cloud, CloudProcess], proxy: FaultProxy, tmp_path: Path
 ) -> None:
     c, _ = cloud
-    skewed = make_edge(tmp_path / "skewed.db", clock=MutableClock(now() - timedelta(hours=9)))
+    clock = MutableClock(now() - timedelta(hours=9))
+    skewed = await off_loop(lambda: make_edge(tmp_path / "skewed.db", clock=clock))
     try:
         await sync(skewed, c, proxy)
         oid = await asyncio.to_thread(order, skewed, c.members["ava"], ("serum", 1))
         web = await asyncio.to_thread(order, c.shop, c.members["ben"], ("serum", 1))
         await sync(skewed, c, proxy)
-        assert c.shop.get_order(oid).status == "pending" and skewed.get_order(web)
-        assert_converged(skewed, c.shop)
+        assert await off_loop(lambda: c.shop.get_order(oid).status) == "pending"
+        assert await off_loop(lambda: skewed.get_order(web))
+        await off_loop(lambda: assert_converged(skewed, c.shop))
     finally:
-        skewed.db.close()
+        await off_loop(lambda: skewed.db.close())
 
 
 async def test_two_edges_and_the_cloud_keep_numbers_unique(
     cloud: tuple[Cloud, CloudProcess], proxy: FaultProxy, edge: Shop, tmp_path: Path
 ) -> None:
     c, _ = cloud
-    other = make_edge(tmp_path / "edge2.db", "edge-2")
+    other = await off_loop(lambda: make_edge(tmp_path / "edge2.db", "edge-2"))
     try:
         await sync(edge, c, proxy)
         await sync(other, c, proxy, "edge-2")
@@ -273,8 +285,8 @@ async def test_two_edges_and_the_cloud_keep_numbers_unique(
         await sync(edge, c, proxy)
         await sync(other, c, proxy, "edge-2")
         await sync(edge, c, proxy)
-        assert_converged(edge, other, c.shop)
-        assert len(snapshot(c.shop)["orders"]) == 15
-        assert c.shop.get_product("gua-sha").stock == 5
+        await off_loop(lambda: assert_converged(edge, other, c.shop))
+        assert await off_loop(lambda: len(snapshot(c.shop)["orders"]) == 15)
+        assert await off_loop(lambda: c.shop.get_product("gua-sha").stock == 5)
     finally:
-        other.db.close()
+        await off_loop(lambda: other.db.close())

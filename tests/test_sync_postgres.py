@@ -1,4 +1,4 @@
-"""The same sync guarantees with the cloud on PostgreSQL (database ``test``, own schema)."""
+"""The same sync guarantees with the cloud on PostgreSQL (own schema)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from edge.shop import PostgresDatabase, Shop
-from edge.shop.testing import PG_DSN, postgres_schema, postgres_unreachable
+from edge.shop import Shop
 from sync.client import SyncClient
 from sync.errors import CloudUnreachable
 from sync.testing import CloudProcess, Fault, FaultProxy
-from tests.conftest import free_port
-from tests.parts import missing
-from tests.sync_helpers import Cloud, assert_converged, edge_config, make_edge, prepare_cloud
+from tests.sync_helpers import (
+    Cloud,
+    assert_converged,
+    edge_config,
+    make_edge,
+    off_loop,
+    running_pg_cloud,
+)
 
 
 @pytest.fixture
 def pg_cloud() -> Iterator[tuple[Cloud, CloudProcess]]:
-    reason = postgres_unreachable()
-    if reason:
-        missing("PostgreSQL", reason)
-    with postgres_schema() as schema:
-        db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
-        prepared = prepare_cloud(Shop(db), ("edge-1", "edge-2"))
-        prepared.shop.restock("gua-sha", {"quantity": 1000})
-        proc = CloudProcess(PG_DSN, free_port(), schema=schema)
-        proc.start()
-        try:
-            yield prepared, proc
-        finally:
-            proc.stop()
-            db.close()
+    with running_pg_cloud(restock={"gua-sha": 1000}) as running:
+        yield running
 
 
 @pytest.fixture
@@ -61,8 +53,8 @@ async def test_postgres_cloud_dedupes_retries_and_flags_oversell(
     pg_cloud: tuple[Cloud, CloudProcess], proxy: FaultProxy, tmp_path: Path
 ) -> None:
     c, _ = pg_cloud
-    edge = make_edge(tmp_path / "edge.db")
-    other = make_edge(tmp_path / "edge2.db", "edge-2")
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db"))
+    other = await off_loop(lambda: make_edge(tmp_path / "edge2.db", "edge-2"))
     try:
         await _sync(edge, c, proxy)
         await _sync(other, c, proxy, "edge-2")
@@ -78,11 +70,11 @@ async def test_postgres_cloud_dedupes_retries_and_flags_oversell(
         await _sync(edge, c, proxy)
         await _sync(other, c, proxy, "edge-2")
         await _sync(edge, c, proxy)
-        assert_converged(edge, other, c.shop)
-        assert c.shop.list_orders().total == 43
+        await off_loop(lambda: assert_converged(edge, other, c.shop))
+        assert await off_loop(lambda: c.shop.list_orders().total == 43)
         with c.shop.db.read() as tx:
             kinds = [r["kind"] for r in tx.all("SELECT kind FROM sync_attention")]
         assert kinds == ["oversell"]
     finally:
-        edge.db.close()
-        other.db.close()
+        await off_loop(lambda: edge.db.close())
+        await off_loop(lambda: other.db.close())

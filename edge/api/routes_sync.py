@@ -13,9 +13,12 @@ from typing import Any
 from aiohttp import web
 
 from edge.api.auth import require_staff
+from edge.api.errors import ApiError
 from edge.api.keys import CORE
+from edge.api.routes_shop import body, change
 from edge.core import EdgeCore
 from sync import sync_status
+from sync.oversell import ResolveInput, resolve_oversell
 
 routes = web.RouteTableDef()
 
@@ -35,6 +38,20 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=_dumps)
 
 
+@routes.post("/api/v1/sync/attention/{id}/resolve")
+async def resolve(request: web.Request) -> web.Response:
+    """One step for an oversell: restock, cancel an order or note a substitute, and resolve."""
+    who = require_staff(request)
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError("invalid_field", "id: must be a positive integer", field="id")
+    r: ResolveInput = await body(request, ResolveInput)
+    item = await change(request, "sync.resolve", f"attention:{raw}",
+                        lambda shop: resolve_oversell(shop, int(raw), r, f"staff:{who.id}"),
+                        {"action": r.action})  # fmt: skip
+    return web.json_response(item.to_json(), dumps=_dumps)
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=str)  # timestamps and decimals as text
 
@@ -44,5 +61,8 @@ def sync_paths(op: Any) -> dict[str, dict[str, Any]]:
     return {
         "/api/v1/sync/status": {
             "get": op("Cloud sync status: last success, queue depth, errors, attention items")
-        }
+        },
+        "/api/v1/sync/attention/{id}/resolve": {
+            "post": op("Resolve an oversell in one step: restock, cancel an order, substitute")
+        },
     }

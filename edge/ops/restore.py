@@ -27,6 +27,7 @@ from edge.ops import backup_crypto as bc
 from edge.ops.backup import MANIFEST, _fsync_dir, _sha256
 from edge.ops.errors import BackupKeyError, RestoreError
 from edge.ops.layout import DATABASES, KEY_FILE, SQLITE_SIDE_FILES, ensure_not_running
+from sync.incarnation import mark_restored
 
 
 @dataclass
@@ -166,6 +167,7 @@ def restore(
     _fsync_dir(data_dir)
     if KEY_FILE in files:  # only format 1 backups made with --include-key
         _restore_key(backup_dir / KEY_FILE, key_file or data_dir / KEY_FILE, result)
+    mark_restored(data_dir)  # the restored disk syncs as a new incarnation (docs/sync.md)
     return result
 
 

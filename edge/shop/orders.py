@@ -138,7 +138,16 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             )
             if changed != 1:
                 raise InvalidTransition(f"order {order.number}", order.status, "cancelled")
+            # Idempotent per order: stock another node's cancel already returned
+            # here (it can arrive before that node's status change) stays put.
+            returned = {r["product_id"] for r in tx.all(
+                "SELECT product_id FROM stock_movements WHERE order_id = ?"
+                " AND kind = 'cancellation'",
+                (order_id,),
+            )}  # fmt: skip
             for item in sorted(order.items, key=lambda it: it.product_id):
+                if item.product_id in returned:
+                    continue
                 self._move_stock(
                     tx, item.product_id, item.quantity, "cancellation", actor, order_id=order_id
                 )
