@@ -289,6 +289,32 @@ async def test_heater_auto_off(mqtt_broker: Broker, tmp_path: Path) -> None:
         await stop_site(s)
 
 
+async def test_heater_auto_off_holds_across_a_wall_clock_jump_back(
+    mqtt_broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock is stepped back an hour (NTP, an RTC corrected) mid-session:
+    the limit is still measured from when heating started, not stretched."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    import edge.safety.heater as heater_module
+
+    offset = 0.0
+    monkeypatch.setattr(
+        heater_module,
+        "time",
+        SimpleNamespace(time=lambda: real_time.time() - offset, monotonic=real_time.monotonic),
+    )
+    s = await start_site(mqtt_broker, tmp_path, auto_off=0.02)  # 1.2 s
+    try:
+        await s.core.command("sauna", "heater", {"mode": "heat", "target_c": 70}, STAFF)
+        heater = s.core.room("sauna").devices["heater"]
+        offset = 3600.0  # the wall clock jumps back one hour
+        await wait_until(lambda: heater.snapshot().state.mode is ClimateMode.OFF, 10)  # type: ignore[union-attr]
+    finally:
+        await stop_site(s)
+
+
 async def test_broker_restart_reconnects_and_republishes(
     mosquitto: MosquittoProcess, tmp_path: Path
 ) -> None:

@@ -44,6 +44,9 @@ from edge.safety.clock import SAFETY_DB, HeaterClock
 
 log = logging.getLogger(__name__)
 
+# A stored session start this far ahead of the clock means the clock went back.
+CLOCK_SLACK_S = 5.0
+
 SAFETY = Actor("safety", "heater-guard")
 HEATING = {ClimateMode.HEAT, ClimateMode.AUTO}
 # A change the edge itself sent is attributed to its actor for this long.
@@ -73,7 +76,8 @@ class HeaterGuard:
         _, cfg = core.device(room_id, self.local_id)
         self.device_timer = cfg.device_timer
         self.clock = HeaterClock(core.store.path.parent / SAFETY_DB, device.device_id)
-        self.heating_since: float | None = None  # wall clock: it outlives the process
+        self._heating_since: float | None = None
+        self._heating_since_mono: float | None = None
         self._clock_saved: float | None = None
         self._temp_unknown_since: float | None = None
         # Latched from a trip until the device reports "off": a heater that
@@ -91,8 +95,8 @@ class HeaterGuard:
     # -- clock -------------------------------------------------------------------------
     def remaining_on_time(self) -> int:
         """Seconds a heat command may run on the device's own timer."""
-        since = self.heating_since if self.heating_since is not None else time.time()
-        return max(1, math.ceil(self.auto_off_s - (time.time() - since)))
+        heated = self.heating_for_s() or 0.0
+        return max(1, math.ceil(self.auto_off_s - heated))
 
     async def before_heat(self, command: ClimateCommand) -> ClimateCommand:
         """Run by the core before any heat command goes out: the session's
@@ -140,7 +144,8 @@ class HeaterGuard:
             self._temp_unknown_since = now
         if state.current_c is not None and state.current_c > self.hard_max_c:
             return f"temperature {state.current_c} degC above hard maximum {self.hard_max_c} degC"
-        if self.heating_since is not None and now - self.heating_since >= self.auto_off_s:
+        heated = self.heating_for_s()
+        if heated is not None and heated >= self.auto_off_s:
             return f"heating for {self.auto_off_s / 60:g} min, the auto-off limit"
         grace = self.limits.unknown_temp_grace_s
         if self._temp_unknown_since is not None and now - self._temp_unknown_since >= grace:
@@ -177,6 +182,39 @@ class HeaterGuard:
         return "device panel (changed at the heater, not through the edge)"
 
     # -- the loop ----------------------------------------------------------------------
+    # The session start is kept in wall-clock time, because it must mean the
+    # same to the next process (safety.db).  Within a process the limit is
+    # measured on the monotonic clock from the moment the start was learnt, so
+    # a wall-clock jump (NTP step, a wrong RTC corrected) never stretches a
+    # session; a start "in the future" (the clock went back while the daemon
+    # was down) counts as a session already at its limit.
+    @property
+    def heating_since(self) -> float | None:
+        return self._heating_since
+
+    @heating_since.setter
+    def heating_since(self, value: float | None) -> None:
+        self._heating_since = value
+        if value is None:
+            self._heating_since_mono = None
+            return
+        elapsed = time.time() - value
+        if elapsed < -CLOCK_SLACK_S:
+            log.warning(
+                "heater %s: heating start lies %.0f s in the future (the clock went back):"
+                " treating the session as at its limit",
+                self.device.device_id,
+                -elapsed,
+            )
+            elapsed = self.auto_off_s
+        self._heating_since_mono = time.monotonic() - max(0.0, elapsed)
+
+    def heating_for_s(self) -> float | None:
+        """How long this session has heated, immune to wall-clock jumps."""
+        if self._heating_since_mono is None:
+            return None
+        return time.monotonic() - self._heating_since_mono
+
     async def run(self) -> None:
         try:
             loaded = await self.clock.load()
