@@ -130,6 +130,11 @@ def shared_faces() -> Path:
     return faces
 
 
+def _describe(task: asyncio.Task[object]) -> str:
+    coro = task.get_coro()
+    return f"{task.get_name()} ({getattr(coro, '__qualname__', coro)})"
+
+
 @pytest.fixture
 async def loop_guard() -> AsyncIterator[None]:
     """Every async test: no blocking call on the loop from project code
@@ -152,7 +157,7 @@ async def loop_guard() -> AsyncIterator[None]:
                 await asyncio.gather(*leaked, return_exceptions=True)
     problems = []
     if leaked:
-        problems.append("leaked tasks: " + ", ".join(sorted(t.get_name() for t in leaked)))
+        problems.append("leaked tasks: " + ", ".join(sorted(_describe(t) for t in leaked)))
     if (blocking := guard.report()) is not None:
         problems.append(blocking)
     if problems:

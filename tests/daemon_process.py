@@ -205,13 +205,42 @@ class Daemon:
                 await self.reader
 
 
+# Fault injection: the real CLI, with the sync job's cycle raising KeyError (a
+# bug in the job) for as long as the file named by the variable exists.
+CRASHING_SYNC = """
+import os, sys
+from pathlib import Path
+import sync.client
+flag = Path(os.environ["CORESYNC_TEST_CRASH_SYNC"])
+cycle = sync.client.SyncClient.sync_once
+async def crashing_cycle(self):
+    if flag.exists():
+        raise KeyError("block")
+    return await cycle(self)
+sync.client.SyncClient.sync_once = crashing_cycle
+from edge.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 async def start_daemon(
-    config: Path, cfg: SiteConfig, data_dir: Path, env: dict[str, str] | None = None
+    config: Path,
+    cfg: SiteConfig,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    crash_sync_while: Path | None = None,
 ) -> Daemon:
-    """Start ``coresync-edge run`` and wait until its LAN API listens."""
+    """Start ``coresync-edge run`` and wait until its LAN API listens.
+    ``crash_sync_while``: the sync job crashes while that file exists."""
+    argv = [str(EXE)]
+    env = {**os.environ, **(env or {})}
+    if crash_sync_while is not None:
+        argv = [sys.executable, "-c", CRASHING_SYNC]
+        env["CORESYNC_TEST_CRASH_SYNC"] = str(crash_sync_while)
     proc = await asyncio.create_subprocess_exec(
-        str(EXE), "run", "--config", str(config), "--data-dir", str(data_dir),
-        env={**os.environ, **(env or {})},
+        *argv, "run", "--config", str(config), "--data-dir", str(data_dir),
+        env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     daemon = Daemon(proc, f"http://127.0.0.1:{cfg.api.port}", data_dir)

@@ -222,17 +222,14 @@ def test_door_events_survive_sigkill_of_the_writer(tmp_path: Path) -> None:
 async def test_membership_end_arriving_by_sync_destroys_templates(
     site: ApiSite, door: DoorService, shared_faces: Path
 ) -> None:
-    """The hook the daemon hands the sync job (edge.service._member_hook)."""
-    from edge.service import _member_hook
-
+    """The hook the daemon hands the sync job (EdgeService._hook): it finds
+    the site's door through the registry."""
     member = await enrolled(site, door, "Sync Leaver", photos_of(shared_faces, "alex_lacamoire"))
     kept = await enrolled(site, door, "Sync Stayer", photos_of(shared_faces, "kit_harington"))
-    hook = _member_hook(door)
-    assert hook is not None
+    hook = site.service._hook
     await hook(member, False, True)  # the cloud says: membership ended
     status = await door.vault.template_count(member)
     assert status == 0
     assert await door.vault.template_count(kept) > 0
     await hook(kept, True, False)  # the cloud says: consent withdrawn
     assert await door.vault.template_count(kept) == 0
-    assert _member_hook(None) is None

@@ -72,6 +72,20 @@ async def _abandon(client: aiomqtt.Client) -> None:
     the paho socket and aiomqtt's housekeeping task stay alive; close both.
     """
     paho = client._client
+
+    # paho's connect runs on an executor thread that a cancel does not stop:
+    # it may still open a socket and ask the loop to start the housekeeping
+    # task after this returns. Close such a late socket at once, and make a
+    # late housekeeping task end as soon as it starts.
+    def close_late_socket(*_: object) -> None:
+        with contextlib.suppress(Exception):
+            paho._sock_close()
+
+    async def no_housekeeping() -> None:
+        return None
+
+    paho.on_socket_open = close_late_socket
+    client._misc_loop = no_housekeeping  # type: ignore[method-assign]
     with contextlib.suppress(Exception):
         paho.disconnect()
     with contextlib.suppress(Exception):
