@@ -28,6 +28,7 @@ from drivers.mqtt.config import (
 from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
+from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
 from edge.tomlpos import locate
@@ -157,6 +158,11 @@ class SiteConfig(StrictModel):
         default_factory=RetentionConfig,
         description="How long the growing tables (command log, audit log, door events, "
         "failed-login counters) are kept.",
+    )
+    opening_hours: OpeningHours | None = Field(
+        None,
+        description="When the spa is open, in the site's time zone, with holiday closures; "
+        "used by the door's access rules and the scene schedules. Unset: always open.",
     )
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbe
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
+from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
@@ -69,6 +70,11 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         "[retention]",
         RetentionConfig,
         "How long the growing tables are kept (docs/operations.md, Retention).",
+    ),
+    (
+        "[opening_hours]",
+        OpeningHours,
+        "When the spa is open (site time zone); door access rules and schedules use it.",
     ),
 ]
 
