@@ -16,6 +16,7 @@ from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
 from cloud_api.spec import AUTH_KEY, EXECUTOR_KEY, SHOP_KEY, make_handler
 from cloud_api.sync_routes import SYNC_ROUTES, register_sync
+from edge.route_table import mount
 from edge.shop import (
     Conflict,
     Forbidden,
@@ -97,7 +98,6 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
         return web.json_response(document)
 
     app.router.add_get("/api/openapi.json", openapi)
-    for route in ROUTES + ADMIN_ROUTES:
-        app.router.add_route(route.method, route.full_path, make_handler(route))
+    mount(app, ROUTES + ADMIN_ROUTES, make_handler)
     register_sync(app)
     return app

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from cloud_api import guard
 from cloud_api.auth import Auth, Principal, Unauthenticated
+from edge import route_table
 from edge.shop import Forbidden, Shop, ValidationFailed
 from edge.shop.inputs import Input, parse, parse_json
 
@@ -82,20 +83,10 @@ class Ctx:
 Handler = Callable[[Ctx], Awaitable[Any]]
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # below /api/v1
-    handler: Handler
-    auth: AuthLevel
-    summary: str
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    status: int = 200
+class Route(route_table.Route[Handler, AuthLevel]):
+    """A cloud route: ``path`` is below ``/api/v1/`` (the shared table, edge.route_table)."""
 
-    @property
-    def full_path(self) -> str:
-        return "/api/v1/" + self.path
+    prefix = "/api/v1/"
 
 
 def _dumps(value: Any) -> str:

@@ -69,3 +69,33 @@ def parse_body(model: type[M], data: dict[str, Any]) -> M:
         field = ".".join(str(p) for p in err["loc"]) or "body"
         message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
         raise ApiError("invalid_field", f"{field}: {message}", field=field) from None
+
+
+# -- query strings (described in the OpenAPI document; ``query_limit`` reads ``limit``) ------
+class QueryString(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LimitQuery(QueryString):
+    limit: int = Field(100, ge=1, le=1000, description="At most this many, newest first.")
+
+
+class AuditQuery(LimitQuery):
+    action: str | None = Field(None, description="Only this action, e.g. user.create.")
+
+
+class CommandsQuery(LimitQuery):
+    device_id: str | None = Field(None, description="Only this device (room/device).")
+
+
+class DoorEventsQuery(LimitQuery):
+    member_id: str | None = Field(None, description="Only this member's door events.")
+
+
+class DoorMembersQuery(QueryString):
+    search: str | None = Field(None, description="Text in the member's name or email.")
+    limit: int = Field(50, ge=1, le=1000, description="At most this many members.")
+
+
+class WsQuery(QueryString):
+    token: str | None = Field(None, description="Token, for browsers that cannot set a header.")

@@ -20,7 +20,6 @@ from edge.api.auth import (
     audit,
     client_ip,
     principal,
-    require_staff,
     token_from_request,
 )
 from edge.api.errors import ApiError, read_json
@@ -31,7 +30,6 @@ from edge.api.settings import ApiSettings
 from edge.store import Store
 
 log = logging.getLogger(__name__)
-routes = web.RouteTableDef()
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 
@@ -41,7 +39,6 @@ def _store(request: web.Request) -> Store:
     return store
 
 
-@routes.post("/api/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
     body = parse_body(LoginBody, await read_json(request))
     auth: Auth = request.app[AUTH]
@@ -126,9 +123,8 @@ async def _check_login(request: web.Request, body: LoginBody, keys: list[str]) -
     return response
 
 
-@routes.post("/api/v1/auth/logout")
 async def logout(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     token, _ = token_from_request(request)
     auth: Auth = request.app[AUTH]
     if token:
@@ -140,22 +136,17 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
-@routes.get("/api/v1/me")
 async def me(request: web.Request) -> web.Response:
     return web.json_response(principal(request).public())
 
 
 # -- users (admin) ---------------------------------------------------------------------------
-@routes.get("/api/v1/users")
 async def list_users(request: web.Request) -> web.Response:
-    require_staff(request, "admin")
     users = await _store(request).call(db.list_users)
     return web.json_response({"users": users})
 
 
-@routes.post("/api/v1/users")
 async def create_user(request: web.Request) -> web.Response:
-    require_staff(request, "admin")
     body = parse_body(NewUserBody, await read_json(request))
     auth: Auth = request.app[AUTH]
     hashed = await auth.hash_password(body.password)
@@ -172,9 +163,8 @@ async def create_user(request: web.Request) -> web.Response:
     )
 
 
-@routes.patch("/api/v1/users/{username}")
 async def update_user(request: web.Request) -> web.Response:
-    who = require_staff(request, "admin")
+    who = principal(request)
     username = request.match_info["username"]
     body = parse_body(UserPatchBody, await read_json(request))
     store = _store(request)
@@ -199,9 +189,8 @@ async def update_user(request: web.Request) -> web.Response:
     return web.json_response(user.public())
 
 
-@routes.delete("/api/v1/users/{username}")
 async def delete_user(request: web.Request) -> web.Response:
-    who = require_staff(request, "admin")
+    who = principal(request)
     username = request.match_info["username"]
     if username == who.id:
         raise ApiError("conflict", "admins cannot delete themselves", field="username")
@@ -213,9 +202,7 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-@routes.get("/api/v1/audit")
 async def audit_log(request: web.Request) -> web.Response:
-    require_staff(request, "manager")
     limit = query_limit(request)
     action = request.query.get("action")
     rows = await _store(request).call(lambda c: db.list_audit(c, limit, action))

@@ -9,12 +9,12 @@ over the WebSocket.  Shop refusals become JSON errors naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from edge.api.auth import audit, require_staff
+from edge.api.auth import audit, principal
 from edge.api.errors import ApiError, read_json
 from edge.api.keys import CORE
 from edge.api.shop_models import (
@@ -53,7 +53,6 @@ from edge.shop.inputs import (
     RequestStatusInput,
 )
 
-routes = web.RouteTableDef()
 T = TypeVar("T")
 Record = Order | ConciergeRequest
 
@@ -122,7 +121,6 @@ async def change(
     detail: dict[str, Any] | None = None,
 ) -> T:
     """Run one state change: audit it (refused or ok) and tell the dashboards."""
-    require_staff(request)
     try:
         result = await core_of(request).run_shop(fn)
     except ShopError as exc:
@@ -146,9 +144,7 @@ async def body(request: web.Request, model: type[Any]) -> Any:
 
 
 # -- products, members, overview ------------------------------------------------------------
-@routes.get("/api/v1/shop/overview")
 async def overview(request: web.Request) -> web.Response:
-    require_staff(request)
 
     def counts(shop: Shop) -> dict[str, Any]:
         alerts = stock_alerts(shop)
@@ -165,24 +161,18 @@ async def overview(request: web.Request) -> web.Response:
     return web.json_response(await run(request, counts))
 
 
-@routes.get("/api/v1/shop/products")
 async def list_products(request: web.Request) -> web.Response:
-    require_staff(request)
     query = parse_query(CatalogueQuery, request.query)
     page = await run(request, lambda shop: shop.list_products(query))
     return web.json_response(page.to_json())
 
 
-@routes.get("/api/v1/shop/products/low-stock")
 async def low_stock(request: web.Request) -> web.Response:
-    require_staff(request)
     products = await run(request, stock_alerts)
     return web.json_response({"items": [p.to_json() for p in products]})
 
 
-@routes.get("/api/v1/shop/members")
 async def list_members(request: web.Request) -> web.Response:
-    require_staff(request)
     q = parse_query(MembersQuery, request.query)
     found = await run(
         request, lambda shop: search_members(shop, search=q.search, active=q.active, limit=q.limit)
@@ -191,9 +181,7 @@ async def list_members(request: web.Request) -> web.Response:
 
 
 # -- pickup orders ---------------------------------------------------------------------------
-@routes.get("/api/v1/shop/orders")
 async def list_orders(request: web.Request) -> web.Response:
-    require_staff(request)
     q = parse_query(OrdersQuery, request.query)
 
     def queue(shop: Shop) -> dict[str, Any]:
@@ -203,9 +191,8 @@ async def list_orders(request: web.Request) -> web.Response:
     return web.json_response(await run(request, queue))
 
 
-@routes.post("/api/v1/shop/orders")
 async def create_order(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     b: CounterOrderBody = await body(request, CounterOrderBody)
     order = await change(
         request,
@@ -217,17 +204,14 @@ async def create_order(request: web.Request) -> web.Response:
     return web.json_response(await view(request, order), status=201)
 
 
-@routes.get("/api/v1/shop/orders/{order_id}")
 async def get_order(request: web.Request) -> web.Response:
-    require_staff(request)
     oid = request.match_info["order_id"]
     order = await run(request, lambda shop: shop.get_order(oid))
     return web.json_response(await view(request, order))
 
 
-@routes.post("/api/v1/shop/orders/{order_id}/status")
 async def order_status(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     oid = request.match_info["order_id"]
     b: OrderStatusInput = await body(request, OrderStatusInput)
     order = await change(
@@ -240,9 +224,8 @@ async def order_status(request: web.Request) -> web.Response:
     return web.json_response(await view(request, order))
 
 
-@routes.post("/api/v1/shop/orders/{order_id}/cancel")
 async def cancel_order(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     oid = request.match_info["order_id"]
     order = await change(
         request, "shop.order.cancel", oid, lambda shop: shop.cancel_order(oid, actor=str(who.actor))
@@ -250,9 +233,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     return web.json_response(await view(request, order))
 
 
-@routes.post("/api/v1/shop/orders/{order_id}/payment")
 async def order_payment(request: web.Request) -> web.Response:
-    require_staff(request)
     oid = request.match_info["order_id"]
     b: PaymentInput = await body(request, PaymentInput)
     order = await change(
@@ -266,9 +247,7 @@ async def order_payment(request: web.Request) -> web.Response:
 
 
 # -- concierge requests -----------------------------------------------------------------------
-@routes.get("/api/v1/shop/concierge/requests")
 async def list_requests(request: web.Request) -> web.Response:
-    require_staff(request)
     q = parse_query(RequestsQuery, request.query)
 
     def queue(shop: Shop) -> dict[str, Any]:
@@ -278,9 +257,7 @@ async def list_requests(request: web.Request) -> web.Response:
     return web.json_response(await run(request, queue))
 
 
-@routes.post("/api/v1/shop/concierge/requests")
 async def create_request(request: web.Request) -> web.Response:
-    require_staff(request)
     b: CounterRequestBody = await body(request, CounterRequestBody)
     req = await change(
         request,
@@ -292,21 +269,19 @@ async def create_request(request: web.Request) -> web.Response:
     return web.json_response(await view(request, req), status=201)
 
 
-@routes.get("/api/v1/shop/concierge/requests/{request_id}")
 async def get_request(request: web.Request) -> web.Response:
-    require_staff(request)
     rid = request.match_info["request_id"]
     req = await run(request, lambda shop: shop.get_request(rid))
     return web.json_response(await view(request, req))
 
 
-def _request_action(
-    action: str, suffix: str, model: type[Any] | None, call: Callable[[Shop, str, Any, str], Any]
-) -> None:
-    """Register ``POST .../requests/{request_id}/<suffix>``: ``call(shop, id, body, actor)``."""
+def request_action(
+    action: str, model: type[Any] | None, call: Callable[[Shop, str, Any, str], Any]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of ``POST .../requests/{request_id}/<step>``: ``call(shop, id, body, actor)``."""
 
     async def handler(request: web.Request) -> web.Response:
-        who = require_staff(request)
+        who = principal(request)
         rid = request.match_info["request_id"]
         parsed = None if model is None else await body(request, model)
         detail = None if parsed is None else parsed.model_dump(mode="json")
@@ -316,30 +291,30 @@ def _request_action(
         return web.json_response(await view(request, req))
 
     handler.__name__ = action.replace(".", "_")
-    routes.post(f"/api/v1/shop/concierge/requests/{{request_id}}/{suffix}")(handler)
+    return handler
 
 
-_request_action(
-    "shop.request.approve", "approve", ApproveBody,
+approve_request = request_action(
+    "shop.request.approve", ApproveBody,
     lambda shop, rid, b, actor: shop.approve_request(rid, staff_notes=b.staff_notes, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.decline", "decline", DeclineInput,
+decline_request = request_action(
+    "shop.request.decline", DeclineInput,
     lambda shop, rid, b, actor: shop.decline_request(rid, b, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.cost", "cost", CostInput,
+set_request_cost = request_action(
+    "shop.request.cost", CostInput,
     lambda shop, rid, b, actor: shop.set_actual_cost(rid, b, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.verify_age", "verify-age", None,
+verify_age = request_action(
+    "shop.request.verify_age", None,
     lambda shop, rid, b, actor: shop.verify_age(rid, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.status", "status", RequestStatusInput,
+request_status = request_action(
+    "shop.request.status", RequestStatusInput,
     lambda shop, rid, b, actor: shop.set_request_status(rid, b, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.cancel", "cancel", None,
+cancel_request = request_action(
+    "shop.request.cancel", None,
     lambda shop, rid, b, actor: shop.cancel_request(rid),
 )  # fmt: skip
