@@ -29,9 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from drivers.backoff import backoff_delay
 from drivers.tasks import watch
 from edge.core import Actor, EdgeCore
@@ -50,6 +47,7 @@ from edge.door.relock import Relocker
 from edge.door.store import Consent, DoorEvent
 from edge.door.vault import Vault
 from edge.errors import NotFound, StorageError
+from edge.passwords import Passwords
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.spool import WriteSpool
 from vision.camera import FrameSource, from_uri
@@ -88,7 +86,7 @@ class DoorService:
             config.decision_window_s,
             config.unknown_frames,
         )
-        self.hasher = PasswordHasher()
+        self.hasher = Passwords()
         self._tasks: list[asyncio.Task[None]] = []
         self.relock = Relocker(core, config.room, config.lock, config.relock_s, self._alert)
         self.event_spool: WriteSpool[DoorEvent] = WriteSpool("door-events", self._write_event)
@@ -433,12 +431,8 @@ class DoorService:
         return await self._unlock("pin", Actor("door", member_id), {}, member_id=member_id)
 
     def _verify_pin(self, stored: str | None, pin: str) -> bool:
-        # Unknown member or no PIN: spend the same time so timing reveals nothing.
-        target = stored or self.hasher.hash("no-pin-set")
-        try:
-            return bool(self.hasher.verify(target, pin)) and stored is not None
-        except (VerificationError, InvalidHashError):
-            return False
+        # Unknown member or no PIN: the same work, so timing reveals nothing.
+        return self.hasher.verify(stored, pin)
 
     async def _member_refusal_pin(self, member_id: str) -> str | None:
         try:
