@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from drivers.model import ClimateMode
-from edge.api.errors import ApiError
+from edge.shop.inputs import parse
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,31}$"
 Role = Literal["staff", "manager", "admin"]
@@ -61,14 +61,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse_body(model: type[M], data: dict[str, Any]) -> M:
-    """Validate ``data``; the first problem becomes a 422 ``invalid_field`` naming it."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ApiError("invalid_field", f"{field}: {message}", field=field) from None
+    """Validate ``data``; the first problem is a ``ValidationFailed`` naming its field
+    (edge.shop.inputs words it; the error middleware answers 422 ``invalid_field``)."""
+    return parse(model, data)
 
 
 # -- query strings (described in the OpenAPI document; ``query_limit`` reads ``limit``) ------

@@ -15,11 +15,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from edge.api.auth import audit, principal
-from edge.api.errors import ApiError, read_json
+from edge.api.errors import ApiError, invalid_field, read_json
 from edge.api.keys import CORE
 from edge.api.shop_models import (
-    ORDER_STATUSES,
-    REQUEST_STATUSES,
     ApproveBody,
     CounterOrderBody,
     CounterRequestBody,
@@ -52,6 +50,7 @@ from edge.shop.inputs import (
     PaymentInput,
     RequestStatusInput,
 )
+from edge.shop.statuses import OrderStatus, RequestStatus, rules
 
 T = TypeVar("T")
 Record = Order | ConciergeRequest
@@ -67,7 +66,7 @@ _ID_FIELDS = {"order": "order_id", "concierge request": "request_id", "member": 
 def api_error(exc: ShopError) -> ApiError:
     """A shop refusal as a JSON error with a stable code and the field at fault."""
     if isinstance(exc, ValidationFailed):
-        return ApiError("invalid_field", str(exc), field=exc.field)
+        return invalid_field(exc)
     if isinstance(exc, NotFound):
         return ApiError("not_found", str(exc), field=_ID_FIELDS.get(exc.what, exc.what))
     if isinstance(exc, Forbidden):
@@ -144,16 +143,19 @@ async def body(request: web.Request, model: type[Any]) -> Any:
 
 
 # -- products, members, overview ------------------------------------------------------------
+async def shop_rules(request: web.Request) -> web.Response:
+    """Statuses, their next steps and tiers (edge.shop.statuses), so pages copy none."""
+    return web.json_response(rules())
+
+
 async def overview(request: web.Request) -> web.Response:
 
     def counts(shop: Shop) -> dict[str, Any]:
         alerts = stock_alerts(shop)
         return {
             "tax_rate": str(shop.config.tax_rate),
-            "orders": {s: shop.list_orders(status=s, page_size=1).total for s in ORDER_STATUSES},
-            "requests": {
-                s: shop.list_requests(status=s, page_size=1).total for s in REQUEST_STATUSES
-            },
+            "orders": {s: shop.list_orders(status=s, page_size=1).total for s in OrderStatus},
+            "requests": {s: shop.list_requests(status=s, page_size=1).total for s in RequestStatus},
             "low_stock": sum(1 for p in alerts if p.in_stock),
             "out_of_stock": sum(1 for p in alerts if not p.in_stock),
         }

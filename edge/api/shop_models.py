@@ -8,27 +8,14 @@ are parsed in pydantic's strict JSON mode: ``"2"`` is not a quantity and
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from edge.api.errors import ApiError
-from edge.shop.inputs import ConciergeInput, OrderInput, field_path
+from edge.shop.errors import ValidationFailed
+from edge.shop.inputs import ConciergeInput, OrderInput, parse, parse_json
+from edge.shop.statuses import OrderStatus, RequestStatus
 
-ORDER_STATUSES = ("pending", "processing", "ready", "completed", "cancelled")
-REQUEST_STATUSES = (
-    "pending",
-    "approved",
-    "processing",
-    "ready",
-    "completed",
-    "declined",
-    "cancelled",
-)
-OrderStatus = Literal["pending", "processing", "ready", "completed", "cancelled"]
-RequestStatus = Literal[
-    "pending", "approved", "processing", "ready", "completed", "declined", "cancelled"
-]
 MEMBER_ID = Field(
     min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The member's id."
 )
@@ -84,24 +71,9 @@ class MembersQuery(Query):
 M = TypeVar("M", bound=BaseModel)
 
 
-def _invalid(exc: ValidationError) -> ApiError:
-    err = exc.errors()[0]
-    field = field_path(tuple(p for p in err["loc"] if not str(p).startswith("function-")))
-    message = "unknown field" if err["type"] == "extra_forbidden" else str(err["msg"])
-    message = message.removeprefix("Value error, ")
-    # Cross-field validators name their field as "field: message".
-    head, sep, rest = message.partition(": ")
-    if sep and field == "body" and head.isidentifier():
-        field, message = head, rest
-    return ApiError("invalid_field", f"{field}: {message}", field=field)
-
-
 def parse_strict(model: type[M], raw: bytes) -> M:
     """Validate a JSON body (already known to be an object) in strict mode."""
-    try:
-        return model.model_validate_json(raw, strict=True)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    return parse_json(model, raw)
 
 
 def parse_query(model: type[M], query: Any) -> M:
@@ -110,9 +82,6 @@ def parse_query(model: type[M], query: Any) -> M:
     for key in query:
         values = query.getall(key)
         if len(values) > 1:
-            raise ApiError("invalid_field", f"{key}: given more than once", field=key)
+            raise ValidationFailed(key, "given more than once")
         data[key] = values[0]
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    return parse(model, data)
