@@ -150,9 +150,12 @@ def model_schema(model: type[BaseModel], into: dict[str, Any]) -> dict[str, str]
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+def query_params(model: type[BaseModel], into: dict[str, Any]) -> list[dict[str, Any]]:
+    """One parameter per field of ``model``; the types they use go into ``into``."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    into.update(schema.pop("$defs", {}))
     params = []
-    for name, prop in model.model_json_schema().get("properties", {}).items():
+    for name, prop in schema.get("properties", {}).items():
         prop = dict(prop)
         description = prop.pop("description", "")
         prop.pop("title", None)
@@ -192,7 +195,7 @@ def _operation(route: Route[Any, Any], policy: DocPolicy, schemas: dict[str, Any
     if params:
         codes.add(404)
     if route.query is not None:
-        params += query_params(route.query)
+        params += query_params(route.query, schemas)
         codes.add(422)
     op: dict[str, Any] = {
         "operationId": operation_id(route),

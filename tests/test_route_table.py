@@ -116,3 +116,24 @@ async def _noop(request: web.Request) -> web.Response:
 def test_a_table_that_cannot_be_served_as_declared_is_refused(table: tuple[Route, ...]) -> None:
     with pytest.raises(RouteTableError):
         mount(web.Application(), table, guarded)
+
+
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if "$ref" in node else []
+        return found + [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [openapi_document("site-x"), build_openapi(CLOUD_ROUTES + ADMIN_ROUTES + SYNC_ROUTES)],
+    ids=["edge", "cloud"],
+)
+def test_every_reference_resolves(doc: dict[str, Any]) -> None:
+    for ref in refs(doc):
+        assert ref.startswith("#/components/"), ref
+        kind, name = ref.split("/")[-2:]
+        assert name in doc["components"][kind], ref

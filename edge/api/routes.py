@@ -174,6 +174,9 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/tablets/{tablet_id}", r_tab.revoke_tablet, STAFF,
           "Revoke a tablet"),
     # -- the shop: products, members, pickup orders, concierge requests ---------------------
+    Route("GET", SHOP + "/rules", r_shop.shop_rules, STAFF,
+          "Order and request statuses, their next steps, and membership tiers",
+          response="ShopRules"),
     Route("GET", SHOP + "/overview", r_shop.overview, STAFF,
           "Queue counts, stock alerts and the tax rate", response="ShopOverview"),
     Route("GET", SHOP + "/products", r_shop.list_products, STAFF,

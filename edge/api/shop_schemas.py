@@ -13,14 +13,15 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from edge.api.shop_models import ORDER_STATUSES, REQUEST_STATUSES
 from edge.shop.records import ConciergeRequest, Order, Product
+from edge.shop.statuses import OrderStatus, RequestStatus, Tier
 
 REF = "#/components/schemas/{model}"
 MONEY_TEXT = {"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,2})?$"}
 ID = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,62}$"}
 # Unanchored: the string holds something other than white space.
 NOT_BLANK = r"\S"
+TIERS = [t.value for t in Tier]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -73,11 +74,11 @@ def shop_schemas() -> dict[str, Any]:
         schema = TypeAdapter(record).json_schema(mode="serialization", ref_template=REF)
         out.update(schema.pop("$defs", {}))
         out[record.__name__] = schema
-    out["Order"]["properties"]["status"]["enum"] = list(ORDER_STATUSES)
-    out["ConciergeRequest"]["properties"]["status"]["enum"] = list(REQUEST_STATUSES)
+    out["Order"]["properties"]["status"]["enum"] = [s.value for s in OrderStatus]
+    out["ConciergeRequest"]["properties"]["status"]["enum"] = [s.value for s in RequestStatus]
     member_fields = {
         "member_name": {"type": "string", "description": "The member's name."},
-        "member_tier": {"type": "string", "enum": ["basic", "premium", "unlimited"]},
+        "member_tier": {"type": "string", "enum": TIERS},
     }
     for name, base in (("QueuedOrder", "Order"), ("QueuedRequest", "ConciergeRequest")):
         out[name] = {
@@ -96,8 +97,30 @@ def shop_schemas() -> dict[str, Any]:
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
-            "tier": {"type": "string", "enum": ["basic", "premium", "unlimited"]},
+            "tier": {"type": "string", "enum": TIERS},
             "active": {"type": "boolean", "description": "Member prices apply."},
+        },
+    }
+    statuses = {"type": "array", "items": {"type": "string"}}
+    part = {
+        "type": "object",
+        "required": ["statuses", "next", "cancellable", "open", "closed"],
+        "properties": {
+            "statuses": statuses,
+            "next": {"type": "object", "additionalProperties": {"type": "string"}},
+            "cancellable": statuses,
+            "open": statuses,
+            "closed": statuses,
+        },
+    }
+    out["ShopRules"] = {
+        "type": "object",
+        "required": ["order", "request", "tiers", "concierge_tiers"],
+        "properties": {
+            "order": part,
+            "request": part,
+            "tiers": statuses,
+            "concierge_tiers": statuses,
         },
     }
     out["ProductPage"] = _page("Product")
