@@ -27,6 +27,7 @@ from edge.api.settings import ApiSettings
 from edge.core import Actor
 from edge.passwords import Passwords
 from edge.store import Store
+from edge.throttle import Throttle
 
 SESSION_COOKIE = "coresync_session"
 CSRF_COOKIE = "coresync_csrf"
@@ -67,8 +68,19 @@ class Auth:
         self.hasher = Passwords(
             time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
         )
+        # Failed logins per username and per client; pairing codes per client.
+        self.login_throttle = Throttle(
+            settings.login_free_attempts,
+            settings.login_lockout_base_s,
+            settings.login_lockout_max_s,
+        )
+        self.pairing_throttle = Throttle(
+            settings.login_free_attempts * 2,
+            settings.login_lockout_base_s,
+            settings.login_lockout_max_s,
+        )
         # Throttle charged before any hash runs, and the hashing semaphore.
-        self.guard = LoginGuard(store, settings)
+        self.guard = LoginGuard(store, settings, self.login_throttle)
         # token hash -> (principal without request-specific flags, valid until)
         self._cache: dict[str, tuple[Principal, float]] = {}
 

@@ -65,14 +65,7 @@ async def _check_login(request: web.Request, body: LoginBody, keys: list[str]) -
 
         def fail(conn: object) -> tuple[int, float]:
             results = [
-                db.record_failure(
-                    conn,  # type: ignore[arg-type]
-                    key,
-                    now,
-                    settings.login_free_attempts,
-                    settings.login_lockout_base_s,
-                    settings.login_lockout_max_s,
-                )
+                db.record_failure(conn, key, now, auth.login_throttle)  # type: ignore[arg-type]
                 for key in keys
             ]
             return max(r[0] for r in results), max(r[1] for r in results)

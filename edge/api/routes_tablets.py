@@ -64,14 +64,7 @@ async def pair_tablet(request: web.Request) -> web.Response:
     )
     if room_id is None:
         await store.call(
-            lambda c: db.record_failure(
-                c,
-                ip_key[0],
-                now,
-                settings.login_free_attempts * 2,
-                settings.login_lockout_base_s,
-                settings.login_lockout_max_s,
-            )
+            lambda c: db.record_failure(c, ip_key[0], now, request.app[AUTH].pairing_throttle)
         )
         await audit(request, "tablet.pair", None, "bad_code", actor="anonymous")
         raise ApiError("invalid_field", "code: unknown, used or expired pairing code", field="code")

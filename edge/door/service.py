@@ -50,6 +50,7 @@ from edge.errors import NotFound, StorageError
 from edge.passwords import Passwords
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.spool import WriteSpool
+from edge.throttle import Throttle
 from vision.camera import FrameSource, from_uri
 from vision.errors import VisionError, WorkerError
 from vision.matcher import Matcher
@@ -87,6 +88,9 @@ class DoorService:
             config.unknown_frames,
         )
         self.hasher = Passwords()
+        # pin_max_attempts wrong PINs within the lockout time lock for that long.
+        lockout = self.config.pin_lockout_s
+        self.pin_throttle = Throttle(self.config.pin_max_attempts - 1, lockout, lockout, lockout)
         self._tasks: list[asyncio.Task[None]] = []
         self.relock = Relocker(core, config.room, config.lock, config.relock_s, self._alert)
         self.event_spool: WriteSpool[DoorEvent] = WriteSpool("door-events", self._write_event)
@@ -420,9 +424,7 @@ class DoorService:
         ok = await asyncio.to_thread(self._verify_pin, stored, pin)
         if not ok:
             log.warning("wrong PIN for member %s at keypad %s", member_id, keypad)
-            await self.vault.pin_failure(
-                keys, self.config.pin_max_attempts, self.config.pin_lockout_s
-            )
+            await self.vault.pin_failure(keys, self.pin_throttle)
             return await self._deny("pin", "wrong_pin", None, member_id=member_id)
         await self.vault.pin_success(keys[0])
         refusal = await self._member_refusal_pin(member_id)
