@@ -63,9 +63,8 @@ async def pair_tablet(request: web.Request) -> web.Response:
         lambda c: db.redeem_pairing_code(c, code_hash, now, tablet_id, db.digest(token), body.name)
     )
     if room_id is None:
-        await store.call(
-            lambda c: db.record_failure(c, ip_key[0], now, request.app[AUTH].pairing_throttle)
-        )
+        throttle = request.app[AUTH].pairing_throttle
+        await store.call(lambda c: db.record_failure(c, ip_key[0], now, throttle))
         await audit(request, "tablet.pair", None, "bad_code", actor="anonymous")
         raise ApiError("invalid_field", "code: unknown, used or expired pairing code", field="code")
     await audit(
