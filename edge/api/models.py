@@ -71,8 +71,13 @@ class QueryString(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+LIMIT_RANGE = (1, 1000)  # what ``query_limit`` accepts
+
+
 class LimitQuery(QueryString):
-    limit: int = Field(100, ge=1, le=1000, description="At most this many, newest first.")
+    limit: int = Field(
+        100, ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1], description="At most this many, newest first."
+    )
 
 
 class AuditQuery(LimitQuery):
@@ -89,7 +94,9 @@ class DoorEventsQuery(LimitQuery):
 
 class DoorMembersQuery(QueryString):
     search: str | None = Field(None, description="Text in the member's name or email.")
-    limit: int = Field(50, ge=1, le=1000, description="At most this many members.")
+    limit: int = Field(
+        50, ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1], description="At most this many members."
+    )
 
 
 class WsQuery(QueryString):

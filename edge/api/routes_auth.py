@@ -25,7 +25,7 @@ from edge.api.auth import (
 from edge.api.errors import ApiError, read_json
 from edge.api.keys import AUTH, CORE, SETTINGS
 from edge.api.login_guard import LoginRefused
-from edge.api.models import LoginBody, NewUserBody, UserPatchBody, parse_body
+from edge.api.models import LIMIT_RANGE, LoginBody, NewUserBody, UserPatchBody, parse_body
 from edge.api.settings import ApiSettings
 from edge.store import Store
 
@@ -208,8 +208,9 @@ def query_limit(request: web.Request, default: int = 100) -> int:
         limit = int(raw)
     except ValueError:
         raise ApiError("invalid_field", "limit: must be an integer", field="limit") from None
-    if not 1 <= limit <= 1000:
-        raise ApiError("invalid_field", "limit: must be 1-1000", field="limit")
+    low, high = LIMIT_RANGE
+    if not low <= limit <= high:
+        raise ApiError("invalid_field", f"limit: must be {low}-{high}", field="limit")
     return limit
 
 
