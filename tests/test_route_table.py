@@ -23,7 +23,8 @@ from cloud_api.sync_routes import SYNC_ROUTES
 from edge.api.access import PUBLIC, ROOM, SIGNED_IN, STAFF, Access, Route, guarded
 from edge.api.auth import Principal
 from edge.api.errors import error_middleware
-from edge.api.keys import PRINCIPAL
+from edge.api.keys import BODY, PRINCIPAL, QUERY
+from edge.api.models import LimitQuery, PairBody
 from edge.api.routes import ROUTES, openapi_document
 from edge.route_table import PATH_PARAM, RouteTableError, mount
 
@@ -65,9 +66,7 @@ def test_every_cloud_route_has_a_rule_and_an_operation() -> None:
     assert set(ops) == {(r.method, r.full_path) for r in routes}
     for route in routes:
         assert route.auth in CLOUD_LEVELS, route.full_path
-        assert (ops[(route.method, route.full_path)]["security"] == []) == (
-            route.auth == "public"
-        )
+        assert (ops[(route.method, route.full_path)]["security"] == []) == (route.auth == "public")
 
 
 async def test_the_rule_runs_before_the_handler(tmp_path: Path) -> None:
@@ -98,6 +97,35 @@ async def test_the_rule_runs_before_the_handler(tmp_path: Path) -> None:
         assert (await client.get("/rooms/room-a")).status == 200
         assert (await client.get("/anyone-signed-in")).status == 200
     assert reached == ["/rooms/room-a", "/anyone-signed-in"]
+
+
+async def test_the_declared_models_parse_the_request_before_the_handler() -> None:
+    """What the document describes is what is enforced: the route's own models."""
+    seen: list[Any] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request[QUERY], request[BODY]))
+        return web.json_response({"ok": True})
+
+    @web.middleware
+    async def as_staff(request: web.Request, handler: Any) -> web.StreamResponse:
+        request[PRINCIPAL] = Principal("staff", "ann", role="staff")
+        return await handler(request)
+
+    table = (Route("POST", "/pair", handler, STAFF, "pair", PairBody, query=LimitQuery),)
+    app = web.Application(middlewares=[error_middleware, as_staff])
+    mount(app, table, guarded)
+    async with TestClient(TestServer(app)) as client:
+        bad_body = await client.post("/pair", json={"code": "A", "extra": 1})
+        assert bad_body.status == 422
+        assert (await bad_body.json())["error"]["field"] == "extra"
+        bad_query = await client.post("/pair?limit=0", json={"code": "A"})
+        assert bad_query.status == 422
+        assert (await bad_query.json())["error"]["field"] == "limit"
+        assert (await client.post("/pair", data=b"[1]")).status == 400
+        ok = await client.post("/pair?limit=5", json={"code": "A"})
+        assert ok.status == 200
+    assert seen == [(LimitQuery(limit=5), PairBody(code="A"))]
 
 
 async def _noop(request: web.Request) -> web.Response:

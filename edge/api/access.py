@@ -1,9 +1,12 @@
 """Who may call a LAN API route: the rules a route declares, and their checks.
 
 Every route of ``edge.api.routes`` names one :class:`Access`; ``mount`` wraps
-its handler with the rule's check, so the check runs before the handler for
-every request and no handler checks roles itself.  The auth middleware has
-already resolved the caller (``auth.principal``); a rule only judges it.
+its handler with :func:`guarded`: the rule's check, then the route's declared
+query and body models, then the handler.  So no handler checks roles or
+parses its input itself: it reads ``request[QUERY]`` and ``request[BODY]``,
+validated by the very models the OpenAPI document describes.  The auth
+middleware has already resolved the caller (``auth.principal``); a rule only
+judges it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from aiohttp import web
 
 from edge import route_table
 from edge.api.auth import principal, require_room, require_staff
-from edge.api.keys import SETTINGS
+from edge.api.errors import read_json
+from edge.api.keys import BODY, QUERY, SETTINGS
+from edge.api.models import parse_query, parse_strict
 from edge.route_table import RouteTableError, WebHandler
 
 Check = Callable[[web.Request], Awaitable[None]]
@@ -82,13 +87,19 @@ LOOPBACK_OR_STAFF = Access(
 
 
 def guarded(route: Route) -> WebHandler:
-    """The aiohttp handler of ``route``: its access check, then its handler."""
+    """The aiohttp handler of ``route``: its access check, its query and body
+    parsed by the declared models (422 naming the field), then its handler."""
     if route.auth is ROOM and "room_id" not in route.path_params:
         raise RouteTableError(f"{route.full_path}: the room rule needs {{room_id}} in the path")
-    check, handler = route.auth.check, route.handler
+    check, handler, query, body = route.auth.check, route.handler, route.query, route.body
 
     async def handle(request: web.Request) -> web.StreamResponse:
         await check(request)
+        if query is not None:
+            request[QUERY] = parse_query(query, request.query)
+        if body is not None:
+            await read_json(request)  # 400 naming the body unless it is a JSON object
+            request[BODY] = parse_strict(body, await request.read())
         return await handler(request)
 
     handle.__name__ = getattr(handler, "__name__", "handle")

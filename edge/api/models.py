@@ -1,5 +1,10 @@
-"""Request bodies, validated strictly: unknown fields and wrong types are 422s
-naming the field, before anything reaches the core or a device."""
+"""Request bodies and query strings of the LAN API, and their parsers.
+
+Each route declares its models in the route table; ``access.guarded`` parses
+the request with them before the handler runs.  Bodies are strict (unknown
+fields and wrong types are 422s naming the field, before anything reaches
+the core or a device); the wording of every validation error comes from
+``edge.shop.inputs``."""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from drivers.model import ClimateMode
-from edge.shop.inputs import parse
+from edge.shop.errors import ValidationFailed
+from edge.shop.inputs import parse, parse_json
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,31}$"
 Role = Literal["staff", "manager", "admin"]
@@ -60,24 +66,29 @@ class UserPatchBody(Body):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_body(model: type[M], data: dict[str, Any]) -> M:
-    """Validate ``data``; the first problem is a ``ValidationFailed`` naming its field
-    (edge.shop.inputs words it; the error middleware answers 422 ``invalid_field``)."""
+def parse_strict(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body (already known to be an object) in strict mode."""
+    return parse_json(model, raw)
+
+
+def parse_query(model: type[M], query: Any) -> M:
+    """Validate a query string; repeated keys are refused rather than silently merged."""
+    data: dict[str, str] = {}
+    for key in query:
+        values = query.getall(key)
+        if len(values) > 1:
+            raise ValidationFailed(key, "given more than once")
+        data[key] = values[0]
     return parse(model, data)
 
 
-# -- query strings (described in the OpenAPI document; ``query_limit`` reads ``limit``) ------
+# -- query strings of the routes outside the shop ------------------------------------------
 class QueryString(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-LIMIT_RANGE = (1, 1000)  # what ``query_limit`` accepts
-
-
 class LimitQuery(QueryString):
-    limit: int = Field(
-        100, ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1], description="At most this many, newest first."
-    )
+    limit: int = Field(100, ge=1, le=1000, description="At most this many, newest first.")
 
 
 class AuditQuery(LimitQuery):
@@ -94,9 +105,7 @@ class DoorEventsQuery(LimitQuery):
 
 class DoorMembersQuery(QueryString):
     search: str | None = Field(None, description="Text in the member's name or email.")
-    limit: int = Field(
-        50, ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1], description="At most this many members."
-    )
+    limit: int = Field(50, ge=1, le=1000, description="At most this many members.")
 
 
 class WsQuery(QueryString):

@@ -22,10 +22,10 @@ from edge.api.auth import (
     principal,
     token_from_request,
 )
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import AUTH, CORE, SETTINGS
+from edge.api.errors import ApiError
+from edge.api.keys import AUTH, BODY, CORE, QUERY, SETTINGS
 from edge.api.login_guard import LoginRefused
-from edge.api.models import LIMIT_RANGE, LoginBody, NewUserBody, UserPatchBody, parse_body
+from edge.api.models import AuditQuery, LoginBody, NewUserBody, UserPatchBody
 from edge.api.settings import ApiSettings
 from edge.store import Store
 
@@ -40,7 +40,7 @@ def _store(request: web.Request) -> Store:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = parse_body(LoginBody, await read_json(request))
+    body: LoginBody = request[BODY]
     auth: Auth = request.app[AUTH]
     keys = [f"user:{body.username}", f"ip:{client_ip(request)}"]
     try:
@@ -140,7 +140,7 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 async def create_user(request: web.Request) -> web.Response:
-    body = parse_body(NewUserBody, await read_json(request))
+    body: NewUserBody = request[BODY]
     auth: Auth = request.app[AUTH]
     hashed = await auth.hash_password(body.password)
     created = await _store(request).call(
@@ -159,7 +159,7 @@ async def create_user(request: web.Request) -> web.Response:
 async def update_user(request: web.Request) -> web.Response:
     who = principal(request)
     username = request.match_info["username"]
-    body = parse_body(UserPatchBody, await read_json(request))
+    body: UserPatchBody = request[BODY]
     store = _store(request)
     if username == who.id and (body.disabled or (body.role and body.role != "admin")):
         raise ApiError("conflict", "admins cannot demote or disable themselves", field="username")
@@ -196,22 +196,9 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 async def audit_log(request: web.Request) -> web.Response:
-    limit = query_limit(request)
-    action = request.query.get("action")
-    rows = await _store(request).call(lambda c: db.list_audit(c, limit, action))
+    q: AuditQuery = request[QUERY]
+    rows = await _store(request).call(lambda c: db.list_audit(c, q.limit, q.action))
     return web.json_response({"entries": rows})
-
-
-def query_limit(request: web.Request, default: int = 100) -> int:
-    raw = request.query.get("limit", str(default))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError("invalid_field", "limit: must be an integer", field="limit") from None
-    low, high = LIMIT_RANGE
-    if not low <= limit <= high:
-        raise ApiError("invalid_field", f"limit: must be {low}-{high}", field="limit")
-    return limit
 
 
 # -- first start ---------------------------------------------------------------------------------

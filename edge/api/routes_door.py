@@ -17,10 +17,9 @@ from pydantic import Field, StrictStr
 from drivers.model import DeviceKind
 from edge.api.access import Access
 from edge.api.auth import audit, principal
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import CORE, PRINCIPAL, WS_HUB
-from edge.api.models import Body, parse_body
-from edge.api.routes_auth import query_limit
+from edge.api.errors import ApiError
+from edge.api.keys import BODY, CORE, PRINCIPAL, QUERY, WS_HUB
+from edge.api.models import Body, DoorEventsQuery, DoorMembersQuery
 from edge.core import EdgeCore
 from edge.door import registry
 from edge.door.enroll import MAX_PHOTO_BYTES
@@ -91,12 +90,13 @@ def _refusal(exc: DoorRefused) -> ApiError:
 async def door_events(request: web.Request) -> web.Response:
     """Door events (face, PIN, remote, cooldown, vision errors) merged with lock
     commands sent outside the door service (staff, scenes) and door alerts, newest first."""
-    limit = query_limit(request)
+    q: DoorEventsQuery = request[QUERY]
+    limit = q.limit
     core: EdgeCore = request.app[CORE]
     events: list[dict[str, Any]] = []
     door = registry.door_for(core)
     if door is not None:
-        member = request.query.get("member_id")
+        member = q.member_id
         stored = await door.vault.events(limit, member)
         events.extend({"type": "door", **e.as_dict(), "ts": e.as_dict()["time"]} for e in stored)
     for room in core.rooms():
@@ -120,7 +120,7 @@ async def door_status(request: web.Request) -> web.Response:
 
 async def remote_unlock(request: web.Request) -> web.Response:
     who = principal(request)
-    body = parse_body(UnlockBody, await read_json(request))
+    body: UnlockBody = request[BODY]
     event = await door_of(request).remote_unlock(who.actor, body.reason)
     await audit(request, "door.unlock", event.actor, event.decision, {"reason": body.reason})
     if event.decision != "unlock":
@@ -146,7 +146,7 @@ KEYPAD = Access(
 
 async def keypad_pin(request: web.Request) -> web.Response:
     door = door_of(request)
-    body = parse_body(PinBody, await read_json(request))
+    body: PinBody = request[BODY]
     try:
         event = await door.pin_unlock(body.member_id, body.pin, request.remote or "keypad")
     except PinThrottled as exc:
@@ -159,8 +159,8 @@ async def keypad_pin(request: web.Request) -> web.Response:
 async def members(request: web.Request) -> web.Response:
     """Shop members with their face-access consent status and template count."""
     door = door_of(request)
-    search = request.query.get("search") or None
-    limit = query_limit(request, 50)
+    q: DoorMembersQuery = request[QUERY]
+    search, limit = q.search or None, q.limit
     found = await door.core.run_shop(lambda shop: search_members(shop, search=search, limit=limit))
     overview = await door.vault.overview()
     rows = []
@@ -179,7 +179,7 @@ async def consent_history(request: web.Request) -> web.Response:
 async def grant_consent(request: web.Request) -> web.Response:
     who = principal(request)
     member_id = request.match_info["member_id"]
-    body = parse_body(ConsentBody, await read_json(request))
+    body: ConsentBody = request[BODY]
     try:
         consent = await door_of(request).grant_consent(
             member_id, who.id, body.purpose, body.retention_days
@@ -203,7 +203,7 @@ async def grant_consent(request: web.Request) -> web.Response:
 async def withdraw_consent(request: web.Request) -> web.Response:
     who = principal(request)
     member_id = request.match_info["member_id"]
-    body = parse_body(WithdrawBody, await read_json(request))
+    body: WithdrawBody = request[BODY]
     destroyed = await door_of(request).withdraw_consent(member_id, who.id, body.note)
     await audit(request, "door.consent.withdraw", member_id, "ok", {"templates": destroyed})
     return web.json_response({"member_id": member_id, "templates_destroyed": destroyed})
@@ -212,7 +212,7 @@ async def withdraw_consent(request: web.Request) -> web.Response:
 async def set_pin(request: web.Request) -> web.Response:
     who = principal(request)
     member_id = request.match_info["member_id"]
-    body = parse_body(SetPinBody, await read_json(request))
+    body: SetPinBody = request[BODY]
     try:
         await door_of(request).set_pin(member_id, body.pin, who.id)
     except DoorRefused as exc:

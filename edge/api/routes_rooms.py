@@ -14,10 +14,9 @@ from aiohttp import web
 
 from drivers.model import DeviceKind
 from edge.api.auth import Principal, audit, principal
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import CORE
-from edge.api.models import CommandBody, parse_body
-from edge.api.routes_auth import query_limit
+from edge.api.errors import ApiError
+from edge.api.keys import BODY, CORE, QUERY
+from edge.api.models import CommandBody, CommandsQuery
 from edge.core import DeviceOutcome, EdgeCore, Room
 from edge.errors import InvalidCommand
 
@@ -123,7 +122,7 @@ async def activate_scene(request: web.Request) -> web.Response:
 async def device_command(request: web.Request) -> web.Response:
     room_id, device_id = request.match_info["room_id"], request.match_info["device_id"]
     who = principal(request)
-    body = parse_body(CommandBody, await read_json(request))
+    body: CommandBody = request[BODY]
     core = core_of(request)
     _, cfg = core.device(room_id, device_id)
     if who.kind == "tablet" and cfg.kind not in TABLET_KINDS:
@@ -155,6 +154,6 @@ def outcome_response(outcome: DeviceOutcome) -> web.Response:
 
 
 async def command_log(request: web.Request) -> web.Response:
-    device = request.query.get("device_id")
-    rows = await core_of(request).store.commands(device_id=device, limit=query_limit(request))
+    q: CommandsQuery = request[QUERY]
+    rows = await core_of(request).store.commands(device_id=q.device_id, limit=q.limit)
     return web.json_response({"commands": rows})

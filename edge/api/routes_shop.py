@@ -15,17 +15,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from edge.api.auth import audit, principal
-from edge.api.errors import ApiError, invalid_field, read_json
-from edge.api.keys import CORE
+from edge.api.errors import ApiError, invalid_field
+from edge.api.keys import BODY, CORE, QUERY
 from edge.api.shop_models import (
-    ApproveBody,
     CounterOrderBody,
     CounterRequestBody,
     MembersQuery,
     OrdersQuery,
     RequestsQuery,
-    parse_query,
-    parse_strict,
 )
 from edge.core import EdgeCore
 from edge.shop import (
@@ -44,11 +41,8 @@ from edge.shop import (
 from edge.shop.directory import search_members, stock_alerts
 from edge.shop.inputs import (
     CatalogueQuery,
-    CostInput,
-    DeclineInput,
     OrderStatusInput,
     PaymentInput,
-    RequestStatusInput,
 )
 from edge.shop.statuses import OrderStatus, RequestStatus, rules
 
@@ -137,11 +131,6 @@ async def change(
     return result
 
 
-async def body(request: web.Request, model: type[Any]) -> Any:
-    await read_json(request)  # 400 naming the body unless it is a JSON object
-    return parse_strict(model, await request.read())
-
-
 # -- products, members, overview ------------------------------------------------------------
 async def shop_rules(request: web.Request) -> web.Response:
     """Statuses, their next steps and tiers (edge.shop.statuses), so pages copy none."""
@@ -164,7 +153,7 @@ async def overview(request: web.Request) -> web.Response:
 
 
 async def list_products(request: web.Request) -> web.Response:
-    query = parse_query(CatalogueQuery, request.query)
+    query: CatalogueQuery = request[QUERY]
     page = await run(request, lambda shop: shop.list_products(query))
     return web.json_response(page.to_json())
 
@@ -175,7 +164,7 @@ async def low_stock(request: web.Request) -> web.Response:
 
 
 async def list_members(request: web.Request) -> web.Response:
-    q = parse_query(MembersQuery, request.query)
+    q: MembersQuery = request[QUERY]
     found = await run(
         request, lambda shop: search_members(shop, search=q.search, active=q.active, limit=q.limit)
     )
@@ -184,7 +173,7 @@ async def list_members(request: web.Request) -> web.Response:
 
 # -- pickup orders ---------------------------------------------------------------------------
 async def list_orders(request: web.Request) -> web.Response:
-    q = parse_query(OrdersQuery, request.query)
+    q: OrdersQuery = request[QUERY]
 
     def queue(shop: Shop) -> dict[str, Any]:
         page = shop.list_orders(status=q.status, page=q.page, page_size=q.page_size)
@@ -195,7 +184,7 @@ async def list_orders(request: web.Request) -> web.Response:
 
 async def create_order(request: web.Request) -> web.Response:
     who = principal(request)
-    b: CounterOrderBody = await body(request, CounterOrderBody)
+    b: CounterOrderBody = request[BODY]
     order = await change(
         request,
         "shop.order.create",
@@ -215,7 +204,7 @@ async def get_order(request: web.Request) -> web.Response:
 async def order_status(request: web.Request) -> web.Response:
     who = principal(request)
     oid = request.match_info["order_id"]
-    b: OrderStatusInput = await body(request, OrderStatusInput)
+    b: OrderStatusInput = request[BODY]
     order = await change(
         request,
         "shop.order.status",
@@ -237,7 +226,7 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 async def order_payment(request: web.Request) -> web.Response:
     oid = request.match_info["order_id"]
-    b: PaymentInput = await body(request, PaymentInput)
+    b: PaymentInput = request[BODY]
     order = await change(
         request,
         "shop.order.payment",
@@ -250,7 +239,7 @@ async def order_payment(request: web.Request) -> web.Response:
 
 # -- concierge requests -----------------------------------------------------------------------
 async def list_requests(request: web.Request) -> web.Response:
-    q = parse_query(RequestsQuery, request.query)
+    q: RequestsQuery = request[QUERY]
 
     def queue(shop: Shop) -> dict[str, Any]:
         page = shop.list_requests(status=q.status, page=q.page, page_size=q.page_size)
@@ -260,7 +249,7 @@ async def list_requests(request: web.Request) -> web.Response:
 
 
 async def create_request(request: web.Request) -> web.Response:
-    b: CounterRequestBody = await body(request, CounterRequestBody)
+    b: CounterRequestBody = request[BODY]
     req = await change(
         request,
         "shop.request.create",
@@ -278,14 +267,15 @@ async def get_request(request: web.Request) -> web.Response:
 
 
 def request_action(
-    action: str, model: type[Any] | None, call: Callable[[Shop, str, Any, str], Any]
+    action: str, call: Callable[[Shop, str, Any, str], Any]
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The handler of ``POST .../requests/{request_id}/<step>``: ``call(shop, id, body, actor)``."""
+    """The handler of ``POST .../requests/{request_id}/<step>``: ``call(shop, id, body, actor)``
+    with the body its route declares (None without one)."""
 
     async def handler(request: web.Request) -> web.Response:
         who = principal(request)
         rid = request.match_info["request_id"]
-        parsed = None if model is None else await body(request, model)
+        parsed = request.get(BODY)
         detail = None if parsed is None else parsed.model_dump(mode="json")
         req = await change(
             request, action, rid, lambda shop: call(shop, rid, parsed, str(who.actor)), detail
@@ -297,26 +287,26 @@ def request_action(
 
 
 approve_request = request_action(
-    "shop.request.approve", ApproveBody,
+    "shop.request.approve",
     lambda shop, rid, b, actor: shop.approve_request(rid, staff_notes=b.staff_notes, actor=actor),
 )  # fmt: skip
 decline_request = request_action(
-    "shop.request.decline", DeclineInput,
+    "shop.request.decline",
     lambda shop, rid, b, actor: shop.decline_request(rid, b, actor=actor),
 )  # fmt: skip
 set_request_cost = request_action(
-    "shop.request.cost", CostInput,
+    "shop.request.cost",
     lambda shop, rid, b, actor: shop.set_actual_cost(rid, b, actor=actor),
 )  # fmt: skip
 verify_age = request_action(
-    "shop.request.verify_age", None,
+    "shop.request.verify_age",
     lambda shop, rid, b, actor: shop.verify_age(rid, actor=actor),
 )  # fmt: skip
 request_status = request_action(
-    "shop.request.status", RequestStatusInput,
+    "shop.request.status",
     lambda shop, rid, b, actor: shop.set_request_status(rid, b, actor=actor),
 )  # fmt: skip
 cancel_request = request_action(
-    "shop.request.cancel", None,
+    "shop.request.cancel",
     lambda shop, rid, b, actor: shop.cancel_request(rid),
 )  # fmt: skip

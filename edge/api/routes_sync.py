@@ -14,8 +14,8 @@ from aiohttp import web
 
 from edge.api.auth import principal
 from edge.api.errors import ApiError
-from edge.api.keys import CORE
-from edge.api.routes_shop import body, change
+from edge.api.keys import BODY, CORE
+from edge.api.routes_shop import change
 from edge.core import EdgeCore
 from sync import sync_status
 from sync.oversell import ResolveInput, resolve_oversell
@@ -40,7 +40,7 @@ async def resolve(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18:
         raise ApiError("invalid_field", "id: must be a positive integer", field="id")
-    r: ResolveInput = await body(request, ResolveInput)
+    r: ResolveInput = request[BODY]
     item = await change(request, "sync.resolve", f"attention:{raw}",
                         lambda shop: resolve_oversell(shop, int(raw), r, f"staff:{who.id}"),
                         {"action": r.action})  # fmt: skip

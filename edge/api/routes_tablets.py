@@ -10,9 +10,9 @@ from aiohttp import web
 
 from edge.api import db
 from edge.api.auth import TABLET_PREFIX, Auth, audit, client_ip, principal
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import AUTH, CORE, SETTINGS, WS_HUB
-from edge.api.models import PairBody, parse_body
+from edge.api.errors import ApiError
+from edge.api.keys import AUTH, BODY, CORE, SETTINGS, WS_HUB
+from edge.api.models import PairBody
 from edge.api.settings import ApiSettings
 from edge.core import EdgeCore
 from edge.store import Store
@@ -45,7 +45,7 @@ async def create_pairing_code(request: web.Request) -> web.Response:
 
 
 async def pair_tablet(request: web.Request) -> web.Response:
-    body = parse_body(PairBody, await read_json(request))
+    body: PairBody = request[BODY]
     store: Store = request.app[CORE].store
     settings: ApiSettings = request.app[SETTINGS]
     ip_key = [f"pair-ip:{client_ip(request)}"]

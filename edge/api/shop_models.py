@@ -8,12 +8,11 @@ are parsed in pydantic's strict JSON mode: ``"2"`` is not a quantity and
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.shop.errors import ValidationFailed
-from edge.shop.inputs import ConciergeInput, OrderInput, parse, parse_json
+from edge.shop.inputs import ConciergeInput, OrderInput
 from edge.shop.statuses import OrderStatus, RequestStatus
 
 MEMBER_ID = Field(
@@ -66,22 +65,3 @@ class MembersQuery(Query):
     search: str | None = Field(None, max_length=100, description="Text in name or email.")
     active: bool | None = Field(None, description="Only active (true) or lapsed (false).")
     limit: int = Field(50, ge=1, le=200, description="At most this many members.")
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_strict(model: type[M], raw: bytes) -> M:
-    """Validate a JSON body (already known to be an object) in strict mode."""
-    return parse_json(model, raw)
-
-
-def parse_query(model: type[M], query: Any) -> M:
-    """Validate a query string; repeated keys are refused rather than silently merged."""
-    data: dict[str, str] = {}
-    for key in query:
-        values = query.getall(key)
-        if len(values) > 1:
-            raise ValidationFailed(key, "given more than once")
-        data[key] = values[0]
-    return parse(model, data)
