@@ -59,6 +59,7 @@ class Unauthenticated(ShopError):
     """No credentials, or credentials that do not check out (HTTP 401)."""
 
     code = "unauthenticated"
+    http_status = 401
 
 
 @dataclass(frozen=True)
