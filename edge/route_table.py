@@ -67,9 +67,16 @@ class Route(Generic[H, A]):
 R = TypeVar("R", bound="Route[Any, Any]")
 
 
-def mount(app: web.Application, routes: Iterable[R], wrap: Callable[[R], WebHandler]) -> None:
+def mount(
+    app: web.Application,
+    routes: Iterable[R],
+    wrap: Callable[[R], WebHandler],
+    *,
+    public: Callable[[R], bool] = lambda route: False,
+) -> None:
     """Add every route to ``app``'s router; ``wrap`` turns a route into the aiohttp
-    handler that checks its access rule before running it."""
+    handler that checks its access rule before running it.  A static folder has
+    no handler to wrap: ``public`` must say its rule lets anyone in."""
     seen: set[tuple[str, str]] = set()
     for route in routes:
         key = (route.method, route.full_path)
@@ -81,6 +88,8 @@ def mount(app: web.Application, routes: Iterable[R], wrap: Callable[[R], WebHand
             prefix = route.full_path.removesuffix("/{path}")
             if route.method != "GET" or prefix == route.full_path:
                 raise RouteTableError(f"static route {route.full_path} must be GET .../{{path}}")
+            if not public(route):
+                raise RouteTableError(f"static route {route.full_path} must be public")
             if directory.is_dir():
                 app.router.add_static(prefix, directory, follow_symlinks=False)
             continue

@@ -20,7 +20,7 @@ from cloud_api.admin_routes import ADMIN_ROUTES
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES as CLOUD_ROUTES
 from cloud_api.sync_routes import SYNC_ROUTES
-from edge.api.access import PUBLIC, ROOM, SIGNED_IN, STAFF, Access, Route, guarded
+from edge.api.access import PUBLIC, ROOM, SIGNED_IN, STAFF, Access, Route, guarded, is_public
 from edge.api.auth import Principal
 from edge.api.errors import error_middleware
 from edge.api.keys import BODY, PRINCIPAL, QUERY
@@ -139,11 +139,13 @@ async def _noop(request: web.Request) -> web.Response:
         (Route("GET", "/tablets", _noop, ROOM, "no room in the path"),),
         # The same method and path twice.
         (Route("GET", "/x", _noop, STAFF, "one"), Route("GET", "/x", _noop, PUBLIC, "two")),
+        # A static folder behind a rule no check could enforce.
+        (Route("GET", "/files/{path}", _noop, STAFF, "files", static_dir=lambda app: Path(".")),),
     ],
 )
 def test_a_table_that_cannot_be_served_as_declared_is_refused(table: tuple[Route, ...]) -> None:
     with pytest.raises(RouteTableError):
-        mount(web.Application(), table, guarded)
+        mount(web.Application(), table, guarded, public=is_public)
 
 
 def refs(node: Any) -> list[str]:

@@ -107,6 +107,10 @@ def guarded(route: Route) -> WebHandler:
     return handle
 
 
+def is_public(route: Route) -> bool:
+    return route.auth is PUBLIC
+
+
 def security(route: Any) -> list[dict[str, list[str]]]:
     access: Access = route.auth
     return [{scheme: []} for scheme in access.security]

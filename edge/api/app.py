@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from edge.api import db
-from edge.api.access import guarded
+from edge.api.access import guarded, is_public
 from edge.api.auth import Auth, auth_middleware
 from edge.api.errors import error_middleware
 from edge.api.keys import AUTH, CORE, DATA_DIR, METRICS, OPENAPI, SETTINGS, WS_HUB
@@ -49,7 +49,7 @@ def create_app(
     app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(_security_headers)
 
-    mount(app, ROUTES, guarded)
+    mount(app, ROUTES, guarded, public=is_public)
     return app
 
 
