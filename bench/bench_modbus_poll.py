@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drivers.modbus.config import ModbusDeviceConfig, ModbusTcpBusConfig
-from drivers.modbus.devices import ModbusBusManager
+from drivers.modbus.devices import ModbusBuses
 from drivers.modbus.simulator import ModbusSimulator, SimulatedUnit
 from drivers.model import DeviceSnapshot
 
@@ -70,7 +70,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def poll(port: int, slaves: int, registers: int, seconds: float, interval: float) -> None:
-    manager = ModbusBusManager(
+    manager = ModbusBuses(
         [ModbusTcpBusConfig(type="tcp", id="gw", host="127.0.0.1", port=port, timeout_s=0.5)]
     )
     loop = asyncio.get_running_loop()

@@ -12,7 +12,8 @@ from pydantic import Field
 
 from cloud_api.spec import Ctx, EmptyInput, Route
 from drivers.config import ID_PATTERN
-from edge.shop.inputs import Input, Tier
+from edge.shop.inputs import Input
+from edge.shop.statuses import Tier
 from sync import sites
 
 

@@ -11,41 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from cloud_api.admin_routes import ADMIN_ROUTES
-from cloud_api.auth import Auth, Unauthenticated
+from cloud_api.auth import Auth
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
 from cloud_api.spec import AUTH_KEY, EXECUTOR_KEY, SHOP_KEY, make_handler
 from cloud_api.sync_routes import SYNC_ROUTES, register_sync
+from edge.route_table import mount
 from edge.shop import (
-    Conflict,
-    Forbidden,
-    NotFound,
     Shop,
     ShopError,
     StorageFailure,
-    ValidationFailed,
 )
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "body_too_large", 415: "unsupported_media_type"}  # fmt: skip
-
-
-def _status(exc: ShopError) -> int:
-    if isinstance(exc, ValidationFailed):
-        return 422
-    if isinstance(exc, Unauthenticated):
-        return 401
-    if isinstance(exc, Forbidden):
-        return 403
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, StorageFailure):
-        return 503
-    return 400
 
 
 def error_response(status: int, code: str, message: str, field: str | None) -> web.Response:
@@ -65,7 +46,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if isinstance(exc, StorageFailure):
             log.error("storage failure on %s %s: %s", request.method, request.path, exc)
         message = getattr(exc, "message", None) or str(exc)
-        return error_response(_status(exc), exc.code, message, exc.field)
+        return error_response(exc.http_status, exc.code, message, exc.field)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -97,7 +78,6 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
         return web.json_response(document)
 
     app.router.add_get("/api/openapi.json", openapi)
-    for route in ROUTES + ADMIN_ROUTES:
-        app.router.add_route(route.method, route.full_path, make_handler(route))
+    mount(app, ROUTES + ADMIN_ROUTES, make_handler)
     register_sync(app)
     return app

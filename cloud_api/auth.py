@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from edge.migrations import migrate
+from edge.passwords import Passwords
 from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
 from edge.shop.errors import Conflict, ShopError
 from edge.shop.schema import migrate_postgres
@@ -54,13 +52,14 @@ CREATE TABLE edge_nodes (
 """
 ]
 
-_hasher = PasswordHasher()
+_passwords = Passwords()
 
 
 class Unauthenticated(ShopError):
     """No credentials, or credentials that do not check out (HTTP 401)."""
 
     code = "unauthenticated"
+    http_status = 401
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,14 @@ class Auth:
             tx.execute(
                 "INSERT INTO staff_accounts (id, email, name, password_hash, role, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (staff_id, email.lower(), name, _hasher.hash(password), role, _now().isoformat()),
+                (
+                    staff_id,
+                    email.lower(),
+                    name,
+                    _passwords.hash(password),
+                    role,
+                    _now().isoformat(),
+                ),
             )
         return staff_id
 
@@ -114,13 +120,10 @@ class Auth:
                 "SELECT id, password_hash, role FROM staff_accounts WHERE email = ? AND active = 1",
                 (email.lower(),),
             )
-        if row is None:
-            _hasher.hash(password)  # same work whether or not the account exists
+        # An unknown email costs the same work as a wrong password.
+        if not _passwords.verify(None if row is None else row["password_hash"], password):
             raise Unauthenticated("wrong email or password")
-        try:
-            _hasher.verify(row["password_hash"], password)
-        except (VerificationError, InvalidHashError):
-            raise Unauthenticated("wrong email or password") from None
+        assert row is not None
         expires = _now() + STAFF_TOKEN_TTL
         token = self._issue("staff", row["id"], expires)
         return token, str(row["role"]), expires
@@ -176,7 +179,7 @@ class Auth:
                 raise Conflict(f"node {node_id!r} exists", field="node_id")
             tx.execute(
                 "INSERT INTO edge_nodes (node_id, secret_hash, created_at) VALUES (?, ?, ?)",
-                (node_id, _hasher.hash(secret), _now().isoformat()),
+                (node_id, _passwords.hash(secret), _now().isoformat()),
             )
             if site is not None:
                 sites.bind_node(tx, node_id, site)
@@ -188,10 +191,6 @@ class Auth:
             row = tx.one(
                 "SELECT secret_hash FROM edge_nodes WHERE node_id = ? AND active = 1", (node_id,)
             )
-        try:
-            if row is None:
-                raise VerificationError("unknown node")
-            _hasher.verify(row["secret_hash"], secret)
-        except (VerificationError, InvalidHashError):
-            raise Unauthenticated("bad node credentials") from None
+        if not _passwords.verify(None if row is None else row["secret_hash"], secret):
+            raise Unauthenticated("bad node credentials")
         return Principal("node", node_id)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud_api.spec import ApproveInput, Ctx, EmptyInput, ListQuery, LoginInput, Route
+from cloud_api.spec import (
+    ApproveInput,
+    Ctx,
+    EmptyInput,
+    LoginInput,
+    OrderListQuery,
+    RequestListQuery,
+    Route,
+)
 from edge.shop.inputs import (
     AdjustInput,
     CatalogueQuery,
@@ -62,7 +70,7 @@ async def create_order(c: Ctx) -> Any:
 
 
 def _list_args(c: Ctx) -> dict[str, Any]:
-    q: ListQuery = c.query
+    q: OrderListQuery | RequestListQuery = c.query
     scope = c.member_scope
     return {
         "member_id": scope if scope is not None else q.member_id,
@@ -176,7 +184,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "shop/orders", create_order, "member", "Place a pickup order",
           OrderInput, status=201),
     Route("GET", "shop/orders", list_orders, "any", "Orders (members: their own)",
-          query=ListQuery),
+          query=OrderListQuery),
     Route("GET", ORDER, get_order, "any", "One order"),
     Route("POST", ORDER + "/cancel", cancel_order, "any", "Cancel (pending/processing)",
           EmptyInput),
@@ -186,7 +194,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "concierge/requests", submit_request, "member", "Ask the concierge",
           ConciergeInput, status=201),
     Route("GET", "concierge/requests", list_requests, "any", "Requests (members: their own)",
-          query=ListQuery),
+          query=RequestListQuery),
     Route("GET", REQUEST, get_request, "any", "One request"),
     Route("POST", REQUEST + "/cancel", cancel_request, "any",
           "Cancel (pending/approved/processing)", EmptyInput),

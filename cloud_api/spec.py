@@ -16,8 +16,10 @@ from pydantic import BaseModel, Field
 
 from cloud_api import guard
 from cloud_api.auth import Auth, Principal, Unauthenticated
+from edge import route_table
 from edge.shop import Forbidden, Shop, ValidationFailed
 from edge.shop.inputs import Input, parse, parse_json
+from edge.shop.statuses import OrderStatus, RequestStatus
 
 AuthLevel = Literal["public", "any", "member", "staff", "manager", "admin", "node"]
 T = TypeVar("T")
@@ -42,10 +44,17 @@ class EmptyInput(Input):
 
 
 class ListQuery(Input):
-    status: str | None = Field(None, max_length=20, description="Only this status.")
     member_id: str | None = Field(None, max_length=64, description="Staff: one member only.")
     page: int = Field(1, ge=1, le=100_000, description="1-based page.")
     page_size: int = Field(20, ge=1, le=100, description="Items per page.")
+
+
+class OrderListQuery(ListQuery):
+    status: OrderStatus | None = Field(None, description="Only this status.")
+
+
+class RequestListQuery(ListQuery):
+    status: RequestStatus | None = Field(None, description="Only this status.")
 
 
 @dataclass
@@ -82,20 +91,10 @@ class Ctx:
 Handler = Callable[[Ctx], Awaitable[Any]]
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # below /api/v1
-    handler: Handler
-    auth: AuthLevel
-    summary: str
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    status: int = 200
+class Route(route_table.Route[Handler, AuthLevel]):
+    """A cloud route: ``path`` is below ``/api/v1/`` (the shared table, edge.route_table)."""
 
-    @property
-    def full_path(self) -> str:
-        return "/api/v1/" + self.path
+    prefix = "/api/v1/"
 
 
 def _dumps(value: Any) -> str:

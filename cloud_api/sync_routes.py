@@ -33,6 +33,7 @@ from cloud_api.spec import (
     parse_json_object,
     parse_query,
 )
+from edge.route_table import mount
 from edge.shop import Forbidden, ValidationFailed
 from edge.shop.inputs import Input
 from sync import cloud_nodes
@@ -283,5 +284,4 @@ def register_sync(app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sync.migrate)
 
     app.on_startup.append(migrate)
-    for route in SYNC_ROUTES:
-        app.router.add_route(route.method, route.full_path, _make_handler(route))
+    mount(app, SYNC_ROUTES, _make_handler)

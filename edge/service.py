@@ -18,9 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from drivers.modbus.bus import ModbusBus
 from drivers.modbus.config import ModbusDeviceConfig
-from drivers.modbus.devices import ModbusDevice, build_modbus_device
+from drivers.modbus.devices import ModbusBuses, ModbusDevice
 from drivers.model import Device, DeviceSnapshot
 from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import build_mqtt_device
@@ -92,7 +91,7 @@ class EdgeService:
         )
         self.shop = open_shop(config, self.data_dir)
         self.mqtt: MqttConnection | None = None
-        self.buses: dict[str, ModbusBus] = {}
+        self.modbus = ModbusBuses(config.modbus_buses)
         self.devices: dict[str, Device] = {}
         self.core: EdgeCore | None = None
         self.guards: list[HeaterGuard] = []
@@ -117,14 +116,12 @@ class EdgeService:
         cfg = self.config
         if cfg.mqtt is not None:
             self.mqtt = MqttConnection(cfg.mqtt, site_id=cfg.site.id)
-        for bus_cfg in cfg.modbus_buses:
-            self.buses[bus_cfg.id] = ModbusBus(bus_cfg)
         for room in cfg.rooms:
             for dev_cfg in room.devices:
                 device_id = f"{room.id}/{dev_cfg.id}"
                 device: Device
                 if isinstance(dev_cfg, ModbusDeviceConfig):
-                    device = build_modbus_device(dev_cfg, self.buses[dev_cfg.bus], device_id)
+                    device = self.modbus.add_device(dev_cfg, device_id)
                 else:
                     assert self.mqtt is not None  # the config validator guarantees it
                     device = build_mqtt_device(dev_cfg, self.mqtt, device_id)
@@ -250,9 +247,9 @@ class EdgeService:
             mqtt = self.mqtt
             sup.links["mqtt"] = lambda: mqtt.is_connected
             sup.add("mqtt", self.mqtt.run)
-        for bus_id, bus in self.buses.items():
+        for bus_id, bus in self.modbus.buses.items():
             sup.links[f"modbus:{bus_id}"] = bus.is_connected
-            sup.add(f"modbus:{bus_id}", functools.partial(self._run_bus, bus))
+            sup.add(f"modbus:{bus_id}", functools.partial(self.modbus.run_bus, bus_id))
         for device_id, device in self.devices.items():
             runner = getattr(device, "run", None)
             if runner is not None and not isinstance(device, ModbusDevice):
@@ -285,14 +282,6 @@ class EdgeService:
         if self.with_api:
             # Last to start, first to stop: no request finds a stopped part.
             sup.add("lan-api", self._run_api)
-
-    async def _run_bus(self, bus: ModbusBus) -> None:
-        """One Modbus bus with its devices: a crash of any restarts them together."""
-        on_bus = [d for d in self.devices.values() if isinstance(d, ModbusDevice) and d.bus is bus]
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(bus.run(), name=f"modbus-bus:{bus.bus_id}")
-            for device in on_bus:
-                tg.create_task(device.run(), name=f"modbus-device:{device.device_id}")
 
     async def _run_door(self) -> None:
         # A fresh door service per (re)start: a crashed one is never reused.

@@ -15,17 +15,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ORDER_RANK = {"pending": 0, "processing": 1, "ready": 2, "cancelled": 3, "completed": 4}
-REQUEST_RANK = {
-    "pending": 0,
-    "approved": 1,
-    "processing": 2,
-    "ready": 3,
-    "declined": 4,
-    "cancelled": 5,
-    "completed": 6,
+from edge.shop.statuses import OrderStatus as O
+from edge.shop.statuses import RequestStatus as R
+
+ORDER_RANK: dict[str, int] = {
+    O.PENDING: 0,
+    O.PROCESSING: 1,
+    O.READY: 2,
+    O.CANCELLED: 3,
+    O.COMPLETED: 4,
 }
-_TERMINAL_LOSERS = {"cancelled", "declined"}
+REQUEST_RANK: dict[str, int] = {
+    R.PENDING: 0,
+    R.APPROVED: 1,
+    R.PROCESSING: 2,
+    R.READY: 3,
+    R.DECLINED: 4,
+    R.CANCELLED: 5,
+    R.COMPLETED: 6,
+}
+_TERMINAL_LOSERS = {R.CANCELLED, R.DECLINED}
 
 
 @dataclass(frozen=True)
@@ -39,15 +48,15 @@ def merge_status(ranks: Mapping[str, int], local: str, remote: str) -> StatusOut
     winner = local if ranks[local] >= ranks[remote] else remote
     pair = {local, remote}
     flag = None
-    if "completed" in pair and pair & _TERMINAL_LOSERS:
+    if R.COMPLETED in pair and pair & _TERMINAL_LOSERS:
         loser = (pair & _TERMINAL_LOSERS).pop()
         flag = f"{loser}_vs_completed"
-    elif "ready" in pair and pair & _TERMINAL_LOSERS:
+    elif R.READY in pair and pair & _TERMINAL_LOSERS:
         loser = (pair & _TERMINAL_LOSERS).pop()
         flag = f"{loser}_after_ready"
-    elif pair == {"declined", "cancelled"}:
+    elif pair == {R.DECLINED, R.CANCELLED}:
         flag = "declined_vs_cancelled"
-    elif "declined" in pair and pair & {"approved", "processing"}:
+    elif R.DECLINED in pair and pair & {R.APPROVED, R.PROCESSING}:
         flag = "declined_vs_approved"
     return StatusOutcome(winner, flag)
 

@@ -14,6 +14,7 @@ import pytest
 from edge.shop import Member
 from edge.shop.demo_seed import seed_demo_shop
 from tests.test_api_support import ApiSite, api
+from tests.test_route_table import refs
 
 __all__ = ["api"]
 
@@ -444,17 +445,8 @@ async def test_openapi_describes_every_shop_route_with_resolvable_schemas(
 ) -> None:
     doc = await (await shop_site.client.get("/api/openapi.json")).json()
     shop_paths = {p for p in doc["paths"] if p.startswith(SHOP)}
-    assert len(shop_paths) == 17
+    assert len(shop_paths) == 18
     schemas = doc["components"]["schemas"]
-
-    def refs(node: Any) -> list[str]:
-        if isinstance(node, dict):
-            found = [node["$ref"]] if "$ref" in node else []
-            return found + [r for v in node.values() for r in refs(v)]
-        if isinstance(node, list):
-            return [r for v in node for r in refs(v)]
-        return []
-
     for ref in refs(doc):
         kind, name = ref.split("/")[-2:]
         assert name in doc["components"][kind], ref

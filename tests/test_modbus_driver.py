@@ -22,7 +22,7 @@ from drivers.errors import (
 )
 from drivers.modbus.bus import ModbusBus, Priority
 from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
-from drivers.modbus.devices import ModbusBusManager, ModbusDevice
+from drivers.modbus.devices import ModbusBuses, ModbusDevice
 from drivers.modbus.simulator import (
     ModbusSimulator,
     SimulatedUnit,
@@ -110,17 +110,17 @@ def tcp_bus_cfg(sim: ModbusSimulator, **kw: Any) -> ModbusTcpBusConfig:
 
 
 @pytest.fixture
-async def manager(gateway: ModbusSimulator) -> AsyncIterator[ModbusBusManager]:
+async def manager(gateway: ModbusSimulator) -> AsyncIterator[ModbusBuses]:
     # 0.5 s, the driver's default: the simulator shares this test's event loop
     # (in asyncio debug mode), and on a loaded 2-core box a healthy answer can
     # take longer than a tighter timeout now and then.
-    mgr = ModbusBusManager([tcp_bus_cfg(gateway, timeout_s=0.5)])
+    mgr = ModbusBuses([tcp_bus_cfg(gateway, timeout_s=0.5)])
     yield mgr
     await mgr.stop()
     await mgr.stop()
 
 
-async def test_poll_reads_typed_state(gateway: ModbusSimulator, manager: ModbusBusManager) -> None:
+async def test_poll_reads_typed_state(gateway: ModbusSimulator, manager: ModbusBuses) -> None:
     spa = manager.add_device(thermostat_cfg(1), "spa/heater")
     seen: list[Availability] = []
     spa.subscribe(lambda snap: seen.append(snap.availability))
@@ -141,7 +141,7 @@ async def test_poll_reads_typed_state(gateway: ModbusSimulator, manager: ModbusB
 
 
 async def test_write_then_read_back_confirms(
-    gateway: ModbusSimulator, manager: ModbusBusManager
+    gateway: ModbusSimulator, manager: ModbusBuses
 ) -> None:
     spa = manager.add_device(thermostat_cfg(1), "spa/heater")
     lamp = manager.add_device(light_cfg(), "spa/lamp")
@@ -168,7 +168,7 @@ async def test_write_then_read_back_confirms(
 
 
 async def test_rejected_write_is_kept_apart_from_io_failure(
-    gateway: ModbusSimulator, manager: ModbusBusManager
+    gateway: ModbusSimulator, manager: ModbusBuses
 ) -> None:
     spa = manager.add_device(thermostat_cfg(2), "spa/heater")
     await manager.start()
@@ -192,7 +192,7 @@ async def test_rejected_write_is_kept_apart_from_io_failure(
 
 
 async def test_dead_slave_goes_offline_and_back_while_others_keep_polling(
-    gateway: ModbusSimulator, manager: ModbusBusManager
+    gateway: ModbusSimulator, manager: ModbusBuses
 ) -> None:
     poll = 0.2
     devices = {
@@ -264,7 +264,7 @@ async def test_writes_jump_queued_polls(gateway: ModbusSimulator) -> None:
 
 
 async def test_bus_reconnects_after_the_gateway_restarts(
-    gateway: ModbusSimulator, manager: ModbusBusManager
+    gateway: ModbusSimulator, manager: ModbusBuses
 ) -> None:
     spa = manager.add_device(thermostat_cfg(1), "spa/heater")
     await manager.start()
@@ -323,7 +323,7 @@ async def test_rtu_round_trip_and_inter_frame_gap(pty_pair: tuple[str, str]) -> 
         timeout_s=0.5,
         inter_frame_gap_ms=gap_ms,
     )
-    mgr = ModbusBusManager([bus_cfg])
+    mgr = ModbusBuses([bus_cfg])
     try:
         first = mgr.add_device(thermostat_cfg(1, bus="rs485", poll=0.05), "spa/t1")
         second = mgr.add_device(thermostat_cfg(2, bus="rs485", poll=0.05), "spa/t2")

@@ -15,6 +15,7 @@ from edge.migrations import migrate
 from edge.ops.retention import RetentionConfig, prune_once
 from edge.service import EdgeService
 from edge.store import CommandRecord, Store
+from edge.throttle import Throttle
 
 DAY = 86_400.0
 
@@ -32,7 +33,7 @@ def _seed_door(data: Path) -> None:
     try:
         door.grant_consent("m1", "v3", "face access", 365, "desk")
         door.record_event(DoorEvent("pin", "deny", "wrong_pin", member_id="m1"))
-        door.pin_failure(["member:m1"], 5, 60, 900)
+        door.pin_failure(["member:m1"], Throttle(4, 60, 60, 900))
     finally:
         door.close()
 
@@ -43,7 +44,7 @@ async def _seed_edge(store: Store) -> None:
     def api_rows(conn: sqlite3.Connection) -> None:
         migrate(conn, "api", api_db.API_MIGRATIONS)
         api_db.insert_audit(conn, "staff:ann", "auth.login", "ann", "ok", None, "10.0.0.5")
-        api_db.record_failure(conn, "user:ann", time.time(), 3, 1.0, 60.0)
+        api_db.record_failure(conn, "user:ann", time.time(), Throttle(3, 1.0, 60.0))
 
     await store.call(api_rows)
 

@@ -19,6 +19,14 @@
   const day = (iso) => (iso ? new Date(iso + "T12:00:00").toLocaleDateString(undefined, { weekday: "short", month: "short", day: "numeric" }) : "");
   const badge = (text, kind = "") => el("span", { class: `badge ${kind}` }, text);
 
+  // Statuses, their next steps and what can be cancelled come from the server
+  // (edge.shop.statuses via GET /api/v1/shop/rules); only the words are here.
+  let RULES = null;
+  async function shopRules() {
+    RULES = RULES || await dash.call("GET", `${SHOP}/rules`);
+    return RULES;
+  }
+
   function closedTable(columns, rows, none) {
     return rows.length ? dash.table(columns, rows) : el("p", { class: "muted" }, none);
   }
@@ -58,10 +66,8 @@
   }
 
   // -- pickups -------------------------------------------------------------------
-  const ORDER_COLUMNS = [
-    ["pending", "New"], ["processing", "Being prepared"], ["ready", "Ready for pickup"],
-  ];
-  const ORDER_NEXT = { pending: ["processing", "Start preparing"], processing: ["ready", "Mark ready"], ready: ["completed", "Hand over"] };
+  const ORDER_LABELS = { pending: "New", processing: "Being prepared", ready: "Ready for pickup" };
+  const ORDER_STEPS = { processing: "Start preparing", ready: "Mark ready", completed: "Hand over" };
 
   async function orderAction(order, path, body) {
     const done = await dash.call("POST", `${SHOP}/orders/${order.id}/${path}`, body);
@@ -71,15 +77,15 @@
 
   function orderCard(order) {
     const actions = el("div", { class: "actions" });
-    const next = ORDER_NEXT[order.status];
-    if (next) actions.append(button(next[1], next[0], () => orderAction(order, "status", { status: next[0] })));
+    const next = RULES.order.next[order.status];
+    if (next) actions.append(button(ORDER_STEPS[next] || next, next, () => orderAction(order, "status", { status: next })));
     if (!order.paid_at) {
       actions.append(button("Payment", "payment", () => inlineForm(actions, {
         label: "Ref", placeholder: "Payment reference", confirmLabel: "Save",
         submit: (ref) => orderAction(order, "payment", { payment_ref: ref }),
       }), "secondary"));
     }
-    if (order.status === "pending" || order.status === "processing") {
+    if (RULES.order.cancellable.includes(order.status)) {
       actions.append(button("Cancel", "cancel", () => inlineForm(actions, {
         label: "Cancel this order and put the stock back?", confirmLabel: "Yes, cancel", danger: true,
         submit: () => orderAction(order, "cancel"),
@@ -97,20 +103,22 @@
   async function refreshPickups() {
     const host = document.getElementById("pickup-queue");
     if (!host) return;
+    if (!await shopRules()) return;
+    const columns = RULES.order.open.map((s) => [s, ORDER_LABELS[s] || s]);
     const [open, closed] = await Promise.all([
-      Promise.all(ORDER_COLUMNS.map(([s]) => dash.call("GET", `${SHOP}/orders?status=${s}&page_size=100`))),
+      Promise.all(columns.map(([s]) => dash.call("GET", `${SHOP}/orders?status=${s}&page_size=100`))),
       dash.call("GET", `${SHOP}/orders?page_size=30`),
     ]);
     if (open.some((page) => !page) || !closed) return;
     host.replaceChildren(
-      el("div", { class: "board" }, ORDER_COLUMNS.map(([status, label], i) => el("section", { class: "column", "data-column": status },
+      el("div", { class: "board" }, columns.map(([status, label], i) => el("section", { class: "column", "data-column": status },
         el("h2", {}, label, " ", el("span", { class: "count" }, open[i].total)),
         open[i].items.length ? open[i].items.map(orderCard) : el("p", { class: "muted empty" }, "Nothing here")))),
       el("h2", { class: "section" }, "Recently closed"),
       closedTable([
         ["Order", (o) => o.number], ["Member", (o) => o.member_name], ["Status", (o) => badge(o.status, o.status === "cancelled" ? "bad" : "ok")],
         ["Total", (o) => usd(o.total)], ["Payment", (o) => o.payment_ref || "—"], ["Updated", (o) => new Date(o.updated_at).toLocaleString()],
-      ], closed.items.filter((o) => o.status === "completed" || o.status === "cancelled").slice(0, 12),
+      ], closed.items.filter((o) => RULES.order.closed.includes(o.status)).slice(0, 12),
       "No completed or cancelled orders yet."));
   }
 
@@ -223,10 +231,8 @@
   });
 
   // -- concierge -----------------------------------------------------------------------
-  const REQUEST_COLUMNS = [
-    ["pending", "To review"], ["approved", "Approved"], ["processing", "Sourcing"], ["ready", "Ready for pickup"],
-  ];
-  const REQUEST_NEXT = { approved: ["processing", "Start sourcing"], processing: ["ready", "Mark ready"], ready: ["completed", "Hand over"] };
+  const REQUEST_LABELS = { pending: "To review", approved: "Approved", processing: "Sourcing", ready: "Ready for pickup" };
+  const REQUEST_STEPS = { processing: "Start sourcing", ready: "Mark ready", completed: "Hand over" };
 
   async function requestAction(req, path, body) {
     const done = await dash.call("POST", `${SHOP}/concierge/requests/${req.id}/${path}`, body);
@@ -250,17 +256,17 @@
           submit: (reason) => requestAction(req, "decline", { reason }),
         }), "secondary"));
     }
-    if (["approved", "processing", "ready"].includes(req.status)) {
+    const next = RULES.request.next[req.status];
+    if (next) {
       actions.append(button(req.actual_cost === null ? "Set cost" : "Change cost", "cost", () => inlineForm(actions, {
         label: "Actual cost $", placeholder: "0.00", type: "number", confirmLabel: "Save",
         submit: (cost) => requestAction(req, "cost", { actual_cost: cost }),
       }), "secondary"));
       if (alcohol && !req.age_verified_at) actions.append(button("Verify age", "verify-age", () => requestAction(req, "verify-age"), "secondary"));
-      const next = REQUEST_NEXT[req.status];
-      const blocked = next && next[0] === "completed" && alcohol && !req.age_verified_at;
-      if (next) actions.append(el("button", { type: "button", "data-action": next[0], disabled: blocked, title: blocked ? "Verify the member's age first" : null, onclick: () => requestAction(req, "status", { status: next[0] }) }, next[1]));
+      const blocked = next === "completed" && alcohol && !req.age_verified_at;
+      actions.append(el("button", { type: "button", "data-action": next, disabled: blocked, title: blocked ? "Verify the member's age first" : null, onclick: () => requestAction(req, "status", { status: next }) }, REQUEST_STEPS[next] || next));
     }
-    if (["pending", "approved", "processing"].includes(req.status)) {
+    if (RULES.request.cancellable.includes(req.status)) {
       actions.append(button("Cancel", "cancel", () => inlineForm(actions, {
         label: "Cancel this request?", confirmLabel: "Yes, cancel", danger: true,
         submit: () => requestAction(req, "cancel"),
@@ -288,14 +294,16 @@
   async function refreshConcierge() {
     const host = document.getElementById("concierge-queue");
     if (!host) return;
+    if (!await shopRules()) return;
+    const columns = RULES.request.open.map((s) => [s, REQUEST_LABELS[s] || s]);
     const pages = await Promise.all([
-      ...REQUEST_COLUMNS.map(([s]) => dash.call("GET", `${SHOP}/concierge/requests?status=${s}&page_size=100`)),
+      ...columns.map(([s]) => dash.call("GET", `${SHOP}/concierge/requests?status=${s}&page_size=100`)),
       dash.call("GET", `${SHOP}/concierge/requests?page_size=30`),
     ]);
     if (pages.some((page) => !page)) return;
-    const closed = pages.pop().items.filter((r) => ["completed", "declined", "cancelled"].includes(r.status));
+    const closed = pages.pop().items.filter((r) => RULES.request.closed.includes(r.status));
     host.replaceChildren(
-      el("div", { class: "board four" }, REQUEST_COLUMNS.map(([status, label], i) => el("section", { class: "column", "data-column": status },
+      el("div", { class: "board four" }, columns.map(([status, label], i) => el("section", { class: "column", "data-column": status },
         el("h2", {}, label, " ", el("span", { class: "count" }, pages[i].total)),
         pages[i].items.length ? pages[i].items.map(requestCard) : el("p", { class: "muted empty" }, "Nothing here")))),
       el("h2", { class: "section" }, "Recently closed"),

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from drivers.backoff import backoff_delay
 from drivers.errors import (
@@ -194,8 +194,14 @@ def build_modbus_device(cfg: ModbusDeviceConfig, bus: ModbusBus, device_id: str)
     return ModbusDevice(cfg, bus, device_id)
 
 
-class ModbusBusManager:
-    """Owns the site's buses and Modbus devices; starts and stops them together."""
+class ModbusBuses:
+    """The site's Modbus buses and the devices on them: the one assembly path.
+
+    The daemon supervises :meth:`run_bus` for each bus (a crash of the bus or
+    of any of its devices restarts them together); :meth:`start` and
+    :meth:`stop` run the very same coroutines as plain tasks for callers
+    without a supervisor (tests, tools).
+    """
 
     def __init__(self, buses: Iterable[ModbusBusConfig]) -> None:
         self.buses: dict[str, ModbusBus] = {}
@@ -204,7 +210,7 @@ class ModbusBusManager:
                 raise ValueError(f"buses: id {cfg.id!r} is used twice")
             self.buses[cfg.id] = ModbusBus(cfg)
         self.devices: dict[str, ModbusDevice] = {}
-        self._started = False
+        self._tasks: list[asyncio.Task[None]] = []
 
     def add_device(self, cfg: ModbusDeviceConfig, device_id: str) -> ModbusDevice:
         bus = self.buses.get(cfg.bus)
@@ -216,22 +222,34 @@ class ModbusBusManager:
         self.devices[device_id] = device
         return device
 
-    def device_map(self) -> Mapping[str, ModbusDevice]:
-        return dict(self.devices)
+    def on_bus(self, bus_id: str) -> list[ModbusDevice]:
+        bus = self.buses[bus_id]
+        return [d for d in self.devices.values() if d.bus is bus]
+
+    async def run_bus(self, bus_id: str) -> None:
+        """One bus with its devices until cancelled; raises if any of them dies."""
+        bus = self.buses[bus_id]
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(bus.run(), name=f"modbus-bus:{bus_id}")
+            for device in self.on_bus(bus_id):
+                tg.create_task(device.run(), name=f"modbus-device:{device.device_id}")
 
     async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        for bus in self.buses.values():
-            await bus.start()
-        for device in self.devices.values():
-            await device.start()
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self.run_bus(bus_id), name=f"modbus-buses:{bus_id}")
+                for bus_id in self.buses
+            ]
 
     async def stop(self) -> None:
-        """Stop pollers first, then buses. Idempotent."""
-        self._started = False
-        for device in self.devices.values():
-            await device.stop()
-        for bus in self.buses.values():
-            await bus.stop()
+        """Stop every bus with its devices (pollers first, then the port). Idempotent."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("modbus bus task %s had failed", task.get_name())

@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from edge.api import db
+from edge.api.access import guarded, is_public
 from edge.api.auth import Auth, auth_middleware
 from edge.api.errors import error_middleware
 from edge.api.keys import AUTH, CORE, DATA_DIR, METRICS, OPENAPI, SETTINGS, WS_HUB
-from edge.api.metrics import Metrics, metrics_handler, metrics_middleware
-from edge.api.openapi import openapi_document
+from edge.api.metrics import Metrics, metrics_middleware
+from edge.api.routes import ROUTES, openapi_document
 from edge.api.routes_auth import ensure_admin
-from edge.api.routes_auth import routes as auth_routes
-from edge.api.routes_door import routes as door_routes
-from edge.api.routes_rooms import routes as room_routes
-from edge.api.routes_shop import routes as shop_routes
-from edge.api.routes_sync import routes as sync_routes
-from edge.api.routes_tablets import routes as tablet_routes
 from edge.api.settings import ApiSettings
-from edge.api.ws import WsHub, websocket
+from edge.api.ws import WsHub
 from edge.core import EdgeCore
 from edge.errors import StorageError
-from edge.health import site_health
 from edge.migrations import migrate
-from edge.supervisor import supervisor_for
+from edge.route_table import mount
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +49,7 @@ def create_app(
     app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(_security_headers)
 
-    app.add_routes(auth_routes)
-    app.add_routes(room_routes)
-    app.add_routes(tablet_routes)
-    app.add_routes(shop_routes)
-    app.add_routes(door_routes)
-    app.add_routes(sync_routes)
-    app.router.add_get("/api/v1/ws", websocket)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/api/openapi.json", openapi_json)
-
-    web_dir = settings.web_dir
-    app.router.add_get("/", _page(web_dir / "dashboard.html"))
-    app.router.add_get("/dashboard", _page(web_dir / "dashboard.html"))
-    app.router.add_get("/tablet", _page(web_dir / "tablet.html"))
-    if web_dir.is_dir():
-        app.router.add_static("/static", web_dir, follow_symlinks=False)
+    mount(app, ROUTES, guarded, public=is_public)
     return app
 
 
@@ -110,23 +88,3 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
             "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
             "frame-ancestors 'none'",
         )
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """200 only when every component, database, disk and link is well; the body
-    names each part and its state, and ``problems`` lists what is not."""
-    core: EdgeCore = request.app[CORE]
-    ok, body = await site_health(core, supervisor_for(core), request.app[DATA_DIR])
-    return web.json_response(body, status=200 if ok else 503)
-
-
-async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
-
-
-def _page(path: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def page(request: web.Request) -> web.StreamResponse:
-        # FileResponse reads the file in an executor; a missing page becomes a 404.
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-
-    return page

@@ -18,8 +18,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from edge.api import db
 from edge.api.errors import ApiError
@@ -27,7 +25,9 @@ from edge.api.keys import AUTH, CORE, PRINCIPAL
 from edge.api.login_guard import LoginGuard
 from edge.api.settings import ApiSettings
 from edge.core import Actor
+from edge.passwords import Passwords
 from edge.store import Store
+from edge.throttle import Throttle
 
 SESSION_COOKIE = "coresync_session"
 CSRF_COOKIE = "coresync_csrf"
@@ -65,12 +65,22 @@ class Auth:
     def __init__(self, store: Store, settings: ApiSettings) -> None:
         self.store = store
         self.settings = settings
-        self.hasher = PasswordHasher(
-            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+        self.hasher = Passwords(
+            time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
         )
-        self._dummy_hash: str | None = None
+        # Failed logins per username and per client; pairing codes per client.
+        self.login_throttle = Throttle(
+            settings.login_free_attempts,
+            settings.login_lockout_base_s,
+            settings.login_lockout_max_s,
+        )
+        self.pairing_throttle = Throttle(
+            settings.login_free_attempts * 2,
+            settings.login_lockout_base_s,
+            settings.login_lockout_max_s,
+        )
         # Throttle charged before any hash runs, and the hashing semaphore.
-        self.guard = LoginGuard(store, settings)
+        self.guard = LoginGuard(store, settings, self.login_throttle)
         # token hash -> (principal without request-specific flags, valid until)
         self._cache: dict[str, tuple[Principal, float]] = {}
 
@@ -80,17 +90,9 @@ class Auth:
         return hashed
 
     async def verify_password(self, password_hash: str | None, password: str) -> bool:
-        if password_hash is None:
-            # Unknown user: spend the same time, so timing does not reveal usernames.
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash_password(secrets.token_hex(8))
-            password_hash = self._dummy_hash
-        try:
-            return bool(
-                await self.guard.bounded(partial(self.hasher.verify, password_hash, password))
-            )
-        except (VerificationError, InvalidHashError):
-            return False
+        """Unknown user (no hash): the same work, so timing does not reveal usernames."""
+        ok: bool = await self.guard.bounded(partial(self.hasher.verify, password_hash, password))
+        return ok
 
     # -- tokens --------------------------------------------------------------------
     async def new_session(self, username: str) -> tuple[str, str]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from drivers.backoff import capped_exponential
 from edge.ops.durability import durable_write
+from edge.throttle import Throttle
 
 API_MIGRATIONS = [
     """
@@ -330,20 +330,18 @@ def failure_state(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[
 
 
 def record_failure(
-    conn: sqlite3.Connection, key: str, now: float, free_attempts: int, base_s: float, max_s: float
+    conn: sqlite3.Connection, key: str, now: float, throttle: Throttle
 ) -> tuple[int, float]:
-    """Count one failure; past ``free_attempts`` the lockout doubles each time, capped."""
+    """Count one failure as ``throttle`` says; (failures in a row, lockout seconds)."""
     row = conn.execute("SELECT failures FROM api_login_failures WHERE key = ?", (key,)).fetchone()
-    failures = (int(row[0]) if row else 0) + 1
-    over = failures - free_attempts
-    delay = 0.0 if over <= 0 else capped_exponential(over - 1, base_s, max_s)
+    counted = throttle.failure(int(row[0]) if row else 0, None, now)
     conn.execute(
         "INSERT INTO api_login_failures (key, failures, locked_until, last_failure)"
         " VALUES (?,?,?,?) ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,"
         " locked_until = excluded.locked_until, last_failure = excluded.last_failure",
-        (key, failures, now + delay, now),
+        (key, counted.failures, now + counted.lockout_s, now),
     )
-    return failures, delay
+    return counted.failures, counted.lockout_s
 
 
 def clear_failures(conn: sqlite3.Connection, keys: list[str]) -> None:

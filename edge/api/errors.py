@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from edge.errors import InvalidCommand, LimitViolation, NotFound, StorageError
 from edge.outage import is_storage_outage, storage_reason
+from edge.shop.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,12 @@ def error_response(err: ApiError) -> web.Response:
     return web.json_response(body, status=err.status, headers=err.headers)
 
 
+def invalid_field(exc: ValidationFailed) -> ApiError:
+    """The one mapping of a validation error to HTTP: 422 ``invalid_field`` naming the
+    field.  Bodies and queries are parsed by edge.shop.inputs, which words the error."""
+    return ApiError("invalid_field", str(exc), field=exc.field)
+
+
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found"}
 
 
@@ -83,6 +90,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as err:
         return error_response(err)
+    except ValidationFailed as exc:
+        return error_response(invalid_field(exc))
     except NotFound as exc:
         return error_response(ApiError("not_found", str(exc), field=exc.what))
     except LimitViolation as exc:

@@ -22,3 +22,6 @@ WS_HUB: web.AppKey[WsHub] = web.AppKey("ws_hub")
 DATA_DIR: web.AppKey[Path] = web.AppKey("data_dir")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
+# A request's body and query string, parsed by its route's declared models (access.guarded).
+BODY: web.RequestKey[Any] = web.RequestKey("body")
+QUERY: web.RequestKey[Any] = web.RequestKey("query")

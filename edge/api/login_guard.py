@@ -26,6 +26,7 @@ from edge.api import db
 from edge.api.errors import ApiError
 from edge.api.settings import ApiSettings
 from edge.store import Store
+from edge.throttle import Throttle
 
 
 class LoginRefused(ApiError):
@@ -40,16 +41,11 @@ class LoginRefused(ApiError):
         )
 
 
-def allowed_attempts(failures: int, free_attempts: int) -> int:
-    """Attempts that may run now for a key with ``failures`` stored and no lockout
-    in force: the free ones left, or, past them, one (its failure locks again)."""
-    return max(1, free_attempts - failures)
-
-
 class LoginGuard:
-    def __init__(self, store: Store, settings: ApiSettings) -> None:
+    def __init__(self, store: Store, settings: ApiSettings, throttle: Throttle) -> None:
         self.store = store
         self.settings = settings
+        self.throttle = throttle
         self._lock = asyncio.Lock()
         self._in_flight: collections.Counter[str] = collections.Counter()
         self.hash_slots = asyncio.Semaphore(settings.login_hash_concurrency)
@@ -76,7 +72,7 @@ class LoginGuard:
                 failures, locked_until = state.get(key, (0, 0.0))
                 if locked_until > now:
                     raise LoginRefused("too many failed logins", locked_until - now)
-                allowed = allowed_attempts(failures, self.settings.login_free_attempts)
+                allowed = self.throttle.attempts_now(failures)
                 if self._in_flight[key] >= allowed:
                     raise LoginRefused(
                         "too many login attempts at once", self.settings.login_lockout_base_s

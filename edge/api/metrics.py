@@ -13,15 +13,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from ipaddress import ip_address
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from drivers.model import Availability
-from edge.api.auth import require_staff
-from edge.api.keys import CORE, DATA_DIR, METRICS, SETTINGS
+from edge.api.keys import CORE, DATA_DIR, METRICS
 from edge.api.metrics_process import process_lines
 from edge.core import EdgeCore
 from edge.door import registry
@@ -234,16 +232,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.observe(request.method, route, status, time.perf_counter() - started)
 
 
-def _is_loopback(remote: str | None) -> bool:
-    try:
-        return remote is not None and ip_address(remote).is_loopback
-    except ValueError:
-        return False
-
-
 async def metrics_handler(request: web.Request) -> web.Response:
-    if not (request.app[SETTINGS].metrics_public_on_loopback and _is_loopback(request.remote)):
-        require_staff(request)
     metrics: Metrics = request.app[METRICS]
     core: EdgeCore = request.app[CORE]
     door = registry.door_for(core)

@@ -1,14 +1,20 @@
-"""Request bodies, validated strictly: unknown fields and wrong types are 422s
-naming the field, before anything reaches the core or a device."""
+"""Request bodies and query strings of the LAN API, and their parsers.
+
+Each route declares its models in the route table; ``access.guarded`` parses
+the request with them before the handler runs.  Bodies are strict (unknown
+fields and wrong types are 422s naming the field, before anything reaches
+the core or a device); the wording of every validation error comes from
+``edge.shop.inputs``."""
 
 from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from drivers.model import ClimateMode
-from edge.api.errors import ApiError
+from edge.shop.errors import ValidationFailed
+from edge.shop.inputs import parse, parse_json
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,31}$"
 Role = Literal["staff", "manager", "admin"]
@@ -60,12 +66,47 @@ class UserPatchBody(Body):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_body(model: type[M], data: dict[str, Any]) -> M:
-    """Validate ``data``; the first problem becomes a 422 ``invalid_field`` naming it."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ApiError("invalid_field", f"{field}: {message}", field=field) from None
+def parse_strict(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body (already known to be an object) in strict mode."""
+    return parse_json(model, raw)
+
+
+def parse_query(model: type[M], query: Any) -> M:
+    """Validate a query string; repeated keys are refused rather than silently merged."""
+    data: dict[str, str] = {}
+    for key in query:
+        values = query.getall(key)
+        if len(values) > 1:
+            raise ValidationFailed(key, "given more than once")
+        data[key] = values[0]
+    return parse(model, data)
+
+
+# -- query strings of the routes outside the shop ------------------------------------------
+class QueryString(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LimitQuery(QueryString):
+    limit: int = Field(100, ge=1, le=1000, description="At most this many, newest first.")
+
+
+class AuditQuery(LimitQuery):
+    action: str | None = Field(None, description="Only this action, e.g. user.create.")
+
+
+class CommandsQuery(LimitQuery):
+    device_id: str | None = Field(None, description="Only this device (room/device).")
+
+
+class DoorEventsQuery(LimitQuery):
+    member_id: str | None = Field(None, description="Only this member's door events.")
+
+
+class DoorMembersQuery(QueryString):
+    search: str | None = Field(None, description="Text in the member's name or email.")
+    limit: int = Field(50, ge=1, le=1000, description="At most this many members.")
+
+
+class WsQuery(QueryString):
+    token: str | None = Field(None, description="Token, for browsers that cannot set a header.")

@@ -20,18 +20,16 @@ from edge.api.auth import (
     audit,
     client_ip,
     principal,
-    require_staff,
     token_from_request,
 )
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import AUTH, CORE, SETTINGS
+from edge.api.errors import ApiError
+from edge.api.keys import AUTH, BODY, CORE, QUERY, SETTINGS
 from edge.api.login_guard import LoginRefused
-from edge.api.models import LoginBody, NewUserBody, UserPatchBody, parse_body
+from edge.api.models import AuditQuery, LoginBody, NewUserBody, UserPatchBody
 from edge.api.settings import ApiSettings
 from edge.store import Store
 
 log = logging.getLogger(__name__)
-routes = web.RouteTableDef()
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 
@@ -41,9 +39,8 @@ def _store(request: web.Request) -> Store:
     return store
 
 
-@routes.post("/api/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
-    body = parse_body(LoginBody, await read_json(request))
+    body: LoginBody = request[BODY]
     auth: Auth = request.app[AUTH]
     keys = [f"user:{body.username}", f"ip:{client_ip(request)}"]
     try:
@@ -68,14 +65,7 @@ async def _check_login(request: web.Request, body: LoginBody, keys: list[str]) -
 
         def fail(conn: object) -> tuple[int, float]:
             results = [
-                db.record_failure(
-                    conn,  # type: ignore[arg-type]
-                    key,
-                    now,
-                    settings.login_free_attempts,
-                    settings.login_lockout_base_s,
-                    settings.login_lockout_max_s,
-                )
+                db.record_failure(conn, key, now, auth.login_throttle)  # type: ignore[arg-type]
                 for key in keys
             ]
             return max(r[0] for r in results), max(r[1] for r in results)
@@ -126,9 +116,8 @@ async def _check_login(request: web.Request, body: LoginBody, keys: list[str]) -
     return response
 
 
-@routes.post("/api/v1/auth/logout")
 async def logout(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     token, _ = token_from_request(request)
     auth: Auth = request.app[AUTH]
     if token:
@@ -140,23 +129,18 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
-@routes.get("/api/v1/me")
 async def me(request: web.Request) -> web.Response:
     return web.json_response(principal(request).public())
 
 
 # -- users (admin) ---------------------------------------------------------------------------
-@routes.get("/api/v1/users")
 async def list_users(request: web.Request) -> web.Response:
-    require_staff(request, "admin")
     users = await _store(request).call(db.list_users)
     return web.json_response({"users": users})
 
 
-@routes.post("/api/v1/users")
 async def create_user(request: web.Request) -> web.Response:
-    require_staff(request, "admin")
-    body = parse_body(NewUserBody, await read_json(request))
+    body: NewUserBody = request[BODY]
     auth: Auth = request.app[AUTH]
     hashed = await auth.hash_password(body.password)
     created = await _store(request).call(
@@ -172,11 +156,10 @@ async def create_user(request: web.Request) -> web.Response:
     )
 
 
-@routes.patch("/api/v1/users/{username}")
 async def update_user(request: web.Request) -> web.Response:
-    who = require_staff(request, "admin")
+    who = principal(request)
     username = request.match_info["username"]
-    body = parse_body(UserPatchBody, await read_json(request))
+    body: UserPatchBody = request[BODY]
     store = _store(request)
     if username == who.id and (body.disabled or (body.role and body.role != "admin")):
         raise ApiError("conflict", "admins cannot demote or disable themselves", field="username")
@@ -199,9 +182,8 @@ async def update_user(request: web.Request) -> web.Response:
     return web.json_response(user.public())
 
 
-@routes.delete("/api/v1/users/{username}")
 async def delete_user(request: web.Request) -> web.Response:
-    who = require_staff(request, "admin")
+    who = principal(request)
     username = request.match_info["username"]
     if username == who.id:
         raise ApiError("conflict", "admins cannot delete themselves", field="username")
@@ -213,24 +195,10 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-@routes.get("/api/v1/audit")
 async def audit_log(request: web.Request) -> web.Response:
-    require_staff(request, "manager")
-    limit = query_limit(request)
-    action = request.query.get("action")
-    rows = await _store(request).call(lambda c: db.list_audit(c, limit, action))
+    q: AuditQuery = request[QUERY]
+    rows = await _store(request).call(lambda c: db.list_audit(c, q.limit, q.action))
     return web.json_response({"entries": rows})
-
-
-def query_limit(request: web.Request, default: int = 100) -> int:
-    raw = request.query.get("limit", str(default))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError("invalid_field", "limit: must be an integer", field="limit") from None
-    if not 1 <= limit <= 1000:
-        raise ApiError("invalid_field", "limit: must be 1-1000", field="limit")
-    return limit
 
 
 # -- first start ---------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from aiohttp import BodyPartReader, web
 from pydantic import Field, StrictStr
 
 from drivers.model import DeviceKind
-from edge.api.auth import audit, require_staff
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import CORE, PRINCIPAL, WS_HUB
-from edge.api.models import Body, parse_body
-from edge.api.routes_auth import query_limit
+from edge.api.access import Access
+from edge.api.auth import audit, principal
+from edge.api.errors import ApiError
+from edge.api.keys import BODY, CORE, PRINCIPAL, QUERY, WS_HUB
+from edge.api.models import Body, DoorEventsQuery, DoorMembersQuery
 from edge.core import EdgeCore
 from edge.door import registry
 from edge.door.enroll import MAX_PHOTO_BYTES
@@ -33,7 +33,6 @@ from edge.door.errors import (
 from edge.door.service import DoorService
 from edge.shop.directory import search_members
 
-routes = web.RouteTableDef()
 KEYPAD_HEADER = "X-Keypad-Token"
 MAX_PHOTOS_IN_REQUEST = 10
 
@@ -64,9 +63,6 @@ class WithdrawBody(Body):
     note: StrictStr = Field("", max_length=200, description="Optional note.")
 
 
-BODIES = (UnlockBody, PinBody, SetPinBody, ConsentBody, WithdrawBody)
-
-
 def door_of(request: web.Request) -> DoorService:
     door = registry.door_for(request.app[CORE])
     if door is None:
@@ -91,17 +87,16 @@ def _refusal(exc: DoorRefused) -> ApiError:
     return ApiError("invalid_field", str(exc), field=exc.field)
 
 
-@routes.get("/api/v1/door-events")
 async def door_events(request: web.Request) -> web.Response:
     """Door events (face, PIN, remote, cooldown, vision errors) merged with lock
     commands sent outside the door service (staff, scenes) and door alerts, newest first."""
-    require_staff(request)
-    limit = query_limit(request)
+    q: DoorEventsQuery = request[QUERY]
+    limit = q.limit
     core: EdgeCore = request.app[CORE]
     events: list[dict[str, Any]] = []
     door = registry.door_for(core)
     if door is not None:
-        member = request.query.get("member_id")
+        member = q.member_id
         stored = await door.vault.events(limit, member)
         events.extend({"type": "door", **e.as_dict(), "ts": e.as_dict()["time"]} for e in stored)
     for room in core.rooms():
@@ -119,16 +114,13 @@ async def door_events(request: web.Request) -> web.Response:
     return web.json_response({"events": events[:limit]})
 
 
-@routes.get("/api/v1/door/status")
 async def door_status(request: web.Request) -> web.Response:
-    require_staff(request)
     return web.json_response(door_of(request).status())
 
 
-@routes.post("/api/v1/door/unlock")
 async def remote_unlock(request: web.Request) -> web.Response:
-    who = require_staff(request)
-    body = parse_body(UnlockBody, await read_json(request))
+    who = principal(request)
+    body: UnlockBody = request[BODY]
     event = await door_of(request).remote_unlock(who.actor, body.reason)
     await audit(request, "door.unlock", event.actor, event.decision, {"reason": body.reason})
     if event.decision != "unlock":
@@ -136,8 +128,8 @@ async def remote_unlock(request: web.Request) -> web.Response:
     return web.json_response(event.as_dict())
 
 
-@routes.post("/api/v1/door/pin")
-async def keypad_pin(request: web.Request) -> web.Response:
+async def keypad_check(request: web.Request) -> None:
+    """The KEYPAD rule: the door keypad's token, never a tablet."""
     who = request.get(PRINCIPAL)
     if who is not None and who.kind == "tablet":
         raise ApiError("forbidden", "tablets cannot use the door keypad endpoint")
@@ -145,7 +137,16 @@ async def keypad_pin(request: web.Request) -> web.Response:
     door = registry.door_for(request.app[CORE])
     if door is None or not door.keypad_ok(request.headers.get(KEYPAD_HEADER, "")):
         raise ApiError("unauthenticated", f"the keypad must send {KEYPAD_HEADER}")
-    body = parse_body(PinBody, await read_json(request))
+
+
+KEYPAD = Access(
+    "keypad", f"the door keypad token ({KEYPAD_HEADER} header)", keypad_check, security=("keypad",)
+)
+
+
+async def keypad_pin(request: web.Request) -> web.Response:
+    door = door_of(request)
+    body: PinBody = request[BODY]
     try:
         event = await door.pin_unlock(body.member_id, body.pin, request.remote or "keypad")
     except PinThrottled as exc:
@@ -155,13 +156,11 @@ async def keypad_pin(request: web.Request) -> web.Response:
     return web.json_response({"decision": event.decision, "reason": event.reason, "id": event.id})
 
 
-@routes.get("/api/v1/door/members")
 async def members(request: web.Request) -> web.Response:
     """Shop members with their face-access consent status and template count."""
-    require_staff(request)
     door = door_of(request)
-    search = request.query.get("search") or None
-    limit = query_limit(request, 50)
+    q: DoorMembersQuery = request[QUERY]
+    search, limit = q.search or None, q.limit
     found = await door.core.run_shop(lambda shop: search_members(shop, search=search, limit=limit))
     overview = await door.vault.overview()
     rows = []
@@ -171,19 +170,16 @@ async def members(request: web.Request) -> web.Response:
     return web.json_response({"members": rows})
 
 
-@routes.get("/api/v1/door/members/{member_id}/consent")
 async def consent_history(request: web.Request) -> web.Response:
-    require_staff(request)
     member_id = request.match_info["member_id"]
     history = await door_of(request).vault.consent_history(member_id)
     return web.json_response({"member_id": member_id, "history": history})
 
 
-@routes.post("/api/v1/door/members/{member_id}/consent")
 async def grant_consent(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     member_id = request.match_info["member_id"]
-    body = parse_body(ConsentBody, await read_json(request))
+    body: ConsentBody = request[BODY]
     try:
         consent = await door_of(request).grant_consent(
             member_id, who.id, body.purpose, body.retention_days
@@ -204,21 +200,19 @@ async def grant_consent(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/door/members/{member_id}/consent/withdraw")
 async def withdraw_consent(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     member_id = request.match_info["member_id"]
-    body = parse_body(WithdrawBody, await read_json(request))
+    body: WithdrawBody = request[BODY]
     destroyed = await door_of(request).withdraw_consent(member_id, who.id, body.note)
     await audit(request, "door.consent.withdraw", member_id, "ok", {"templates": destroyed})
     return web.json_response({"member_id": member_id, "templates_destroyed": destroyed})
 
 
-@routes.put("/api/v1/door/members/{member_id}/pin")
 async def set_pin(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     member_id = request.match_info["member_id"]
-    body = parse_body(SetPinBody, await read_json(request))
+    body: SetPinBody = request[BODY]
     try:
         await door_of(request).set_pin(member_id, body.pin, who.id)
     except DoorRefused as exc:
@@ -227,10 +221,9 @@ async def set_pin(request: web.Request) -> web.Response:
     return web.json_response({"member_id": member_id, "pin": True})
 
 
-@routes.post("/api/v1/door/members/{member_id}/enroll")
 async def enroll(request: web.Request) -> web.Response:
     """multipart/form-data with 3-5 ``photos`` parts; the photos are never stored."""
-    who = require_staff(request)
+    who = principal(request)
     member_id = request.match_info["member_id"]
     door = door_of(request)
     photos = await _read_photos(request)
@@ -266,10 +259,8 @@ async def _read_photos(request: web.Request) -> list[tuple[str, bytes]]:
     return photos
 
 
-@routes.get("/api/v1/members/{member_id}/export")
 async def export_member(request: web.Request) -> web.Response:
     """Everything stored about a member at the door (no template bytes); managers only."""
-    require_staff(request, "manager")
     member_id = request.match_info["member_id"]
     try:
         data: dict[str, Any] = await door_of(request).export(member_id)
@@ -277,72 +268,3 @@ async def export_member(request: web.Request) -> web.Response:
         raise _refusal(exc) from None
     await audit(request, "member.export", member_id, "ok")
     return web.json_response(data)
-
-
-def door_paths(op: Any, param: Any, limit: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """This module's part of the OpenAPI document (helpers passed in: no import cycle)."""
-    member = param("member_id", schema={"type": "string", "maxLength": 64})
-    return {
-        "/api/v1/door-events": {
-            "get": op(
-                "Door events, lock commands by staff and door alerts, newest first",
-                params=[limit, param("member_id", "query", {"type": "string"})],
-                errors=(422,),
-            )
-        },
-        "/api/v1/door/status": {"get": op("Door camera, vision and cooldown state", errors=(404,))},
-        "/api/v1/door/unlock": {
-            "post": op(
-                "Staff remote unlock (audited; reason required)",
-                body=UnlockBody,
-                errors=(404, 502),
-            )
-        },
-        "/api/v1/door/pin": {
-            "post": op(
-                "Member PIN from the door keypad (X-Keypad-Token header; throttled)",
-                auth="the door keypad token",
-                body=PinBody,
-                errors=(404, 429),
-            )
-        },
-        "/api/v1/door/members": {
-            "get": op(
-                "Members with face-access consent status",
-                params=[limit, param("search", "query", {"type": "string"})],
-                errors=(404, 422),
-            )
-        },
-        "/api/v1/door/members/{member_id}/consent": {
-            "get": op("Consent history of a member", params=[member]),
-            "post": op(
-                "Record consent to face access (staff witness)",
-                body=ConsentBody,
-                params=[member],
-                ok=201,
-            ),
-        },
-        "/api/v1/door/members/{member_id}/consent/withdraw": {
-            "post": op(
-                "Withdraw consent; templates destroyed at once", body=WithdrawBody, params=[member]
-            )
-        },
-        "/api/v1/door/members/{member_id}/pin": {
-            "put": op("Set the member's door PIN", body=SetPinBody, params=[member])
-        },
-        "/api/v1/door/members/{member_id}/enroll": {
-            "post": op(
-                "Enroll from 3-5 photos (multipart 'photos'); needs active consent",
-                params=[member],
-                ok=201,
-                errors=(400, 409, 422),
-            )
-        },
-        "/api/v1/members/{member_id}/export": {
-            "get": op(
-                "Member data export: consent, enrollments, door events (no templates)",
-                auth="manager",
-                params=[member],
-            )
-        },
-    }

@@ -9,25 +9,20 @@ over the WebSocket.  Shop refusals become JSON errors naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from edge.api.auth import audit, require_staff
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import CORE
+from edge.api.auth import audit, principal
+from edge.api.errors import ApiError, invalid_field
+from edge.api.keys import BODY, CORE, QUERY
 from edge.api.shop_models import (
-    ORDER_STATUSES,
-    REQUEST_STATUSES,
-    ApproveBody,
     CounterOrderBody,
     CounterRequestBody,
     MembersQuery,
     OrdersQuery,
     RequestsQuery,
-    parse_query,
-    parse_strict,
 )
 from edge.core import EdgeCore
 from edge.shop import (
@@ -46,14 +41,11 @@ from edge.shop import (
 from edge.shop.directory import search_members, stock_alerts
 from edge.shop.inputs import (
     CatalogueQuery,
-    CostInput,
-    DeclineInput,
     OrderStatusInput,
     PaymentInput,
-    RequestStatusInput,
 )
+from edge.shop.statuses import OrderStatus, RequestStatus, rules
 
-routes = web.RouteTableDef()
 T = TypeVar("T")
 Record = Order | ConciergeRequest
 
@@ -68,7 +60,7 @@ _ID_FIELDS = {"order": "order_id", "concierge request": "request_id", "member": 
 def api_error(exc: ShopError) -> ApiError:
     """A shop refusal as a JSON error with a stable code and the field at fault."""
     if isinstance(exc, ValidationFailed):
-        return ApiError("invalid_field", str(exc), field=exc.field)
+        return invalid_field(exc)
     if isinstance(exc, NotFound):
         return ApiError("not_found", str(exc), field=_ID_FIELDS.get(exc.what, exc.what))
     if isinstance(exc, Forbidden):
@@ -122,7 +114,6 @@ async def change(
     detail: dict[str, Any] | None = None,
 ) -> T:
     """Run one state change: audit it (refused or ok) and tell the dashboards."""
-    require_staff(request)
     try:
         result = await core_of(request).run_shop(fn)
     except ShopError as exc:
@@ -140,24 +131,20 @@ async def change(
     return result
 
 
-async def body(request: web.Request, model: type[Any]) -> Any:
-    await read_json(request)  # 400 naming the body unless it is a JSON object
-    return parse_strict(model, await request.read())
-
-
 # -- products, members, overview ------------------------------------------------------------
-@routes.get("/api/v1/shop/overview")
+async def shop_rules(request: web.Request) -> web.Response:
+    """Statuses, their next steps and tiers (edge.shop.statuses), so pages copy none."""
+    return web.json_response(rules())
+
+
 async def overview(request: web.Request) -> web.Response:
-    require_staff(request)
 
     def counts(shop: Shop) -> dict[str, Any]:
         alerts = stock_alerts(shop)
         return {
             "tax_rate": str(shop.config.tax_rate),
-            "orders": {s: shop.list_orders(status=s, page_size=1).total for s in ORDER_STATUSES},
-            "requests": {
-                s: shop.list_requests(status=s, page_size=1).total for s in REQUEST_STATUSES
-            },
+            "orders": {s: shop.list_orders(status=s, page_size=1).total for s in OrderStatus},
+            "requests": {s: shop.list_requests(status=s, page_size=1).total for s in RequestStatus},
             "low_stock": sum(1 for p in alerts if p.in_stock),
             "out_of_stock": sum(1 for p in alerts if not p.in_stock),
         }
@@ -165,25 +152,19 @@ async def overview(request: web.Request) -> web.Response:
     return web.json_response(await run(request, counts))
 
 
-@routes.get("/api/v1/shop/products")
 async def list_products(request: web.Request) -> web.Response:
-    require_staff(request)
-    query = parse_query(CatalogueQuery, request.query)
+    query: CatalogueQuery = request[QUERY]
     page = await run(request, lambda shop: shop.list_products(query))
     return web.json_response(page.to_json())
 
 
-@routes.get("/api/v1/shop/products/low-stock")
 async def low_stock(request: web.Request) -> web.Response:
-    require_staff(request)
     products = await run(request, stock_alerts)
     return web.json_response({"items": [p.to_json() for p in products]})
 
 
-@routes.get("/api/v1/shop/members")
 async def list_members(request: web.Request) -> web.Response:
-    require_staff(request)
-    q = parse_query(MembersQuery, request.query)
+    q: MembersQuery = request[QUERY]
     found = await run(
         request, lambda shop: search_members(shop, search=q.search, active=q.active, limit=q.limit)
     )
@@ -191,10 +172,8 @@ async def list_members(request: web.Request) -> web.Response:
 
 
 # -- pickup orders ---------------------------------------------------------------------------
-@routes.get("/api/v1/shop/orders")
 async def list_orders(request: web.Request) -> web.Response:
-    require_staff(request)
-    q = parse_query(OrdersQuery, request.query)
+    q: OrdersQuery = request[QUERY]
 
     def queue(shop: Shop) -> dict[str, Any]:
         page = shop.list_orders(status=q.status, page=q.page, page_size=q.page_size)
@@ -203,10 +182,9 @@ async def list_orders(request: web.Request) -> web.Response:
     return web.json_response(await run(request, queue))
 
 
-@routes.post("/api/v1/shop/orders")
 async def create_order(request: web.Request) -> web.Response:
-    who = require_staff(request)
-    b: CounterOrderBody = await body(request, CounterOrderBody)
+    who = principal(request)
+    b: CounterOrderBody = request[BODY]
     order = await change(
         request,
         "shop.order.create",
@@ -217,19 +195,16 @@ async def create_order(request: web.Request) -> web.Response:
     return web.json_response(await view(request, order), status=201)
 
 
-@routes.get("/api/v1/shop/orders/{order_id}")
 async def get_order(request: web.Request) -> web.Response:
-    require_staff(request)
     oid = request.match_info["order_id"]
     order = await run(request, lambda shop: shop.get_order(oid))
     return web.json_response(await view(request, order))
 
 
-@routes.post("/api/v1/shop/orders/{order_id}/status")
 async def order_status(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     oid = request.match_info["order_id"]
-    b: OrderStatusInput = await body(request, OrderStatusInput)
+    b: OrderStatusInput = request[BODY]
     order = await change(
         request,
         "shop.order.status",
@@ -240,9 +215,8 @@ async def order_status(request: web.Request) -> web.Response:
     return web.json_response(await view(request, order))
 
 
-@routes.post("/api/v1/shop/orders/{order_id}/cancel")
 async def cancel_order(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     oid = request.match_info["order_id"]
     order = await change(
         request, "shop.order.cancel", oid, lambda shop: shop.cancel_order(oid, actor=str(who.actor))
@@ -250,11 +224,9 @@ async def cancel_order(request: web.Request) -> web.Response:
     return web.json_response(await view(request, order))
 
 
-@routes.post("/api/v1/shop/orders/{order_id}/payment")
 async def order_payment(request: web.Request) -> web.Response:
-    require_staff(request)
     oid = request.match_info["order_id"]
-    b: PaymentInput = await body(request, PaymentInput)
+    b: PaymentInput = request[BODY]
     order = await change(
         request,
         "shop.order.payment",
@@ -266,10 +238,8 @@ async def order_payment(request: web.Request) -> web.Response:
 
 
 # -- concierge requests -----------------------------------------------------------------------
-@routes.get("/api/v1/shop/concierge/requests")
 async def list_requests(request: web.Request) -> web.Response:
-    require_staff(request)
-    q = parse_query(RequestsQuery, request.query)
+    q: RequestsQuery = request[QUERY]
 
     def queue(shop: Shop) -> dict[str, Any]:
         page = shop.list_requests(status=q.status, page=q.page, page_size=q.page_size)
@@ -278,10 +248,8 @@ async def list_requests(request: web.Request) -> web.Response:
     return web.json_response(await run(request, queue))
 
 
-@routes.post("/api/v1/shop/concierge/requests")
 async def create_request(request: web.Request) -> web.Response:
-    require_staff(request)
-    b: CounterRequestBody = await body(request, CounterRequestBody)
+    b: CounterRequestBody = request[BODY]
     req = await change(
         request,
         "shop.request.create",
@@ -292,23 +260,22 @@ async def create_request(request: web.Request) -> web.Response:
     return web.json_response(await view(request, req), status=201)
 
 
-@routes.get("/api/v1/shop/concierge/requests/{request_id}")
 async def get_request(request: web.Request) -> web.Response:
-    require_staff(request)
     rid = request.match_info["request_id"]
     req = await run(request, lambda shop: shop.get_request(rid))
     return web.json_response(await view(request, req))
 
 
-def _request_action(
-    action: str, suffix: str, model: type[Any] | None, call: Callable[[Shop, str, Any, str], Any]
-) -> None:
-    """Register ``POST .../requests/{request_id}/<suffix>``: ``call(shop, id, body, actor)``."""
+def request_action(
+    action: str, call: Callable[[Shop, str, Any, str], Any]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of ``POST .../requests/{request_id}/<step>``: ``call(shop, id, body, actor)``
+    with the body its route declares (None without one)."""
 
     async def handler(request: web.Request) -> web.Response:
-        who = require_staff(request)
+        who = principal(request)
         rid = request.match_info["request_id"]
-        parsed = None if model is None else await body(request, model)
+        parsed = request.get(BODY)
         detail = None if parsed is None else parsed.model_dump(mode="json")
         req = await change(
             request, action, rid, lambda shop: call(shop, rid, parsed, str(who.actor)), detail
@@ -316,30 +283,30 @@ def _request_action(
         return web.json_response(await view(request, req))
 
     handler.__name__ = action.replace(".", "_")
-    routes.post(f"/api/v1/shop/concierge/requests/{{request_id}}/{suffix}")(handler)
+    return handler
 
 
-_request_action(
-    "shop.request.approve", "approve", ApproveBody,
+approve_request = request_action(
+    "shop.request.approve",
     lambda shop, rid, b, actor: shop.approve_request(rid, staff_notes=b.staff_notes, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.decline", "decline", DeclineInput,
+decline_request = request_action(
+    "shop.request.decline",
     lambda shop, rid, b, actor: shop.decline_request(rid, b, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.cost", "cost", CostInput,
+set_request_cost = request_action(
+    "shop.request.cost",
     lambda shop, rid, b, actor: shop.set_actual_cost(rid, b, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.verify_age", "verify-age", None,
+verify_age = request_action(
+    "shop.request.verify_age",
     lambda shop, rid, b, actor: shop.verify_age(rid, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.status", "status", RequestStatusInput,
+request_status = request_action(
+    "shop.request.status",
     lambda shop, rid, b, actor: shop.set_request_status(rid, b, actor=actor),
 )  # fmt: skip
-_request_action(
-    "shop.request.cancel", "cancel", None,
+cancel_request = request_action(
+    "shop.request.cancel",
     lambda shop, rid, b, actor: shop.cancel_request(rid),
 )  # fmt: skip

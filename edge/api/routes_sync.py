@@ -12,20 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from edge.api.auth import require_staff
+from edge.api.auth import principal
 from edge.api.errors import ApiError
-from edge.api.keys import CORE
-from edge.api.routes_shop import body, change
+from edge.api.keys import BODY, CORE
+from edge.api.routes_shop import change
 from edge.core import EdgeCore
 from sync import sync_status
 from sync.oversell import ResolveInput, resolve_oversell
 
-routes = web.RouteTableDef()
 
-
-@routes.get("/api/v1/sync/status")
 async def status(request: web.Request) -> web.Response:
-    require_staff(request)
     core: EdgeCore = request.app[CORE]
     cloud = core.config.cloud
     body: dict[str, Any] = {
@@ -38,14 +34,13 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=_dumps)
 
 
-@routes.post("/api/v1/sync/attention/{id}/resolve")
 async def resolve(request: web.Request) -> web.Response:
     """One step for an oversell: restock, cancel an order or note a substitute, and resolve."""
-    who = require_staff(request)
+    who = principal(request)
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18:
         raise ApiError("invalid_field", "id: must be a positive integer", field="id")
-    r: ResolveInput = await body(request, ResolveInput)
+    r: ResolveInput = request[BODY]
     item = await change(request, "sync.resolve", f"attention:{raw}",
                         lambda shop: resolve_oversell(shop, int(raw), r, f"staff:{who.id}"),
                         {"action": r.action})  # fmt: skip
@@ -54,15 +49,3 @@ async def resolve(request: web.Request) -> web.Response:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=str)  # timestamps and decimals as text
-
-
-def sync_paths(op: Any) -> dict[str, dict[str, Any]]:
-    """This module's part of the OpenAPI document."""
-    return {
-        "/api/v1/sync/status": {
-            "get": op("Cloud sync status: last success, queue depth, errors, attention items")
-        },
-        "/api/v1/sync/attention/{id}/resolve": {
-            "post": op("Resolve an oversell in one step: restock, cancel an order, substitute")
-        },
-    }

@@ -9,15 +9,13 @@ import time
 from aiohttp import web
 
 from edge.api import db
-from edge.api.auth import TABLET_PREFIX, Auth, audit, client_ip, require_staff
-from edge.api.errors import ApiError, read_json
-from edge.api.keys import AUTH, CORE, SETTINGS, WS_HUB
-from edge.api.models import PairBody, parse_body
+from edge.api.auth import TABLET_PREFIX, Auth, audit, client_ip, principal
+from edge.api.errors import ApiError
+from edge.api.keys import AUTH, BODY, CORE, SETTINGS, WS_HUB
+from edge.api.models import PairBody
 from edge.api.settings import ApiSettings
 from edge.core import EdgeCore
 from edge.store import Store
-
-routes = web.RouteTableDef()
 
 # No 0/O or 1/I/L: codes are read off a screen and typed on a tablet.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -28,9 +26,8 @@ def normalise_code(code: str) -> str:
     return code.strip().upper().replace("-", "").replace(" ", "")
 
 
-@routes.post("/api/v1/rooms/{room_id}/pairing-codes")
 async def create_pairing_code(request: web.Request) -> web.Response:
-    who = require_staff(request)
+    who = principal(request)
     room_id = request.match_info["room_id"]
     core: EdgeCore = request.app[CORE]
     core.room(room_id)  # 404 for an unknown room
@@ -47,9 +44,8 @@ async def create_pairing_code(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/tablets/pair")
 async def pair_tablet(request: web.Request) -> web.Response:
-    body = parse_body(PairBody, await read_json(request))
+    body: PairBody = request[BODY]
     store: Store = request.app[CORE].store
     settings: ApiSettings = request.app[SETTINGS]
     ip_key = [f"pair-ip:{client_ip(request)}"]
@@ -67,16 +63,8 @@ async def pair_tablet(request: web.Request) -> web.Response:
         lambda c: db.redeem_pairing_code(c, code_hash, now, tablet_id, db.digest(token), body.name)
     )
     if room_id is None:
-        await store.call(
-            lambda c: db.record_failure(
-                c,
-                ip_key[0],
-                now,
-                settings.login_free_attempts * 2,
-                settings.login_lockout_base_s,
-                settings.login_lockout_max_s,
-            )
-        )
+        throttle = request.app[AUTH].pairing_throttle
+        await store.call(lambda c: db.record_failure(c, ip_key[0], now, throttle))
         await audit(request, "tablet.pair", None, "bad_code", actor="anonymous")
         raise ApiError("invalid_field", "code: unknown, used or expired pairing code", field="code")
     await audit(
@@ -87,16 +75,12 @@ async def pair_tablet(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/tablets")
 async def list_tablets(request: web.Request) -> web.Response:
-    require_staff(request)
     store: Store = request.app[CORE].store
     return web.json_response({"tablets": await store.call(db.list_tablets)})
 
 
-@routes.delete("/api/v1/tablets/{tablet_id}")
 async def revoke_tablet(request: web.Request) -> web.Response:
-    require_staff(request)
     tablet_id = request.match_info["tablet_id"]
     store: Store = request.app[CORE].store
     revoked = await store.call(lambda c: db.revoke_tablet(c, tablet_id))

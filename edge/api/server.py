@@ -14,7 +14,7 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from edge.api.app import create_app
-from edge.api.openapi import API_VERSION
+from edge.api.routes import API_VERSION
 from edge.api.settings import ApiSettings
 from edge.core import EdgeCore
 

@@ -8,27 +8,13 @@ are parsed in pydantic's strict JSON mode: ``"2"`` is not a quantity and
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from edge.api.errors import ApiError
-from edge.shop.inputs import ConciergeInput, OrderInput, field_path
+from edge.shop.inputs import ConciergeInput, OrderInput
+from edge.shop.statuses import OrderStatus, RequestStatus
 
-ORDER_STATUSES = ("pending", "processing", "ready", "completed", "cancelled")
-REQUEST_STATUSES = (
-    "pending",
-    "approved",
-    "processing",
-    "ready",
-    "completed",
-    "declined",
-    "cancelled",
-)
-OrderStatus = Literal["pending", "processing", "ready", "completed", "cancelled"]
-RequestStatus = Literal[
-    "pending", "approved", "processing", "ready", "completed", "declined", "cancelled"
-]
 MEMBER_ID = Field(
     min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The member's id."
 )
@@ -79,40 +65,3 @@ class MembersQuery(Query):
     search: str | None = Field(None, max_length=100, description="Text in name or email.")
     active: bool | None = Field(None, description="Only active (true) or lapsed (false).")
     limit: int = Field(50, ge=1, le=200, description="At most this many members.")
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _invalid(exc: ValidationError) -> ApiError:
-    err = exc.errors()[0]
-    field = field_path(tuple(p for p in err["loc"] if not str(p).startswith("function-")))
-    message = "unknown field" if err["type"] == "extra_forbidden" else str(err["msg"])
-    message = message.removeprefix("Value error, ")
-    # Cross-field validators name their field as "field: message".
-    head, sep, rest = message.partition(": ")
-    if sep and field == "body" and head.isidentifier():
-        field, message = head, rest
-    return ApiError("invalid_field", f"{field}: {message}", field=field)
-
-
-def parse_strict(model: type[M], raw: bytes) -> M:
-    """Validate a JSON body (already known to be an object) in strict mode."""
-    try:
-        return model.model_validate_json(raw, strict=True)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
-
-
-def parse_query(model: type[M], query: Any) -> M:
-    """Validate a query string; repeated keys are refused rather than silently merged."""
-    data: dict[str, str] = {}
-    for key in query:
-        values = query.getall(key)
-        if len(values) > 1:
-            raise ApiError("invalid_field", f"{key}: given more than once", field=key)
-        data[key] = values[0]
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(exc) from None

@@ -29,9 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from drivers.backoff import backoff_delay
 from drivers.tasks import watch
 from edge.core import Actor, EdgeCore
@@ -50,8 +47,10 @@ from edge.door.relock import Relocker
 from edge.door.store import Consent, DoorEvent
 from edge.door.vault import Vault
 from edge.errors import NotFound, StorageError
+from edge.passwords import Passwords
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.spool import WriteSpool
+from edge.throttle import Throttle
 from vision.camera import FrameSource, from_uri
 from vision.errors import VisionError, WorkerError
 from vision.matcher import Matcher
@@ -88,7 +87,10 @@ class DoorService:
             config.decision_window_s,
             config.unknown_frames,
         )
-        self.hasher = PasswordHasher()
+        self.hasher = Passwords()
+        # pin_max_attempts wrong PINs within the lockout time lock for that long.
+        lockout = self.config.pin_lockout_s
+        self.pin_throttle = Throttle(self.config.pin_max_attempts - 1, lockout, lockout, lockout)
         self._tasks: list[asyncio.Task[None]] = []
         self.relock = Relocker(core, config.room, config.lock, config.relock_s, self._alert)
         self.event_spool: WriteSpool[DoorEvent] = WriteSpool("door-events", self._write_event)
@@ -422,9 +424,7 @@ class DoorService:
         ok = await asyncio.to_thread(self._verify_pin, stored, pin)
         if not ok:
             log.warning("wrong PIN for member %s at keypad %s", member_id, keypad)
-            await self.vault.pin_failure(
-                keys, self.config.pin_max_attempts, self.config.pin_lockout_s
-            )
+            await self.vault.pin_failure(keys, self.pin_throttle)
             return await self._deny("pin", "wrong_pin", None, member_id=member_id)
         await self.vault.pin_success(keys[0])
         refusal = await self._member_refusal_pin(member_id)
@@ -433,12 +433,8 @@ class DoorService:
         return await self._unlock("pin", Actor("door", member_id), {}, member_id=member_id)
 
     def _verify_pin(self, stored: str | None, pin: str) -> bool:
-        # Unknown member or no PIN: spend the same time so timing reveals nothing.
-        target = stored or self.hasher.hash("no-pin-set")
-        try:
-            return bool(self.hasher.verify(target, pin)) and stored is not None
-        except (VerificationError, InvalidHashError):
-            return False
+        # Unknown member or no PIN: the same work, so timing reveals nothing.
+        return self.hasher.verify(stored, pin)
 
     async def _member_refusal_pin(self, member_id: str) -> str | None:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from edge.door.errors import DoorError
 from edge.migrations import migrate
+from edge.throttle import Throttle
 
 BUSY_TIMEOUT_MS = 30_000
 EVENT_BUSY_TIMEOUT_MS = 2_000
@@ -305,27 +306,20 @@ class DoorStore:
         ).fetchone()
         return float(row[0] or 0.0)
 
-    def pin_failure(self, keys: list[str], limit: int, lockout_s: float, window_s: float) -> None:
+    def pin_failure(self, keys: list[str], throttle: Throttle) -> None:
         now = time.time()
         for key in keys:
             row = self._conn.execute(
                 "SELECT failures, first_failure FROM pin_failures WHERE key = ?", (key,)
             ).fetchone()
-            failures, first = (
-                (1, now)
-                if row is None or now - row[1] > window_s
-                else (
-                    row[0] + 1,
-                    row[1],
-                )
-            )
-            locked = now + lockout_s if failures >= limit else 0.0
+            failures, first = (0, None) if row is None else (int(row[0]), float(row[1]))
+            counted = throttle.failure(failures, first, now)
             self._conn.execute(
                 "INSERT INTO pin_failures (key, failures, first_failure, locked_until)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET failures ="
                 " excluded.failures, first_failure = excluded.first_failure,"
                 " locked_until = excluded.locked_until",
-                (key, 0 if locked else failures, now if locked else first, locked),
+                (key, counted.failures, counted.first_failure, counted.locked_until),
             )
 
     def pin_success(self, key: str) -> None:

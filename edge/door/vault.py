@@ -22,6 +22,7 @@ import numpy.typing as npt
 from edge.door.errors import ConsentRequired, DoorUnavailable
 from edge.door.store import Consent, DoorEvent, DoorStore, iso
 from edge.ops import layout
+from edge.throttle import Throttle
 from vision.templates import TemplateStore, load_master_key
 
 T = TypeVar("T")
@@ -187,8 +188,8 @@ class Vault:
     async def pin_locked_until(self, keys: list[str]) -> float:
         return await self._call(lambda: self.door.pin_locked_until(keys))
 
-    async def pin_failure(self, keys: list[str], limit: int, lockout_s: float) -> None:
-        await self._call(lambda: self.door.pin_failure(keys, limit, lockout_s, lockout_s))
+    async def pin_failure(self, keys: list[str], throttle: Throttle) -> None:
+        await self._call(lambda: self.door.pin_failure(keys, throttle))
 
     async def pin_success(self, key: str) -> None:
         await self._call(lambda: self.door.pin_success(key))

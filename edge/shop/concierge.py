@@ -13,11 +13,15 @@ from edge.shop.members import MembersMixin
 from edge.shop.money import to_cents
 from edge.shop.numbering import allocate
 from edge.shop.records import ConciergeRequest, Page
+from edge.shop.statuses import (
+    CONCIERGE_TIERS,
+    REQUEST_CANCELLABLE,
+    REQUEST_PREVIOUS,
+    REQUEST_TERMINAL,
+    RequestStatus,
+    sql_list,
+)
 
-CONCIERGE_TIERS = ("premium", "unlimited")
-TERMINAL = ("completed", "declined", "cancelled")
-CANCELLABLE = ("pending", "approved", "processing")
-_PREVIOUS = {"processing": "approved", "ready": "processing", "completed": "ready"}
 _COLUMNS = (
     "id, number, member_id, request_type, title, description, product_link, budget_min_cents,"
     " budget_max_cents, actual_cost_cents, preferred_pickup_date, booking_ref, status,"
@@ -47,8 +51,8 @@ class ConciergeMixin(MembersMixin, ShopBase):
             )  # fmt: skip
             tx.execute(
                 f"INSERT INTO concierge_requests ({_COLUMNS}, updated_at, origin_node) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 'pending', NULL, '', NULL, NULL, ?,"
-                " NULL, NULL, ?, ?)",
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?,"
+                f" '{RequestStatus.PENDING}', NULL, '', NULL, NULL, ?, NULL, NULL, ?, ?)",
                 (rid, number, member.id, r.request_type, r.title, r.description, r.product_link,
                  to_cents(r.budget_min), to_cents(r.budget_max),
                  r.preferred_pickup_date.isoformat(), r.booking_ref, now, now,
@@ -61,8 +65,8 @@ class ConciergeMixin(MembersMixin, ShopBase):
     ) -> ConciergeRequest:
         """Approve only while pending."""
         return self._transition(
-            request_id, "approved", ("pending",), "reviewed_at = ?, staff_notes ="
-            " COALESCE(?, staff_notes)", (self.stamp(), staff_notes),
+            request_id, RequestStatus.APPROVED, (RequestStatus.PENDING,),
+            "reviewed_at = ?, staff_notes = COALESCE(?, staff_notes)", (self.stamp(), staff_notes),
         )  # fmt: skip
 
     def decline_request(
@@ -70,18 +74,20 @@ class ConciergeMixin(MembersMixin, ShopBase):
     ) -> ConciergeRequest:
         d = self._input(DeclineInput, data)
         return self._transition(
-            request_id, "declined", ("pending",), "reviewed_at = ?, decline_reason = ?",
-            (self.stamp(), d.reason),
+            request_id, RequestStatus.DECLINED, (RequestStatus.PENDING,),
+            "reviewed_at = ?, decline_reason = ?", (self.stamp(), d.reason),
         )  # fmt: skip
 
     def cancel_request(self, request_id: str, *, member_id: str | None = None) -> ConciergeRequest:
-        return self._transition(request_id, "cancelled", CANCELLABLE, member_id=member_id)
+        return self._transition(
+            request_id, RequestStatus.CANCELLED, REQUEST_CANCELLABLE, member_id=member_id
+        )
 
     def set_request_status(
         self, request_id: str, data: RequestStatusInput | dict[str, Any], *, actor: str = "staff"
     ) -> ConciergeRequest:
         s = self._input(RequestStatusInput, data)
-        if s.status == "completed":
+        if s.status == RequestStatus.COMPLETED:
             current = self.get_request(request_id)
             if current.request_type == "premium_alcohol" and current.age_verified_at is None:
                 raise Conflict(
@@ -90,14 +96,14 @@ class ConciergeMixin(MembersMixin, ShopBase):
                 )
         extra = "staff_notes = COALESCE(?, staff_notes)"
         params: tuple[Any, ...] = (s.staff_notes,)
-        if s.status == "completed":
+        if s.status == RequestStatus.COMPLETED:
             extra += ", completed_at = ?"
             params += (self.stamp(),)
         # The age check is repeated in SQL so a concurrent change cannot slip past it.
         guard = "(request_type <> 'premium_alcohol' OR age_verified_at IS NOT NULL)"
         return self._transition(
-            request_id, s.status, (_PREVIOUS[s.status],), extra, params,
-            guard=guard if s.status == "completed" else None,
+            request_id, s.status, (REQUEST_PREVIOUS[s.status],), extra, params,
+            guard=guard if s.status == RequestStatus.COMPLETED else None,
         )  # fmt: skip
 
     def set_actual_cost(
@@ -160,7 +166,7 @@ class ConciergeMixin(MembersMixin, ShopBase):
             current = self._request(tx, request_id)
             changed = tx.execute(
                 f"UPDATE concierge_requests SET {assignments}, updated_at = ?"
-                " WHERE id = ? AND status NOT IN ('completed', 'declined', 'cancelled')",
+                f" WHERE id = ? AND status NOT IN ({sql_list(REQUEST_TERMINAL)})",
                 (*params, self.stamp(), request_id),
             )
             if changed != 1:

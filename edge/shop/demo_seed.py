@@ -15,6 +15,7 @@ from decimal import Decimal
 from edge.shop.errors import Conflict, NotFound
 from edge.shop.records import Member
 from edge.shop.service import Shop
+from edge.shop.statuses import Tier
 
 # (slug, name, category, price, member price, stock, featured, short description)
 CATALOGUE: tuple[tuple[str, str, str, str, str | None, int, bool, str], ...] = (
@@ -47,10 +48,10 @@ CATALOGUE: tuple[tuple[str, str, str, str, str | None, int, bool, str], ...] = (
 )  # fmt: skip
 
 # (email, name, tier, date of birth)
-MEMBERS: tuple[tuple[str, str, str, str], ...] = (
-    ("ava@example.com", "Ava Premium", "premium", "1988-04-12"),
-    ("ben@example.com", "Ben Basic", "basic", "1992-09-30"),
-    ("cleo@example.com", "Cleo Unlimited", "unlimited", "1979-01-05"),
+MEMBERS: tuple[tuple[str, str, Tier, str], ...] = (
+    ("ava@example.com", "Ava Premium", Tier.PREMIUM, "1988-04-12"),
+    ("ben@example.com", "Ben Basic", Tier.BASIC, "1992-09-30"),
+    ("cleo@example.com", "Cleo Unlimited", Tier.UNLIMITED, "1979-01-05"),
 )
 SITE_PHONE = "+1 (551) 574-2281"
 

@@ -1,8 +1,10 @@
 """Exception tree of the shop domain.
 
-APIs map these to HTTP: ``ValidationFailed`` → 422 naming the field,
+Each class carries the HTTP status both APIs answer it with
+(``http_status``): ``ValidationFailed`` → 422 naming the field,
 ``NotFound`` → 404, ``Forbidden`` → 403, ``Conflict`` (and its children
-``InvalidTransition``, ``OutOfStock``, ``NumbersExhausted``) → 409.
+``InvalidTransition``, ``OutOfStock``, ``NumbersExhausted``) → 409,
+``StorageFailure`` → 503.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ class ShopError(Exception):
     """Base of every shop/concierge refusal."""
 
     code = "shop_error"
+    http_status = 400
     field: str | None = None
 
 
@@ -19,6 +22,7 @@ class ValidationFailed(ShopError):
     """Input broke a rule; ``field`` names the offending field (dotted path)."""
 
     code = "validation_failed"
+    http_status = 422
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -28,6 +32,7 @@ class ValidationFailed(ShopError):
 
 class NotFound(ShopError):
     code = "not_found"
+    http_status = 404
 
     def __init__(self, what: str, ident: str) -> None:
         super().__init__(f"unknown {what}: {ident!r}")
@@ -39,6 +44,7 @@ class Forbidden(ShopError):
     """The caller may not do this (e.g. a basic member asking the concierge)."""
 
     code = "forbidden"
+    http_status = 403
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -48,6 +54,7 @@ class Conflict(ShopError):
     """The request is valid but the current state refuses it."""
 
     code = "conflict"
+    http_status = 409
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -85,3 +92,4 @@ class StorageFailure(ShopError):
     """The database failed (not a rule): disk, connection, driver error."""
 
     code = "storage_failure"
+    http_status = 503

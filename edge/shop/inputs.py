@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.shop.errors import ValidationFailed
+from edge.shop.statuses import OrderStatus, RequestStatus, Tier
 
 Category = Literal["skincare", "wellness_tech", "accessories", "supplements"]
-Tier = Literal["basic", "premium", "unlimited"]
 RequestType = Literal[
     "premium_alcohol",
     "fresh_flowers",
@@ -153,7 +153,7 @@ class MemberInput(Input):
     email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Email.")
     phone: str = Field(pattern=r"^\+?[0-9 ()\-]{7,20}$", description="Phone number.")
     date_of_birth: date = Field(description="Members are adults (18+).")
-    tier: Tier = Field("basic", description="Membership tier.")
+    tier: Tier = Field(Tier.BASIC, description="Membership tier.")
     active: bool = Field(True, description="Membership active (member prices apply).")
 
 
@@ -180,7 +180,9 @@ class OrderInput(Input):
 
 
 class OrderStatusInput(Input):
-    status: Literal["processing", "ready", "completed"] = Field(description="Next status.")
+    status: Literal[OrderStatus.PROCESSING, OrderStatus.READY, OrderStatus.COMPLETED] = Field(
+        description="Next status."
+    )
     staff_notes: str | None = Field(None, max_length=2000, description="Staff notes.")
 
 
@@ -214,5 +216,7 @@ class CostInput(Input):
 
 
 class RequestStatusInput(Input):
-    status: Literal["processing", "ready", "completed"] = Field(description="Next status.")
+    status: Literal[RequestStatus.PROCESSING, RequestStatus.READY, RequestStatus.COMPLETED] = Field(
+        description="Next status."
+    )
     staff_notes: str | None = Field(None, max_length=2000, description="Staff notes.")

@@ -7,8 +7,9 @@ from typing import Any
 from edge.shop.base import ShopBase, new_id
 from edge.shop.db import Tx
 from edge.shop.errors import NotFound, ValidationFailed
-from edge.shop.inputs import MemberInput, Tier
+from edge.shop.inputs import MemberInput
 from edge.shop.records import Member
+from edge.shop.statuses import Tier
 
 _COLUMNS = "id, name, email, phone, date_of_birth, tier, active"
 
@@ -48,7 +49,7 @@ class MembersMixin(ShopBase):
             )
 
     def set_membership(self, member_id: str, *, tier: Tier, active: bool) -> Member:
-        if tier not in ("basic", "premium", "unlimited"):
+        if tier not in tuple(Tier):
             raise ValidationFailed("tier", f"unknown tier {tier!r}")
         with self.db.write() as tx:
             self._member(tx, member_id)

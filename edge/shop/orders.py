@@ -14,9 +14,8 @@ from edge.shop.members import MembersMixin
 from edge.shop.money import round_cents, to_cents
 from edge.shop.numbering import allocate
 from edge.shop.records import Order, Page, Product
+from edge.shop.statuses import ORDER_CANCELLABLE, ORDER_PREVIOUS, OrderStatus, sql_list
 
-_NEXT_STATUS = {"processing": "pending", "ready": "processing", "completed": "ready"}
-CANCELLABLE = ("pending", "processing")
 _ORDER_COLUMNS = (
     "id, number, member_id, status, pickup_date, booking_ref, subtotal_cents, tax_cents,"
     " total_cents, tax_rate, payment_ref, paid_at, customer_notes, staff_notes,"
@@ -55,8 +54,8 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             )  # fmt: skip
             tx.execute(
                 f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES"
-                " (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, NULL, NULL, ?, '', 0, NULL, NULL,"
-                " ?, ?, ?)",
+                f" (?, ?, ?, '{OrderStatus.PENDING}', ?, ?, ?, ?, ?, ?, NULL, NULL, ?, '', 0,"
+                " NULL, NULL, ?, ?, ?)",
                 (
                     oid,
                     number,
@@ -132,12 +131,14 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             if member_id is not None and order.member_id != member_id:
                 raise NotFound("order", order_id)
             changed = tx.execute(
-                "UPDATE orders SET status = 'cancelled', updated_at = ?"
-                " WHERE id = ? AND status IN ('pending', 'processing')",
+                f"UPDATE orders SET status = '{OrderStatus.CANCELLED}', updated_at = ?"
+                f" WHERE id = ? AND status IN ({sql_list(ORDER_CANCELLABLE)})",
                 (self.stamp(), order_id),
             )
             if changed != 1:
-                raise InvalidTransition(f"order {order.number}", order.status, "cancelled")
+                raise InvalidTransition(
+                    f"order {order.number}", order.status, OrderStatus.CANCELLED
+                )
             # Idempotent per order: stock another node's cancel already returned
             # here (it can arrive before that node's status change) stays put.
             returned = {r["product_id"] for r in tx.all(
@@ -164,7 +165,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             changed = tx.execute(
                 "UPDATE orders SET status = ?, staff_notes = COALESCE(?, staff_notes),"
                 " updated_at = ? WHERE id = ? AND status = ?",
-                (s.status, s.staff_notes, self.stamp(), order_id, _NEXT_STATUS[s.status]),
+                (s.status, s.staff_notes, self.stamp(), order_id, ORDER_PREVIOUS[s.status]),
             )
             if changed != 1:
                 raise InvalidTransition(f"order {order.number}", order.status, s.status)
@@ -177,7 +178,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
         with self.db.write() as tx:
             changed = tx.execute(
                 "UPDATE orders SET payment_ref = ?, paid_at = ?, updated_at = ?"
-                " WHERE id = ? AND paid_at IS NULL AND status <> 'cancelled'",
+                f" WHERE id = ? AND paid_at IS NULL AND status <> '{OrderStatus.CANCELLED}'",
                 (p.payment_ref, self.stamp(), self.stamp(), order_id),
             )
             if changed != 1:
