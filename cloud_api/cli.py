@@ -22,7 +22,7 @@ from aiohttp import web
 
 from cloud_api.app import build_app
 from cloud_api.auth import Auth
-from cloud_api.demo import STAFF, seed
+from cloud_api.demo import MEMBER_LOGIN, STAFF, seed
 from edge.shop import Shop, ShopConfig, open_database
 
 
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  member {who}: Authorization: Bearer {token}")
         print(f"  staff login: POST /api/v1/auth/login {{'email': '{STAFF[0]}', "
               f"'password': '{STAFF[2]}'}}")  # fmt: skip
+        print(f"  website: http://{args.host}:{args.port}/")
+        print(f"member login: {MEMBER_LOGIN[0]} password {MEMBER_LOGIN[1]}")
         sys.stdout.flush()
     try:
         web.run_app(build_app(shop, auth), host=args.host, port=args.port, print=None)
