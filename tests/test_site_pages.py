@@ -53,8 +53,9 @@ async def test_member_shops_orders_for_pickup_and_cancels(demo: DemoCloud, brows
     assert "20.0 % off" in await page.locator("article").inner_text()
     await page.get_by_role("button", name="Add to cart").click()
     await page.wait_for_url(demo.url + "/cart")
-    units = [(x, 1) for x in (await _price(page, "jade-roller"), await _price(page, "waffle-robe"))]
-    subtotal, tax, total = order_totals(units, rate_of(await page.locator("dt").nth(1).inner_text()))
+    units = [(await _price(page, slug), 1) for slug in ("jade-roller", "waffle-robe")]
+    rate = rate_of(await page.locator("dt").nth(1).inner_text())
+    subtotal, tax, total = order_totals(units, rate)
     assert await page.locator("#subtotal").inner_text() == f"${subtotal}"
     assert await page.locator("#tax").inner_text() == f"${tax}"
     assert await page.locator("#total").inner_text() == f"${total}"
@@ -137,7 +138,8 @@ async def test_concierge_refused_for_basic_and_taken_for_premium(
     await premium.get_by_role("button", name="Send request").click()
     await premium.wait_for_url(demo.url + "/concierge")
     request = premium.locator("article.request").first
-    assert re.match(r"CR-\d{4}-\d{6} · Peonies for Friday", await request.locator("h3").inner_text())
+    heading = await request.locator("h3").inner_text()
+    assert re.match(r"CR-\d{4}-\d{6} · Peonies for Friday", heading)
     assert "pending" in await request.inner_text()
     await request.get_by_role("button", name=re.compile("Cancel request")).click()
     assert "cancelled" in await premium.locator("article.request").first.inner_text()
