@@ -123,12 +123,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-async def http_login(cloud: DemoCloud, email: str, password: str) -> aiohttp.ClientSession:
-    """A cookie session logged in through the login form (no browser)."""
+async def http_login(url: str, email: str, password: str) -> aiohttp.ClientSession:
+    """A cookie session on the website at ``url``, logged in through its form."""
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    form = await (await http.get(cloud.url + "/login")).text()
+    form = await (await http.get(url + "/login")).text()
     fields = {"csrf_token": csrf_of(form), "email": email, "password": password}
-    r = await http.post(cloud.url + "/login", allow_redirects=False, data=fields)
+    r = await http.post(url + "/login", allow_redirects=False, data=fields)
     assert r.status == 303, await r.text()
     return http
 

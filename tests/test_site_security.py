@@ -20,7 +20,7 @@ __all__ = ["demo"]
 
 
 async def test_forms_without_the_csrf_token_are_refused(demo: DemoCloud) -> None:
-    http = await http_login(demo, demo.email, demo.password)
+    http = await http_login(demo.url, demo.email, demo.password)
     async with http:
         shop = await (await http.get(demo.url + "/")).text()
         token = csrf_of(shop)
@@ -45,8 +45,8 @@ async def test_forms_without_the_csrf_token_are_refused(demo: DemoCloud) -> None
 
 
 async def test_another_members_order_is_not_found(demo: DemoCloud) -> None:
-    ava = await http_login(demo, demo.email, demo.password)
-    ben = await http_login(demo, "ben@example.com", MEMBER_PASSWORDS["ben@example.com"])
+    ava = await http_login(demo.url, demo.email, demo.password)
+    ben = await http_login(demo.url, "ben@example.com", MEMBER_PASSWORDS["ben@example.com"])
     async with ava, ben:
         token = csrf_of(await (await ava.get(demo.url + "/")).text())
         await ava.post(demo.url + "/cart/add", data={"product": "gua-sha-stone",
