@@ -4,6 +4,7 @@ the demo site with its contact facts and the members' website passwords."""
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from cloud_api.auth import Auth
 from cloud_api.site import store as site_store
@@ -33,6 +34,12 @@ SITE = ("brooklyn", "CoreSync Brooklyn", "0.08", "America/New_York")
 SITE_ADDRESS = "1544 71st Street, Brooklyn, NY 11228"
 
 
+@functools.cache
+def _demo_hash(password: str) -> str:
+    """argon2id is slow by design: hash each demo password once per process."""
+    return password_hasher().hash(password)
+
+
 def seed(shop: Shop, auth: Auth) -> list[tuple[str, str]]:
     """Load the demo data (idempotent); returns (member, token) pairs to print."""
     tokens = []
@@ -48,8 +55,7 @@ def seed(shop: Shop, auth: Auth) -> list[tuple[str, str]]:
     with contextlib.suppress(Conflict):
         sites.add_site(shop.db, *SITE, actor="demo")
     site_store.set_contact(shop.db, SITE[0], SITE_ADDRESS, SITE_PHONE)
-    hasher = password_hasher()
     for email, member in members.items():
         if site_store.password_hash(shop.db, member.id) is None:
-            site_store.set_password_hash(shop.db, member.id, hasher.hash(MEMBER_PASSWORDS[email]))
+            site_store.set_password_hash(shop.db, member.id, _demo_hash(MEMBER_PASSWORDS[email]))
     return tokens
