@@ -31,7 +31,7 @@ from cloud_api.site.web import (
 )
 from edge.api import db as throttle_db
 from edge.api.login_guard import LoginRefused
-from edge.shop import Member, NotFound, Product, Shop, ShopError, ValidationFailed
+from edge.shop import Member, NotFound, Page, Product, Shop, ShopError, ValidationFailed
 from edge.shop.inputs import CATEGORIES, CatalogueQuery, parse
 from edge.shop.money import order_totals
 from sync.sites import Site, list_sites
@@ -127,48 +127,22 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 # ---- the shop --------------------------------------------------------------------------
-def featured_first(shop: Shop, q: CatalogueQuery) -> tuple[list[Product], int]:
-    """One page of the catalogue with featured products first (the shop's own
-    queries, each in its category-then-name order)."""
-    base = {"category": q.category, "search": q.search}
-    featured = shop.list_products({**base, "featured": True, "page_size": 1}).total
-    total = shop.list_products({**base, "page_size": 1}).total
-    size, start = q.page_size, (q.page - 1) * q.page_size
-    items: list[Product] = []
-    if start < featured:
-        page = shop.list_products({**base, "featured": True, "page": q.page, "page_size": size})
-        items += page.items
-    rest_start, need = max(0, start - featured), size - len(items)
-    if need and start + size > featured:
-        first = rest_start // size + 1
-        got = list(
-            shop.list_products({**base, "featured": False, "page": first, "page_size": size}).items[
-                rest_start - (first - 1) * size :
-            ]
-        )
-        if len(got) < need and first * size < total - featured:
-            following = {**base, "featured": False, "page": first + 1, "page_size": size}
-            got += shop.list_products(following).items
-        items += got[:need]
-    return items, total
-
-
 @member_page
 async def shop_index(request: web.Request, me: Me) -> web.StreamResponse:
     raw = {k: v for k, v in request.query.items() if k in ("category", "search", "page") and v}
     errors: dict[str, str] = {}
     try:
-        q = parse(CatalogueQuery, {**raw, "page_size": PAGE_SIZE})
+        q = parse(CatalogueQuery, {**raw, "page_size": PAGE_SIZE, "featured_first": True})
     except ValidationFailed as exc:
         errors = field_errors(exc)
-        q = CatalogueQuery(page_size=PAGE_SIZE)
+        q = CatalogueQuery(page_size=PAGE_SIZE, featured_first=True)
     shop = shop_of(request)
 
-    def load() -> tuple[list[Product], int, list[dict[str, Any]]]:
-        items, total = featured_first(shop, q)
-        return items, total, shop.categories()
+    def load() -> tuple[Page[Product], list[dict[str, Any]]]:
+        return shop.list_products(q), shop.categories()
 
-    items, total, categories = await run(request, load)
+    found, categories = await run(request, load)
+    items, total = found.items, found.total
     pages = max(1, -(-total // PAGE_SIZE))
     return render(
         request, "shop.html", me, 422 if errors else 200, errors=errors, products=items,

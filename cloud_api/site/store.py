@@ -20,6 +20,7 @@ from typing import Any
 from edge.migrations import migrate
 from edge.shop.db import Database, PostgresDatabase, SqliteDatabase, Tx
 from edge.shop.schema import migrate_postgres
+from sync import sites
 
 COMPONENT = "cloud_site"
 _SUBST = {
@@ -91,7 +92,7 @@ def password_hash(db: Database, member_id: str) -> str | None:
     return None if value is None else str(value)
 
 
-def set_password_hash(db: Database, member_id: str, hashed: str) -> None:
+def set_password_hash(db: Database, member_id: str, hashed: str, *, actor: str = "demo") -> None:
     with db.write() as tx:
         tx.execute(
             "INSERT INTO member_credentials (member_id, password_hash, updated_at)"
@@ -99,6 +100,7 @@ def set_password_hash(db: Database, member_id: str, hashed: str) -> None:
             " password_hash = excluded.password_hash, updated_at = excluded.updated_at",
             (member_id, hashed, _now().isoformat()),
         )
+        sites.audit(tx, actor, "member.website_password", member_id, {})
 
 
 # ---- sessions and carts ---------------------------------------------------------
@@ -233,7 +235,9 @@ def cloud_records(db: Database, member_id: str) -> dict[str, Any]:
 
 
 # ---- sites' contact facts -----------------------------------------------------------
-def set_contact(db: Database, site_id: str, address: str, phone: str) -> None:
+def set_contact(
+    db: Database, site_id: str, address: str, phone: str, *, actor: str = "demo"
+) -> None:
     with db.write() as tx:
         tx.execute(
             "INSERT INTO site_contacts (site_id, address, phone) VALUES (?, ?, ?)"
@@ -241,6 +245,7 @@ def set_contact(db: Database, site_id: str, address: str, phone: str) -> None:
             " phone = excluded.phone",
             (site_id, address, phone),
         )
+        sites.audit(tx, actor, "site.contact", site_id, {"address": address, "phone": phone})
 
 
 def contacts(db: Database) -> dict[str, dict[str, str]]:

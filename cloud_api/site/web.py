@@ -128,14 +128,18 @@ async def current(request: web.Request) -> Me | None:
     token = request.cookies.get(SESSION_COOKIE, "")
     if not token or len(token) > 100 or not token.isascii():
         return None
-    session = await run(request, store.find_session, shop_of(request).db, token)
-    if session is None:
-        return None
-    try:
-        member = await run(request, shop_of(request).get_member, session.member_id)
-    except NotFound:
-        return None
-    return Me(session, member)
+    shop = shop_of(request)
+
+    def look_up() -> Me | None:
+        session = store.find_session(shop.db, token)
+        if session is None:
+            return None
+        try:
+            return Me(session, shop.get_member(session.member_id))
+        except NotFound:
+            return None
+
+    return await run(request, look_up)
 
 
 def safe_next(target: str | None) -> str:

@@ -146,6 +146,7 @@ class CatalogueQuery(Input):
     category: Category | None = Field(None, description="Only this category.")
     featured: bool | None = Field(None, description="Only featured (true) or not (false).")
     search: str | None = Field(None, max_length=100, description="Text in name/descriptions.")
+    featured_first: bool = Field(False, description="Featured products before the others.")
     page: int = Field(1, ge=1, le=100_000, description="1-based page.")
     page_size: int = Field(20, ge=1, le=100, description="Items per page.")
 
