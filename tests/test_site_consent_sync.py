@@ -47,9 +47,6 @@ async def test_withdrawal_on_the_website_destroys_templates_at_the_edge(
     chain, proc = cloud
     shop = site.core.shop
     assert shop is not None
-    # sync/client.py's top_up_numbers calls shop.today() on the event loop,
-    # whose first call reads the zone file: load it on a thread first.
-    await off_loop(shop.today)
     ava, ben = chain.members["ava"], chain.members["ben"]
     hashed = await asyncio.to_thread(password_hasher().hash, PASSWORD)
     await off_loop(lambda: site_store.set_password_hash(chain.shop.db, ava, hashed))
