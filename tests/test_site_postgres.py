@@ -61,3 +61,14 @@ async def test_member_logs_in_orders_and_exports(web: TestClient[Any, Any]) -> N
     [order] = export["orders"]
     assert order["total"] == "117.50" and order["items"][0]["quantity"] == 2  # 108.80 + 8.70
     assert export["website_password"]["set_at"]
+
+
+async def test_nul_characters_are_refused_naming_the_field(web: TestClient[Any, Any]) -> None:
+    assert (await log_in(web, MEMBER_LOGIN[1])).status == 303
+    r = await web.get("/orders/x%00y")
+    assert r.status == 422 and "id: NUL characters are not allowed" in await r.text()
+    token = csrf_of(await (await web.get("/account")).text())
+    form = {"csrf_token": token, "name": "A\x00", "phone": "1"}
+    r = await web.post("/account/profile", data=form)
+    assert r.status == 422 and "name: NUL characters are not allowed" in await r.text()
+    assert (await web.get("/account")).status == 200  # nothing stored, nothing broken

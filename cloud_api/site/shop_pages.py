@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cloud_api import guard
 from cloud_api.site import store
 from cloud_api.site.web import (
     LOGIN_CSRF_COOKIE,
@@ -62,6 +63,7 @@ def _login_page(
 
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
+    guard.refuse_nul(*((k, str(v)) for k, v in form.items()))
     email = str(form.get("email", "")).strip().lower()[:254]
     password = str(form.get("password", ""))[:1000]
     if not same(str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE, "")):

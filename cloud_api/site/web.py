@@ -27,6 +27,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from multidict import MultiDictProxy
 
+from cloud_api import guard
 from cloud_api.site import store
 from cloud_api.spec import EXECUTOR_KEY, SHOP_KEY
 from edge.api.auth import Auth as Passwords
@@ -160,8 +161,11 @@ def member_page(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamRe
         me = await current(request)
         if me is None:
             raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe="/"))
+        # PostgreSQL text cannot hold NUL: refused by name, as the API does.
+        guard.refuse_nul(*request.match_info.items(), *request.query.items())
         if request.method == "POST":
             me.form = await request.post()
+            guard.refuse_nul(*((k, str(v)) for k, v in me.form.items()))
             if not same(str(me.form.get(CSRF_FIELD, "")), me.csrf):
                 raise CsrfRefused()
         return await handler(request, me)
@@ -254,7 +258,13 @@ async def error_pages(
     except ShopError as exc:
         if isinstance(exc, StorageFailure):
             log.error("storage failure on %s %s: %s", request.method, request.path, exc)
-        status, message = status_of(exc), getattr(exc, "message", None) or str(exc)
+        status = status_of(exc)
+        message = (
+            str(exc)
+            if isinstance(exc, ValidationFailed)
+            # "field: message"
+            else (getattr(exc, "message", None) or str(exc))
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         status, message = 500, "Something went wrong on our side; it has been logged."
