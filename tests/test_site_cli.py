@@ -1,6 +1,7 @@
 """Staff set a member's website password (from stdin, never argv) and a site's
 contact facts with ``coresync-cloud website``; the served website then logs
-the member in and shows the facts on its legal pages."""
+the member in and shows the facts on its legal pages; the member's deletion
+request is listed for staff to carry out."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sync import sites
 from sync.schema import migrate_sync
 from sync.testing import CloudProcess
 from tests.conftest import free_port
-from tests.site_demo import EXE, http_login
+from tests.site_demo import EXE, csrf_of, http_login
 from tests.sync_helpers import off_loop
 
 PASSWORD = "a-long-enough-secret"
@@ -60,7 +61,12 @@ async def test_staff_set_a_password_and_site_facts_that_the_website_uses(tmp_pat
     await off_loop(proc.start)
     try:
         async with await http_login(proc.url, "dana@example.com", PASSWORD) as http:
-            assert (await http.get(proc.url + "/account")).status == 200
+            account = await (await http.get(proc.url + "/account")).text()
+            form = {"csrf_token": csrf_of(account), "confirm_email": "dana@example.com"}
+            r = await http.post(proc.url + "/account/delete", data=form)
+            assert "Deletion requested on" in await r.text()
+        listed = await off_loop(lambda: cli("deletions", *db))
+        assert listed.returncode == 0 and "dana@example.com\tDana Member" in listed.stdout
         async with aiohttp.ClientSession() as anon:
             privacy = await (await anon.get(proc.url + "/privacy")).text()
         assert "37-10 Main Street, Queens, NY 11354" in privacy

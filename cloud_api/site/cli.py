@@ -3,6 +3,7 @@ a site's contact facts (shown on the legal pages).  Both are audited.
 
 coresync-cloud website password EMAIL [--db DSN | --data-dir DIR]   (password on stdin)
 coresync-cloud website contact SITE_ID --address TEXT --phone TEXT [--db DSN | --data-dir DIR]
+coresync-cloud website deletions [--db DSN | --data-dir DIR]   (requests to carry out)
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     contact.add_argument("site_id")
     contact.add_argument("--address", required=True)
     contact.add_argument("--phone", required=True)
-    for p in (pw, contact):
+    deletions = website.add_parser("deletions", help="account deletions members asked for")
+    for p in (pw, contact, deletions):
         where = p.add_mutually_exclusive_group(required=True)
         where.add_argument("--db", help="postgresql://... DSN or a SQLite path")
         where.add_argument("--data-dir", type=Path, help="the SQLite cloud's data dir")
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             store.set_password_hash(db, member.id, password_hasher().hash(password), actor="cli")
             print(f"website password set for {member.email}")
+        elif args.action == "deletions":
+            for d in store.open_deletion_requests(db):
+                print(f"{d['requested_at'][:19]}\t{d['email']}\t{d['name']}\t{d['member_id']}")
         else:
             if args.site_id not in {s.id for s in sites.list_sites(db)}:
                 print(f"error: unknown site {args.site_id!r}", file=sys.stderr)

@@ -197,6 +197,16 @@ def deletion_requests(db: Database, member_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def open_deletion_requests(db: Database) -> list[dict[str, Any]]:
+    """Requests staff have still to carry out, oldest first."""
+    with db.read() as tx:
+        rows: list[dict[str, Any]] = tx.all(
+            "SELECT d.requested_at, d.email, m.name, m.id AS member_id FROM deletion_requests d"
+            " JOIN members m ON m.id = d.member_id WHERE d.status = 'requested' ORDER BY d.id"
+        )
+    return rows
+
+
 def consent_of(db: Database, member_id: str) -> dict[str, Any] | None:
     """The member's face-access consent as the cloud recorded it (sync's table)."""
     with db.read() as tx:
