@@ -1,7 +1,8 @@
 """The website's defences over real HTTP against a real ``coresync-cloud demo``:
 forms without the CSRF token are refused and change nothing, another member's
 order is 404, logins are throttled (concurrent guesses included), cookies are
-HttpOnly and SameSite=Lax, and errors are pages, not stack traces."""
+HttpOnly and SameSite=Lax, errors are pages, not stack traces, and the public
+legal pages state the door's own retention period and the site's facts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cloud_api.demo import MEMBER_PASSWORDS
+from cloud_api.demo import MEMBER_PASSWORDS, SITE_ADDRESS
+from edge.door.config import DoorConfig
+from edge.shop.demo_seed import SITE_PHONE
 from tests.site_demo import DemoCloud, csrf_of, demo, http_login, start_demo, stop_demo
 
 __all__ = ["demo"]
@@ -121,3 +124,17 @@ async def test_logins_are_throttled(lonely_demo: DemoCloud) -> None:
     assert status == 429 and "too many failed logins" in page
     status, page = await _attempt(lonely_demo, lonely_demo.password)
     assert status == 429, page
+
+
+async def test_legal_pages_are_public_and_say_what_the_product_does(demo: DemoCloud) -> None:
+    retention = DoorConfig.model_fields["retention_days"].default  # the edge's setting
+    async with aiohttp.ClientSession() as anon:
+        privacy = await (await anon.get(demo.url + "/privacy")).text()
+        for path in ("/terms", "/refunds"):
+            page = await anon.get(demo.url + path)
+            assert page.status == 200 and SITE_ADDRESS in await page.text()
+    assert f"{retention} days ({round(retention / 365)} years) after your last visit" in privacy
+    assert "written consent" in privacy and "never sent to the cloud" in privacy
+    assert SITE_ADDRESS in privacy and SITE_PHONE in privacy  # from the site record
+    for claim in ("Firebase", "Google Analytics", "analytics provider"):
+        assert claim not in privacy
