@@ -14,6 +14,7 @@ from cloud_api.admin_routes import ADMIN_ROUTES
 from cloud_api.auth import Auth
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
+from cloud_api.site import setup_site
 from cloud_api.spec import AUTH_KEY, EXECUTOR_KEY, SHOP_KEY, make_handler
 from cloud_api.sync_routes import SYNC_ROUTES, register_sync
 from edge.route_table import mount
@@ -80,4 +81,5 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
     app.router.add_get("/api/openapi.json", openapi)
     mount(app, ROUTES + ADMIN_ROUTES, make_handler)
     register_sync(app)
+    setup_site(app)  # the members' website (HTML pages, not in the JSON route table)
     return app

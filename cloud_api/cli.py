@@ -8,6 +8,8 @@ coresync-cloud sites list [--db DSN | --data-dir DIR]
 coresync-cloud nodes add NODE_ID --site SITE_ID [--db DSN | --data-dir DIR]
                      (the node secret is the last line of stdout)
 coresync-cloud nodes list | nodes revoke NODE_ID [--db DSN | --data-dir DIR]
+coresync-cloud website password EMAIL | website contact SITE_ID --address A --phone P
+                     [--db DSN | --data-dir DIR]   (the password is read from stdin)
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from aiohttp import web
 
 from cloud_api.app import build_app
 from cloud_api.auth import Auth
-from cloud_api.demo import STAFF, seed
+from cloud_api.demo import MEMBER_LOGIN, STAFF, seed
+from cloud_api.site import cli as site_cli
 from edge.shop import Shop, ShopConfig, open_database
 
 
@@ -40,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tax-rate", type=Decimal, default=Decimal("0.08"))
     serve.add_argument("--pool-size", type=int, default=16)
     _admin_commands(sub)
+    site_cli.add_commands(sub)
     return p
 
 
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("sites", "nodes"):
         return _admin(args)
+    if args.command == "website":
+        return site_cli.run(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "demo":
         args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  member {who}: Authorization: Bearer {token}")
         print(f"  staff login: POST /api/v1/auth/login {{'email': '{STAFF[0]}', "
               f"'password': '{STAFF[2]}'}}")  # fmt: skip
+        print(f"  website: http://{args.host}:{args.port}/")
+        print(f"member login: {MEMBER_LOGIN[0]} password {MEMBER_LOGIN[1]}")
         sys.stdout.flush()
     try:
         web.run_app(build_app(shop, auth), host=args.host, port=args.port, print=None)

@@ -192,7 +192,7 @@ class SyncClient:
             await self._db(self.store.member_event_done, event_id)
 
     async def top_up_numbers(self, report: SyncReport) -> None:
-        today = self.shop.today()
+        today = await self._db(self.shop.today)  # the first call reads the zone file
         years = [today.year] + ([today.year + 1] if today.month == 12 else [])
         for year in years:
             for kind in ("PO", "CR"):

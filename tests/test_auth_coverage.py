@@ -2,12 +2,16 @@
 API, enumerated from the application's own router, answers 401 with a JSON
 error to a request without credentials and to one with a made-up token —
 except the short list of public routes below, each with the reason it is public.
-A route added without an auth rule fails here without anyone editing a list."""
+A route added without an auth rule fails here without anyone editing a list.
+
+The cloud's website pages (every path outside /api/) work by cookie session:
+without one, each page that is not in ``cloud_api.site.PUBLIC_PAGES`` (each
+with its reason) sends the visitor to /login and shows nothing."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cloud_api.app import build_app
 from cloud_api.auth import Auth
 from cloud_api.demo import seed
+from cloud_api.site import PUBLIC_PAGES
 from edge.shop.testing import make_shop
 from tests.conftest import Broker
 from tests.test_api_support import ApiSite, start_api_site, stop_api_site
@@ -69,9 +74,11 @@ def concrete(path: str) -> str:
 
 
 async def assert_all_refused(
-    client: TestClient[Any, Any], public: dict[tuple[str, str], str]
+    client: TestClient[Any, Any],
+    public: dict[tuple[str, str], str],
+    only: Callable[[str], bool] = lambda path: True,
 ) -> int:
-    routes = routes_of(client.app)  # type: ignore[arg-type]
+    routes = [(m, p) for m, p in routes_of(client.app) if only(p)]  # type: ignore[arg-type]
     stale = set(public) - set(routes)
     assert not stale, f"public list names routes that do not exist: {sorted(stale)}"
     checked = 0
@@ -115,7 +122,37 @@ def cloud_app(tmp_path: Path) -> Iterator[web.Application]:
         yield build_app(shop, auth)
 
 
+def is_api(path: str) -> bool:
+    return path.startswith("/api/")
+
+
 async def test_every_cloud_route_needs_credentials(cloud_app: web.Application) -> None:
     async with TestClient(TestServer(cloud_app)) as client:
-        checked = await assert_all_refused(client, CLOUD_PUBLIC)
+        checked = await assert_all_refused(client, CLOUD_PUBLIC, only=is_api)
     assert checked >= 20, checked
+
+
+async def test_every_member_page_needs_a_session(cloud_app: web.Application) -> None:
+    """Bearer tokens, node credentials and made-up cookies open no page."""
+    pages = [(m, p) for m, p in routes_of(cloud_app) if not is_api(p)]
+    stale = set(PUBLIC_PAGES) - set(pages)
+    assert not stale, f"public pages that do not exist: {sorted(stale)}"
+    attempts = [*BAD_CREDENTIALS, {"Authorization": "Bearer demo-member-ava"},
+                {"Cookie": "coresync_member=made-up-session"}]  # fmt: skip
+    checked = 0
+    async with TestClient(TestServer(cloud_app)) as client:
+        for method, path in pages:
+            if (method, path) in PUBLIC_PAGES:
+                continue
+            for headers in attempts:
+                resp = await client.request(
+                    method, concrete(path), data={}, headers=headers, allow_redirects=False
+                )
+                where = resp.headers.get("Location", "")
+                assert resp.status == 303, f"{method} {path} with {headers}: {resp.status}"
+                assert where.startswith("/login?next="), (method, path, where)
+                assert "Ava" not in await resp.text()
+            checked += 1
+        for path in ("/login", "/privacy", "/terms", "/refunds", "/assets/site.css"):
+            assert (await client.get(path)).status == 200, path
+    assert checked >= 15, checked

@@ -122,6 +122,8 @@ def test_catalogue_filters_search_order_and_pages(shop: Shop) -> None:
         "b-cream",
     ]
     assert [p.slug for p in shop.list_products({"featured": True}).items] == ["a-mask"]
+    first = shop.list_products({"featured_first": True, "page_size": 2})  # the website's order
+    assert [p.slug for p in first.items] == ["a-mask", "robe"] and first.total == 4
     assert [p.slug for p in shop.list_products({"search": "ALOE"}).items] == ["a-mask"]
     assert [p.slug for p in shop.list_products({"search": "waffle"}).items] == ["robe"]
     assert [p.slug for p in shop.list_products({"search": "100%"}).items] == ["lamp"]

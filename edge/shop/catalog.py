@@ -143,11 +143,11 @@ class CatalogMixin(ShopBase):
             )
             params += [pattern, pattern, pattern]
         clause = (" WHERE " + " AND ".join(where)) if where else ""
+        order = ("featured DESC, " if q.featured_first else "") + "category, name, id"
         with self.db.read() as tx:
             total = int(tx.scalar(f"SELECT COUNT(*) AS n FROM products{clause}", params))
             rows = tx.all(
-                f"SELECT {_COLUMNS} FROM products{clause} ORDER BY category, name, id"
-                " LIMIT ? OFFSET ?",
+                f"SELECT {_COLUMNS} FROM products{clause} ORDER BY {order} LIMIT ? OFFSET ?",
                 [*params, q.page_size, (q.page - 1) * q.page_size],
             )
         return Page(tuple(Product.from_row(r) for r in rows), total, q.page, q.page_size)

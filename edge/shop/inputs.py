@@ -32,6 +32,8 @@ CATEGORIES: tuple[Category, ...] = ("skincare", "wellness_tech", "accessories", 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2, allow_inf_nan=False)]
 Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s/$.?#][^\s]*$")]
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+Name = Annotated[str, Field(min_length=1, max_length=200, description="Full name.")]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9 ()\-]{7,20}$", description="Phone number.")]
 
 
 class Input(BaseModel):
@@ -144,17 +146,25 @@ class CatalogueQuery(Input):
     category: Category | None = Field(None, description="Only this category.")
     featured: bool | None = Field(None, description="Only featured (true) or not (false).")
     search: str | None = Field(None, max_length=100, description="Text in name/descriptions.")
+    featured_first: bool = Field(False, description="Featured products before the others.")
     page: int = Field(1, ge=1, le=100_000, description="1-based page.")
     page_size: int = Field(20, ge=1, le=100, description="Items per page.")
 
 
 class MemberInput(Input):
-    name: str = Field(min_length=1, max_length=200, description="Full name.")
+    name: Name
     email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Email.")
-    phone: str = Field(pattern=r"^\+?[0-9 ()\-]{7,20}$", description="Phone number.")
+    phone: Phone
     date_of_birth: date = Field(description="Members are adults (18+).")
     tier: Tier = Field(Tier.BASIC, description="Membership tier.")
     active: bool = Field(True, description="Membership active (member prices apply).")
+
+
+class ProfileInput(Input):
+    """What a member may correct about themselves (the website's account page)."""
+
+    name: Name
+    phone: Phone
 
 
 class OrderItemInput(Input):
@@ -168,6 +178,7 @@ class OrderInput(Input):
     pickup_date: date | None = Field(None, description="Day the member picks up.")
     booking_ref: str | None = Field(None, max_length=100, description="Linked spa booking.")
     customer_notes: str = Field("", max_length=2000, description="Notes from the member.")
+    site: str | None = Field(None, max_length=64, description="Pickup site id.")
 
     @model_validator(mode="after")
     def _distinct_products(self) -> OrderInput:

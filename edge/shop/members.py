@@ -7,7 +7,7 @@ from typing import Any
 from edge.shop.base import ShopBase, new_id
 from edge.shop.db import Tx
 from edge.shop.errors import NotFound, ValidationFailed
-from edge.shop.inputs import MemberInput
+from edge.shop.inputs import MemberInput, ProfileInput
 from edge.shop.records import Member
 from edge.shop.statuses import Tier
 
@@ -56,6 +56,19 @@ class MembersMixin(ShopBase):
             tx.execute(
                 "UPDATE members SET tier = ?, active = ?, updated_at = ? WHERE id = ?",
                 (tier, int(active), self.stamp(), member_id),
+            )
+            member = self._member(tx, member_id)
+            self.record_change(tx, "member", member_id, "update", member.to_json())
+        return member
+
+    def update_profile(self, member_id: str, data: ProfileInput | dict[str, Any]) -> Member:
+        """A member corrects their name or phone (edges learn it by sync)."""
+        p = self._input(ProfileInput, data)
+        with self.db.write() as tx:
+            self._member(tx, member_id)
+            tx.execute(
+                "UPDATE members SET name = ?, phone = ?, updated_at = ? WHERE id = ?",
+                (p.name, p.phone, self.stamp(), member_id),
             )
             member = self._member(tx, member_id)
             self.record_change(tx, "member", member_id, "update", member.to_json())

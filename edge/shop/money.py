@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
@@ -27,3 +28,12 @@ def percent_one_decimal(part: Decimal, whole: Decimal) -> Decimal:
     if whole == 0:
         return Decimal("0.0")
     return (part / whole * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def order_totals(
+    lines: Iterable[tuple[Decimal, int]], tax_rate: Decimal
+) -> tuple[Decimal, Decimal, Decimal]:
+    """(subtotal, tax, total) of (unit price, quantity) lines: exact sums, tax half-up."""
+    subtotal = sum((unit * qty for unit, qty in lines), Decimal("0.00"))
+    tax = round_cents(subtotal * tax_rate)
+    return subtotal, tax, subtotal + tax

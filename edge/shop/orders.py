@@ -11,7 +11,7 @@ from edge.shop.db import Tx
 from edge.shop.errors import Conflict, InvalidTransition, NotFound, OutOfStock, ValidationFailed
 from edge.shop.inputs import OrderInput, OrderStatusInput, PaymentInput
 from edge.shop.members import MembersMixin
-from edge.shop.money import round_cents, to_cents
+from edge.shop.money import order_totals, to_cents
 from edge.shop.numbering import allocate
 from edge.shop.records import Order, Page, Product
 from edge.shop.statuses import ORDER_CANCELLABLE, ORDER_PREVIOUS, OrderStatus, sql_list
@@ -42,12 +42,9 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                     raise ValidationFailed(
                         f"items[{i}].product", f"no such product {item.product!r}"
                     )
-                member_price = member.active and product.member_price is not None
-                unit = product.member_price if member_price else product.price
-                assert unit is not None
+                unit = product.price_for(member.active)
                 lines.append((i, product, item.quantity, unit, item.note))
-            subtotal = sum((unit * qty for _, _, qty, unit, _ in lines), Decimal("0.00"))
-            tax = round_cents(subtotal * rate)
+            subtotal, tax, _ = order_totals(((unit, qty) for _, _, qty, unit, _ in lines), rate)
             number = allocate(
                 tx, "PO", self.today().year, self.config.node_id,
                 authority=self.config.number_authority,

@@ -61,6 +61,12 @@ class Product(_Jsonable):
     in_stock: bool
     low_stock: bool
 
+    def price_for(self, member_active: bool) -> Decimal:
+        """The unit price a buyer pays: the member price while the membership is active."""
+        if member_active and self.member_price is not None:
+            return self.member_price
+        return self.price
+
     @classmethod
     def from_row(cls, r: Row) -> Product:
         price = from_cents(r["price_cents"])
