@@ -70,6 +70,8 @@ async def _abandon(client: aiomqtt.Client) -> None:
 
     A cancel (or error) inside ``Client.__aenter__`` skips ``__aexit__``, so
     the paho socket and aiomqtt's housekeeping task stay alive; close both.
+    These private attributes are pinned by tests/test_mqtt_aiomqtt_internals.py
+    (and aiomqtt is bounded below 3 in pyproject.toml).
     """
     paho = client._client
 

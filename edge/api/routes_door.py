@@ -9,7 +9,7 @@ carries a template or an image.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 from pydantic import Field, StrictStr
@@ -22,7 +22,7 @@ from edge.api.models import Body, parse_body
 from edge.api.routes_auth import query_limit
 from edge.core import EdgeCore
 from edge.door import registry
-from edge.door.enroll import MAX_PHOTO_BYTES
+from edge.door.config import MAX_PHOTO_BYTES
 from edge.door.errors import (
     ConsentRequired,
     DoorRefused,
@@ -30,8 +30,10 @@ from edge.door.errors import (
     PinThrottled,
     UnknownMember,
 )
-from edge.door.service import DoorService
 from edge.shop.directory import search_members
+
+if TYPE_CHECKING:  # the door needs the [vision] extra; the API imports without it
+    from edge.door.service import DoorService
 
 routes = web.RouteTableDef()
 KEYPAD_HEADER = "X-Keypad-Token"

@@ -24,15 +24,18 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.config import SiteConfig, load_config
 from edge.door.config import DoorConfig
 from edge.door.errors import ConsentRequired, DoorError, EnrollmentRejected
-from edge.door.vault import Vault
 from edge.errors import ConfigError
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.shop.service import Shop
+from vision.extra import vision_problem
+
+if TYPE_CHECKING:
+    from edge.door.vault import Vault
 
 # The daemon may hold a write transaction for a moment; wait for it, not fail.
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -79,6 +82,9 @@ def dispatch(args: argparse.Namespace) -> int | None:
     if args.command not in ("enroll", "members"):
         return None
     try:
+        problem = vision_problem()
+        if problem is not None:
+            raise Refused(problem)
         cfg, door = _load(args.config)
         data_dir: Path = args.data_dir or cfg.storage.data_dir
         if not data_dir.is_dir():
@@ -121,6 +127,7 @@ class DoorFiles:
 
 @asynccontextmanager
 async def _opened(cfg: SiteConfig, door: DoorConfig, data_dir: Path) -> AsyncIterator[DoorFiles]:
+    from edge.door.vault import Vault  # needs the [vision] extra
     from edge.service import open_shop  # heavy import, only for these commands
 
     shop = open_shop(cfg, data_dir)

@@ -15,12 +15,18 @@ from pydantic import Field, model_validator
 
 from drivers.config import ID_PATTERN, LocatedError, StrictModel
 from drivers.model import DeviceKind
-from vision.liveness import LivenessConfig
-from vision.matcher import AgreementConfig, MatchConfig
-from vision.quality import QualityConfig
-from vision.worker import WorkerConfig
+from vision.config import (
+    AgreementConfig,
+    LivenessConfig,
+    MatchConfig,
+    QualityConfig,
+    WorkerConfig,
+)
 
 THREE_YEARS_DAYS = 3 * 365
+
+# Largest enrollment photo accepted (the API refuses larger uploads before decoding).
+MAX_PHOTO_BYTES = 8 * 1024 * 1024
 
 
 class DoorConfig(StrictModel):
