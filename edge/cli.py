@@ -15,7 +15,7 @@ from edge import cli_admin, cli_ops
 from edge.config import SiteConfig, load_config
 from edge.door import cli as door_cli
 from edge.errors import ConfigError
-from edge.ops.errors import OpsError
+from edge.ops.errors import InstallIncomplete, OpsError
 from edge.ops.logging import register_secret, setup_logging
 
 EXAMPLES = """\
@@ -213,9 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from edge.demo.runner import run_demo
 
-        return asyncio.run(
-            _run_demo_with_signals(run_demo(args.data_dir, args.http_port, args.broker))
-        )
+        try:
+            return asyncio.run(
+                _run_demo_with_signals(run_demo(args.data_dir, args.http_port, args.broker))
+            )
+        except InstallIncomplete as exc:
+            print(f"coresync-edge: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     return 2
 
 
