@@ -57,6 +57,10 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
     return params
 
 
+def _body_schema(media_type: str) -> dict[str, Any]:
+    return {"type": "object"} if media_type == "application/json" else {"type": "string"}
+
+
 def build_openapi(routes: tuple[Route, ...]) -> dict[str, Any]:
     components: dict[str, Any] = {"Error": _ERROR}
     paths: dict[str, dict[str, Any]] = {}
@@ -67,7 +71,7 @@ def build_openapi(routes: tuple[Route, ...]) -> dict[str, Any]:
             "responses": {
                 str(route.status): {
                     "description": "OK",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {route.media_type: {"schema": _body_schema(route.media_type)}},
                 },
                 **{
                     code: {

@@ -92,6 +92,8 @@ class Route:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     status: int = 200
+    # A handler of another media type returns its own web.Response.
+    media_type: str = "application/json"
 
     @property
     def full_path(self) -> str:
@@ -165,6 +167,8 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         body = await read_body(request, route.body)
         ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
         result = await route.handler(ctx)
+        if isinstance(result, web.StreamResponse):
+            return result
         return web.json_response(result, status=route.status, dumps=_dumps)
 
     handle.__name__ = route.handler.__name__
