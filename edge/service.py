@@ -35,7 +35,6 @@ from edge.door import registry
 from edge.events import EventBus
 from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
-from edge.ops.errors import InstallIncomplete
 from edge.ops.layout import DOOR_DB, EDGE_DB, SHOP_DB, DataDirLock, check_data_files
 from edge.ops.retention import run_retention
 from edge.outage import is_storage_outage, storage_reason
@@ -47,7 +46,6 @@ from edge.store import Store
 from edge.supervisor import Supervisor
 from sync import run_sync_job
 from sync.schema import migrate_sync
-from vision.extra import vision_problem
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +145,6 @@ class EdgeService:
         if self._started:
             raise RuntimeError("EdgeService.start() called twice")
         self._started = True
-        if self.config.door is not None:
-            # Before anything starts: a door that could never verify a face is
-            # an installation error, said in one line (edge/cli.py prints it).
-            problem = vision_problem()
-            if problem is not None:
-                raise InstallIncomplete(f"[door] is configured but {problem}")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._claim_data_dir)
         self._storage_ready = await self._open_storage()
@@ -303,12 +295,11 @@ class EdgeService:
                 tg.create_task(device.run(), name=f"modbus-device:{device.device_id}")
 
     async def _run_door(self) -> None:
-        # numpy and OpenCV load with the door only (a site without one never
-        # needs the [vision] extra); importing them reads files: off the loop.
-        await asyncio.to_thread(importlib.import_module, "edge.door.service")
-        from edge.door.service import DoorService
-
         # A fresh door service per (re)start: a crashed one is never reused.
+        # Imported here, off the loop: it loads numpy and OpenCV, which a site
+        # without a door never needs (docs/benchmarks.md, idle RSS).
+        module = await asyncio.to_thread(importlib.import_module, "edge.door.service")
+        DoorService = module.DoorService
 
         assert self.core is not None and self.config.door is not None
         door = DoorService(self.core, self.config.door, self.data_dir)

@@ -124,21 +124,6 @@ def test_a_door_without_the_vision_extra_refuses_to_start_in_one_line(
     assert "the door needs the [vision] extra" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_demo_without_the_demo_extra_names_it(installed: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [installed / "bin" / "coresync-edge", "demo", "--broker", "embedded", "--http-port", "0"],
-        env=_clean_env(installed),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "coresync-edge: the embedded MQTT broker needs the [demo] extra" in done.stderr
-    assert "pip install 'coresync-edge[demo]'" in done.stderr
-    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
-
-
 def test_missing_model_package_is_named_with_its_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

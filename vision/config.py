@@ -1,9 +1,8 @@
-"""The vision settings of a door, importable without the ``[vision]`` extra.
-
-The site config names these models whether or not a camera is configured, so
-they live apart from the code that needs numpy and OpenCV; the modules that
-use them (``vision.liveness``, ``vision.matcher``, ``vision.quality``,
-``vision.worker``) re-export them.
+"""The vision settings models (door.liveness, door.match, door.agreement,
+door.quality, door.worker), without numpy or OpenCV: the site config imports
+them on every start, and a daemon without a door must not load the image
+libraries (docs/benchmarks.md, idle RSS).  The code using them lives beside
+its algorithm (vision.liveness, vision.matcher, ...), which re-exports them.
 """
 
 from __future__ import annotations

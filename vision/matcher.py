@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from vision.config import DEFAULT_THRESHOLD as DEFAULT_THRESHOLD
-from vision.config import AgreementConfig as AgreementConfig
+from vision.config import AgreementConfig as AgreementConfig  # re-exported
 from vision.config import MatchConfig as MatchConfig
 
 FloatArray = npt.NDArray[np.float32]

@@ -9,8 +9,6 @@ import logging
 import socket
 from typing import Any
 
-from edge.ops.errors import InstallIncomplete
-
 log = logging.getLogger(__name__)
 
 
@@ -40,13 +38,7 @@ class EmbeddedBroker:
         self._broker: Any = None
 
     async def start(self) -> None:
-        try:
-            from amqtt.broker import Broker  # heavy import, only when needed
-        except ImportError:
-            raise InstallIncomplete(
-                "the embedded MQTT broker needs the [demo] extra (amqtt is not installed): "
-                "pip install 'coresync-edge[demo]', or run Mosquitto on 127.0.0.1:1883"
-            ) from None
+        from amqtt.broker import Broker  # heavy import, only when needed
 
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},

@@ -32,9 +32,8 @@ from edge.door.errors import ConsentRequired, DoorError, EnrollmentRejected
 from edge.errors import ConfigError
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.shop.service import Shop
-from vision.extra import vision_problem
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the vault loads numpy and OpenCV: only for the door commands
     from edge.door.vault import Vault
 
 # The daemon may hold a write transaction for a moment; wait for it, not fail.
@@ -81,6 +80,8 @@ def dispatch(args: argparse.Namespace) -> int | None:
     """Run the command if it is one of ours; None otherwise."""
     if args.command not in ("enroll", "members"):
         return None
+    from vision.extra import vision_problem
+
     try:
         problem = vision_problem()
         if problem is not None:
@@ -127,8 +128,8 @@ class DoorFiles:
 
 @asynccontextmanager
 async def _opened(cfg: SiteConfig, door: DoorConfig, data_dir: Path) -> AsyncIterator[DoorFiles]:
-    from edge.door.vault import Vault  # needs the [vision] extra
-    from edge.service import open_shop  # heavy import, only for these commands
+    from edge.door.vault import Vault  # heavy imports, only for these commands
+    from edge.service import open_shop
 
     shop = open_shop(cfg, data_dir)
     vault = Vault(data_dir, door.master_key_file)

@@ -15,6 +15,8 @@ from pydantic import Field, model_validator
 
 from drivers.config import ID_PATTERN, LocatedError, StrictModel
 from drivers.model import DeviceKind
+
+# The settings models only: numpy and OpenCV load when a door starts.
 from vision.config import (
     AgreementConfig,
     LivenessConfig,
@@ -24,9 +26,6 @@ from vision.config import (
 )
 
 THREE_YEARS_DAYS = 3 * 365
-
-# Largest enrollment photo accepted (the API refuses larger uploads before decoding).
-MAX_PHOTO_BYTES = 8 * 1024 * 1024
 
 
 class DoorConfig(StrictModel):

@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.door.config import MAX_PHOTO_BYTES
 from edge.door.errors import EnrollmentRejected
 from vision.errors import WorkerError
 from vision.quality import QualityConfig, check_quality
 from vision.worker import VisionWorker
+
+MAX_PHOTO_BYTES = 8 * 1024 * 1024
 
 
 def decode_photo(data: bytes) -> npt.NDArray[np.uint8] | None:

@@ -16,10 +16,6 @@ class DataDirBusy(OpsError):
         self.holders = holders
 
 
-class InstallIncomplete(OpsError):
-    """The config needs a package the installation lacks (the door without [vision])."""
-
-
 class DataFileUnusable(OpsError):
     """A data file is owned by another user or read-only: the daemon cannot write it."""
 
