@@ -21,6 +21,7 @@ from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbe
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
+from edge.ha_config import HomeAssistantConfig
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
@@ -57,6 +58,11 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[door.worker]", WorkerConfig, "The inference worker process."),
     ("[door.quality]", QualityConfig, "Enrollment photo quality gate."),
     ("[cloud]", CloudSyncConfig, "Sync with the cloud API (docs/sync.md); unset: stand-alone."),
+    (
+        "[home_assistant]",
+        HomeAssistantConfig,
+        "Home Assistant MQTT discovery of every room (docs/mqtt.md, Home Assistant).",
+    ),
     (
         "[supervision]",
         SupervisionConfig,

@@ -33,6 +33,7 @@ from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.door import registry
 from edge.events import EventBus
+from edge.ha_discovery import HaDiscovery
 from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
 from edge.ops.layout import DOOR_DB, EDGE_DB, SHOP_DB, DataDirLock, check_data_files
@@ -263,6 +264,9 @@ class EdgeService:
         )
         if self.mqtt is not None:
             sup.add("mqtt-bridge", MqttBridge(core, self.mqtt).run)
+            if self.config.home_assistant.discovery:
+                ha = HaDiscovery(core, self.mqtt, self.config.home_assistant)
+                sup.add("ha-discovery", ha.run)
         for guard in self.guards:
             sup.add(f"heater-guard:{guard.device.device_id}", guard.run, safety=True)
         cloud = self.config.cloud
