@@ -26,6 +26,7 @@ from drivers.model import Availability, Device
 from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.config import SiteConfig, parse_config
 from edge.core import EdgeCore
+from edge.errors import ConfigError
 from edge.service import EdgeService
 from tests.conftest import Broker
 from tests.edge_site import start_edge, wait_until
@@ -369,3 +370,22 @@ async def test_zigbee2mqtt_bridge_offline_marks_its_devices_unavailable_at_once(
         await wait_until(
             lambda: all(d.snapshot().availability is Availability.ONLINE for d in devices)
         )
+
+
+def test_lock_commands_name_a_lock_and_never_the_door(tmp_path: Path) -> None:
+    text = site_text("cfg", "homeassistant", with_lobby=True)
+
+    def problems(lock_commands: str, extra: str = "") -> list[str]:
+        body = text.replace('lock_commands = ["spa-1/locker"]', f"lock_commands = {lock_commands}")
+        with pytest.raises(ConfigError) as info:
+            parse_config(body + extra, "site.toml")
+        return info.value.problems
+
+    (bad,) = problems('["spa-1/ceiling"]')
+    assert "site.toml:" in bad and "home_assistant.lock_commands" in bad
+    assert "'spa-1/ceiling' is not a lock of this site" in bad
+    door = '\n[door]\nroom = "spa-1"\nlock = "locker"\n'
+    (bad,) = problems('["spa-1/locker"]', door)
+    assert "is the [door] lock" in bad
+    (bad,) = problems('["locker"]')
+    assert "is not 'room/device'" in bad
