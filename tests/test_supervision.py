@@ -200,7 +200,8 @@ async def test_shutdown_with_a_websocket_connected_is_quick(
             ) as resp:
                 assert resp.status == 200, await resp.text()
                 token = (await resp.json())["token"]
-            async with http.ws_connect(f"{daemon.url}/api/v1/ws?token={token}") as ws:
+            bearer = {"Authorization": f"Bearer {token}"}
+            async with http.ws_connect(f"{daemon.url}/api/v1/ws", headers=bearer) as ws:
                 hello = await ws.receive_json(timeout=10)
                 assert hello["type"] == "hello"
                 code, elapsed = await daemon.terminate(within_s=30)

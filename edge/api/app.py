@@ -22,7 +22,7 @@ from edge.api.routes_shop import routes as shop_routes
 from edge.api.routes_sync import routes as sync_routes
 from edge.api.routes_tablets import routes as tablet_routes
 from edge.api.settings import ApiSettings
-from edge.api.ws import WsHub, websocket
+from edge.api.ws import WsHub, websocket, ws_ticket
 from edge.core import EdgeCore
 from edge.errors import StorageError
 from edge.health import site_health
@@ -62,6 +62,7 @@ def create_app(
     app.add_routes(door_routes)
     app.add_routes(sync_routes)
     app.router.add_get("/api/v1/ws", websocket)
+    app.router.add_post("/api/v1/ws/ticket", ws_ticket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/openapi.json", openapi_json)

@@ -123,11 +123,17 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/ws": {
         "get": _op(
-            "WebSocket stream of state changes and events (token may be "
-            "given as ?token= for browsers)",
+            "WebSocket stream of state changes and events (a browser tablet "
+            "sends a one-time ?ticket= from POST /api/v1/ws/ticket)",
             auth="staff or tablet",
             ok=101,
-            params=[_param("token", "query", {"type": "string"})],
+            params=[_param("ticket", "query", {"type": "string"})],
+        )
+    },
+    "/api/v1/ws/ticket": {
+        "post": _op(
+            "A one-time WebSocket ticket, valid 30 s (the token never rides a URL)",
+            auth="staff or tablet",
         )
     },
     "/api/v1/auth/login": {
