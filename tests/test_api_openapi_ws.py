@@ -8,8 +8,10 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
+import edge.api.auth
 from edge.api.keys import OPENAPI
 from tests.test_api_support import ApiSite, api
 
@@ -77,10 +79,17 @@ async def next_message(
                 return msg
 
 
+async def ws_ticket(api: ApiSite, token: str) -> str:
+    """What a browser tablet does: trade the token (a header) for a one-time ticket."""
+    resp = await api.client.post("/api/v1/ws/ticket", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["ticket"])
+
+
 async def test_websocket_streams_state_after_scene(api: ApiSite) -> None:
     staff = await api.client.ws_connect("/api/v1/ws", headers=api.auth("staff1"))
     tablet = await api.pair("room-b")
-    tab = await api.client.ws_connect(f"/api/v1/ws?token={tablet['token']}")
+    tab = await api.client.ws_connect(f"/api/v1/ws?ticket={await ws_ticket(api, tablet['token'])}")
     try:
         hello = await staff.receive_json()
         assert hello["type"] == "hello" and len(hello["rooms"]) == 3
@@ -124,7 +133,7 @@ async def test_websocket_needs_auth_and_revocation_closes_it(api: ApiSite) -> No
     resp = await api.client.get("/api/v1/ws")
     assert resp.status == 401
     tablet = await api.pair("room-a")
-    ws = await api.client.ws_connect(f"/api/v1/ws?token={tablet['token']}")
+    ws = await api.client.ws_connect(f"/api/v1/ws?ticket={await ws_ticket(api, tablet['token'])}")
     try:
         assert (await ws.receive_json())["type"] == "hello"
         resp = await api.client.delete(
@@ -144,3 +153,40 @@ async def test_websocket_needs_auth_and_revocation_closes_it(api: ApiSite) -> No
         assert msg.data == 4401, msg
     finally:
         await ws.close()
+
+
+async def test_websocket_takes_a_one_time_ticket_never_a_token_in_the_url(
+    api: ApiSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tablet = await api.pair("room-a")
+    # The long-lived token in a URL (logs, history, Referer) is refused.
+    resp = await api.client.get(f"/api/v1/ws?token={tablet['token']}")
+    assert resp.status == 401
+    ticket = await ws_ticket(api, tablet["token"])
+    assert tablet["token"] not in ticket
+    ws = await api.client.ws_connect(f"/api/v1/ws?ticket={ticket}")
+    try:
+        hello = await ws.receive_json()
+        assert hello["type"] == "hello" and [r["room_id"] for r in hello["rooms"]] == ["room-a"]
+    finally:
+        await ws.close()
+    # Single use: the same ticket again is nobody.
+    resp = await api.client.get(f"/api/v1/ws?ticket={ticket}")
+    assert resp.status == 401
+    # Revoking the tablet voids the tickets it was given.
+    unused = await ws_ticket(api, tablet["token"])
+    resp = await api.client.delete(
+        f"/api/v1/tablets/{tablet['tablet_id']}", headers=api.auth("staff1")
+    )
+    assert resp.status == 200
+    resp = await api.client.get(f"/api/v1/ws?ticket={unused}")
+    assert resp.status == 401
+    # An expired ticket (its lifetime cut to nothing) is nobody.
+    other = await api.pair("room-b")
+    monkeypatch.setattr(edge.api.auth, "WS_TICKET_TTL_S", 0.0)
+    expired = await ws_ticket(api, other["token"])
+    resp = await api.client.get(f"/api/v1/ws?ticket={expired}")
+    assert resp.status == 401
+    # No ticket without credentials.
+    resp = await api.client.post("/api/v1/ws/ticket")
+    assert resp.status == 401

@@ -272,11 +272,11 @@ async def test_healthz_and_metrics(api: ApiSite) -> None:
     )
     metrics = api.client.app[METRICS]
     # The hub counts command results as it reads the event bus, just after the reply.
-    await wait_until(lambda: metrics.command_results["ok"] == 1)
+    await wait_until(lambda: metrics.value("coresync_device_commands_total", result="ok") == 1)
     resp = await api.client.get("/metrics")  # the test client connects over loopback
     assert resp.status == 200
     text = await resp.text()
-    assert 'coresync_device_available{room="room-a",device="room-a/ceiling"} 1' in text
+    assert 'coresync_device_available{device="room-a/ceiling",room="room-a"} 1.0' in text
     assert 'route="/api/v1/rooms/{room_id}/devices/{device_id}/command"' in text
-    assert "coresync_api_websocket_clients 0" in text
-    assert 'coresync_device_commands_total{result="ok"} 1' in text
+    assert "coresync_api_websocket_clients 0.0" in text
+    assert 'coresync_device_commands_total{result="ok"} 1.0' in text

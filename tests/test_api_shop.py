@@ -409,7 +409,9 @@ async def test_changes_reach_staff_websockets_but_not_tablets(shop_site: ApiSite
     ava = (await members(shop_site))["ava@example.com"]
     staff = await shop_site.client.ws_connect("/api/v1/ws", headers=shop_site.auth("staff1"))
     tablet = await shop_site.pair("room-b")
-    tab = await shop_site.client.ws_connect(f"/api/v1/ws?token={tablet['token']}")
+    tab = await shop_site.client.ws_connect(
+        "/api/v1/ws", headers={"Authorization": f"Bearer {tablet['token']}"}
+    )
     try:
         await staff.receive_json()  # hello
         await tab.receive_json()

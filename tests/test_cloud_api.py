@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from cloud_api.app import build_app
 from cloud_api.auth import Auth
@@ -258,3 +259,28 @@ async def test_openapi_lists_every_route(client: TestClient[Any, Any]) -> None:
     }
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert registered - {("get", "/api/openapi.json")} == documented
+
+
+async def test_metrics_for_admins_in_prometheus_format(
+    client: TestClient[Any, Any], backend: Backend
+) -> None:
+    admin = bearer(await staff_token(client))
+    await client.get("/api/v1/shop/products/gua-sha-stone", headers=bearer(AVA))
+    await error_of(await client.get("/api/v1/metrics"), 401)
+    await error_of(await client.get("/api/v1/metrics", headers=bearer(AVA)), 403)
+    resp = await client.get("/api/v1/metrics", headers=admin)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await resp.text())
+        for s in family.samples
+    }
+    product = "/api/v1/shop/products/{slug}"
+    key = (("method", "GET"), ("route", product), ("status", "200"))
+    assert samples[("coresync_cloud_requests_total", key)] == 1
+    refused = (("method", "GET"), ("route", "/api/v1/metrics"), ("status", "401"))
+    assert samples[("coresync_cloud_requests_total", refused)] == 1
+    count = samples[("coresync_cloud_request_seconds_count", (("route", product),))]
+    assert count == 1
+    assert samples[("process_resident_memory_bytes", ())] > 0

@@ -152,8 +152,8 @@ async def test_sync_crash_is_contained_visible_and_recovers(
                 status, body = await daemon.health()
                 seen.update(status=status, body=body)
                 up = await daemon.metric("coresync_component_up", component="cloud-sync")
-                age = await daemon.metric("coresync_sync_last_success_age_seconds")
-                return status == 200 and up == 1 and age is not None
+                synced = await daemon.metric("coresync_sync_last_success_timestamp_seconds")
+                return status == 200 and up == 1 and synced is not None
 
             await wait_for(recovered, 30, "cloud-sync healthy and a full sync", lambda: seen)
             code, _ = await daemon.terminate()
@@ -200,7 +200,8 @@ async def test_shutdown_with_a_websocket_connected_is_quick(
             ) as resp:
                 assert resp.status == 200, await resp.text()
                 token = (await resp.json())["token"]
-            async with http.ws_connect(f"{daemon.url}/api/v1/ws?token={token}") as ws:
+            bearer = {"Authorization": f"Bearer {token}"}
+            async with http.ws_connect(f"{daemon.url}/api/v1/ws", headers=bearer) as ws:
                 hello = await ws.receive_json(timeout=10)
                 assert hello["type"] == "hello"
                 code, elapsed = await daemon.terminate(within_s=30)

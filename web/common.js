@@ -41,9 +41,27 @@ const CoreSync = (() => {
     let socket = null;
     let stopped = false;
     let timer = null;
-    function connect() {
+    function retry() {
+      attempt += 1;
+      const cap = Math.min(15000, 500 * 2 ** attempt);
+      timer = setTimeout(connect, Math.random() * cap); // full jitter
+    }
+    async function connect() {
       const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-      const query = token ? "?token=" + encodeURIComponent(token) : "";
+      let query = "";
+      if (token) {
+        // The token goes in a header; the URL carries a one-time ticket only.
+        try {
+          const { ticket } = await api("POST", "/api/v1/ws/ticket", undefined, token);
+          query = "?ticket=" + encodeURIComponent(ticket);
+        } catch (err) {
+          const revoked = err instanceof ApiError && err.status === 401;
+          onState(false, revoked ? 4401 : 1006);
+          if (!stopped && !revoked) retry();
+          return;
+        }
+        if (stopped) return;
+      }
       socket = new WebSocket(`${scheme}//${location.host}/api/v1/ws${query}`);
       socket.onopen = () => { attempt = 0; onState(true); };
       socket.onmessage = (ev) => {
@@ -52,9 +70,7 @@ const CoreSync = (() => {
       socket.onclose = (ev) => {
         onState(false, ev.code);
         if (stopped || ev.code === 4401) return;
-        attempt += 1;
-        const cap = Math.min(15000, 500 * 2 ** attempt);
-        timer = setTimeout(connect, Math.random() * cap); // full jitter
+        retry();
       };
     }
     connect();

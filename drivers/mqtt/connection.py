@@ -10,10 +10,11 @@ restart).  ``attempt`` counts failures since the last connection that stayed
 up for :data:`STABLE_SESSION_S`, so a connection that is accepted and then
 dropped at once (duplicate client id, ACL kick) still backs off.
 
-On every connect it subscribes every registered filter again, publishes a
-retained ``online`` on ``coresync/<site_id>/status`` (the last will is a
-retained ``offline`` there) and runs the ``on_connect`` callbacks, so callers
-can republish their retained state.  A clean stop publishes ``offline``.
+On every connect it subscribes every registered filter again (one SUBSCRIBE
+packet for all of them), publishes a retained ``online`` on
+``coresync/<site_id>/status`` (the last will is a retained ``offline`` there)
+and runs the ``on_connect`` callbacks, so callers can republish their
+retained state.  A clean stop publishes ``offline``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ async def _abandon(client: aiomqtt.Client) -> None:
 
     A cancel (or error) inside ``Client.__aenter__`` skips ``__aexit__``, so
     the paho socket and aiomqtt's housekeeping task stay alive; close both.
+    These private attributes are pinned by tests/test_mqtt_aiomqtt_internals.py
+    (and aiomqtt is bounded below 3 in pyproject.toml).
     """
     paho = client._client
 
@@ -282,8 +285,11 @@ class MqttConnection:
         try:
             try:
                 _raise_if_cancelling()
-                for topic_filter in list(self._handlers):
-                    await self._subscribe_now(client, topic_filter)
+                filters = list(self._handlers)
+                if filters:
+                    # One SUBSCRIBE carrying every filter (as Home Assistant
+                    # does): one round trip per reconnect, not one per topic.
+                    await client.subscribe([(f, 1) for f in filters])
                 await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
                 self._client = client
                 self._connected_at = asyncio.get_running_loop().time()

@@ -161,6 +161,10 @@ class Zigbee2MqttDevice(MqttDevice):
         super().__init__(device_id, cfg.kind, connection, f"{self.state_topic}/set")
         connection.subscribe(self.state_topic, self._on_z2m_state)
         connection.subscribe(self.availability_topic, self._on_z2m_availability)
+        # The bridge's own retained status (its last will says offline).
+        connection.subscribe(f"{base}/bridge/state", self._on_bridge_state)
+        self._bridge_offline = False
+        self._availability_behind_bridge = Availability.UNKNOWN
         connection.add_on_connect(self._request_state)
         if cfg.heater:
             self.watch_command_topic()
@@ -181,6 +185,35 @@ class Zigbee2MqttDevice(MqttDevice):
             log.warning("%s: bad availability on %s: %s", self.device_id, topic, exc)
             return
         self._on_availability(availability)
+
+    def _on_availability(self, availability: Availability) -> None:
+        if self._bridge_offline:
+            # The device's own word counts again once the bridge is back.
+            self._has_availability_topic_data = availability is not Availability.UNKNOWN
+            self._availability_behind_bridge = availability
+            return
+        super()._on_availability(availability)
+
+    def _on_bridge_state(self, topic: str, payload: bytes) -> None:
+        """Zigbee2MQTT down means every device behind it is unreachable now,
+        not when each one's own availability times out (minutes later)."""
+        if not payload:
+            return
+        try:
+            offline = decode_z2m_availability(payload) is Availability.OFFLINE
+        except MqttCodecError as exc:
+            log.warning("%s: bad bridge state on %s: %s", self.device_id, topic, exc)
+            return
+        if offline:
+            if not self._bridge_offline:
+                self._availability_behind_bridge = self._snapshot.availability
+            self._bridge_offline = True
+            # Again after a reconnect: the retained offline comes back with it.
+            self._publish(availability=Availability.OFFLINE, seen=False)
+        elif self._bridge_offline:
+            self._bridge_offline = False
+            back = self._availability_behind_bridge
+            self._publish(availability=back, seen=back is Availability.ONLINE)
 
     async def _request_state(self) -> None:
         # Zigbee2MQTT does not retain state unless told to: ask after every connect.

@@ -34,7 +34,12 @@ CSRF_COOKIE = "coresync_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 STAFF_PREFIX = "css_"
 TABLET_PREFIX = "cst_"
+# A browser WebSocket cannot send headers: a tablet trades its token (in a
+# header) for a one-time ticket that rides the URL instead of the token.
+WS_TICKET_PREFIX = "csw_"
+WS_TICKET_TTL_S = 30.0
 MAX_TOKEN_LENGTH = 256
+WS_PATH = "/api/v1/ws"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Public endpoints ignore any session cookie: a stale cookie must not block a login.
 PUBLIC_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/tablets/pair"})
@@ -83,6 +88,8 @@ class Auth:
         self.guard = LoginGuard(store, settings, self.login_throttle)
         # token hash -> (principal without request-specific flags, valid until)
         self._cache: dict[str, tuple[Principal, float]] = {}
+        # ticket hash -> (principal, valid until, monotonic): single use
+        self._ws_tickets: dict[str, tuple[Principal, float]] = {}
 
     # -- passwords (off the event loop) --------------------------------------------
     async def hash_password(self, password: str) -> str:
@@ -109,9 +116,27 @@ class Auth:
         self.forget(db.digest(token))
         await self.store.call(lambda c: db.delete_session(c, db.digest(token)))
 
+    def issue_ws_ticket(self, who: Principal) -> str:
+        """A ticket for one WebSocket handshake within :data:`WS_TICKET_TTL_S`."""
+        now = time.monotonic()
+        self._ws_tickets = {k: v for k, v in self._ws_tickets.items() if v[1] > now}
+        ticket = WS_TICKET_PREFIX + secrets.token_urlsafe(24)
+        self._ws_tickets[db.digest(ticket)] = (who, now + WS_TICKET_TTL_S)
+        return ticket
+
+    def redeem_ws_ticket(self, ticket: str) -> Principal | None:
+        """The ticket's principal, once; None when unknown, used or expired."""
+        if not well_formed(ticket):
+            return None
+        entry = self._ws_tickets.pop(db.digest(ticket), None)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
     def forget(self, token_hash: str | None = None) -> None:
         """Drop cached tokens (one, or all after user or tablet changes)."""
         if token_hash is None:
+            self._ws_tickets.clear()  # a revoked tablet's ticket goes too
             self._cache.clear()
         else:
             self._cache.pop(token_hash, None)
@@ -150,15 +175,14 @@ def well_formed(secret: str) -> bool:
 
 
 def token_from_request(request: web.Request) -> tuple[str | None, bool]:
-    """(token, came from the cookie).  Query ``token`` serves browser WebSockets."""
+    """(token, came from the cookie).  Never from the URL: a browser WebSocket
+    sends a one-time ``?ticket=`` instead (:meth:`Auth.issue_ws_ticket`)."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip(), False
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         return cookie, True
-    if request.path.endswith("/ws") and "token" in request.query:
-        return request.query["token"], False
     return None, False
 
 
@@ -167,7 +191,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     auth: Auth = request.app[AUTH]
     token, via_cookie = token_from_request(request)
     principal: Principal | None = None
-    if token and request.path not in PUBLIC_PATHS:
+    if token is None and request.path == WS_PATH and "ticket" in request.query:
+        principal = auth.redeem_ws_ticket(request.query["ticket"])
+    elif token and request.path not in PUBLIC_PATHS:
         principal = await auth.resolve(token)
         if principal is not None and via_cookie:
             principal = Principal(

@@ -1,26 +1,47 @@
-"""Prometheus text metrics, written by hand (the format is simple and the
-controller gains no dependency).
+"""Prometheus metrics with ``prometheus_client``, in its naming conventions
+(``_total`` counters, ``_seconds`` durations, ``_timestamp_seconds`` for a
+point in time rather than an age).
 
 ``/metrics`` answers loopback clients without a token (a local node exporter
 or agent scrapes it); from the LAN it needs a staff token, because device
 availability and command counts describe the building.
+
+Two kinds of figures: counters and histograms updated as requests, commands
+and door decisions happen (:class:`Metrics`, one registry per app), and
+figures read where they live at scrape time (devices, door, sync, the
+daemon's components, the process).  A scrape copies the latter on the event
+loop, then renders everything on a thread (the process collector and the
+free-space check read files).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from drivers.model import Availability
 from edge.api.keys import CORE, DATA_DIR, METRICS
-from edge.api.metrics_process import process_lines
+from edge.api.metrics_process import DaemonFigures, daemon_families, daemon_figures
 from edge.core import EdgeCore
 from edge.door import registry
 from edge.events import Event
@@ -28,29 +49,60 @@ from edge.events import Event
 log = logging.getLogger(__name__)
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def _labels(**labels: str) -> str:
-    inner = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in labels.items()
-    )
-    return "{" + inner + "}"
+# `_created` series double every counter for a figure no dashboard of ours uses.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
+    """The counters and histograms of one LAN API app (its own registry)."""
+
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.latency_buckets: dict[str, list[int]] = {}
-        self.latency_sum: dict[str, float] = defaultdict(float)
-        self.latency_count: dict[str, int] = defaultdict(int)
-        self.command_results: dict[str, int] = defaultdict(int)
-        self.ws_clients = 0
-        self.door_decisions: dict[tuple[str, str], int] = defaultdict(int)
-        self.command_buckets = [0] * len(BUCKETS)
-        self.command_seconds_sum = 0.0
-        self.command_count = 0
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "coresync_api_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "coresync_api_request_seconds",
+            "HTTP request latency by route template.",
+            ["route"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self._ws_clients = Gauge(
+            "coresync_api_websocket_clients", "Connected WebSocket clients.", registry=r
+        )
+        self.commands = Counter(
+            "coresync_device_commands", "Device commands by result.", ["result"], registry=r
+        )
+        self.command_seconds = Histogram(
+            "coresync_device_command_seconds",
+            "Device command duration, send to confirmed.",
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.door_decisions = Counter(
+            "coresync_door_decisions",
+            "Door decisions by decision and method.",
+            ["decision", "method"],
+            registry=r,
+        )
         self._untap: Callable[[], None] | None = None
+
+    @property
+    def ws_clients(self) -> int:
+        return int(self.value("coresync_api_websocket_clients"))
+
+    @ws_clients.setter
+    def ws_clients(self, count: int) -> None:
+        self._ws_clients.set(count)
+
+    def value(self, name: str, **labels: str) -> float:
+        """One sample of this registry (0 when not observed yet), for tests and checks."""
+        return self.registry.get_sample_value(name, labels) or 0.0
 
     # -- events (door decisions, command results and durations) ----------------------
     def start(self, core: EdgeCore) -> None:
@@ -70,136 +122,113 @@ class Metrics:
     def on_event(self, event: Event) -> None:
         data = event.data
         if event.type == "door":
-            self.door_decisions[(str(data.get("decision")), str(data.get("method")))] += 1
+            self.door_decisions.labels(str(data.get("decision")), str(data.get("method"))).inc()
         elif event.type == "command":
             self.command_result(str(data.get("result")))
         if event.type == "command" and isinstance(data.get("duration_ms"), int | float):
-            seconds = float(data["duration_ms"]) / 1000.0
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    self.command_buckets[i] += 1
-            self.command_seconds_sum += seconds
-            self.command_count += 1
+            self.command_seconds.observe(float(data["duration_ms"]) / 1000.0)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, str(status))] += 1
-        buckets = self.latency_buckets.setdefault(route, [0] * len(BUCKETS))
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                buckets[i] += 1
-        self.latency_sum[route] += seconds
-        self.latency_count[route] += 1
+        self.requests.labels(method, route, str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
 
     def command_result(self, result: str) -> None:
-        self.command_results[result] += 1
+        self.commands.labels(result).inc()
 
-    def render(
+    # -- a scrape ----------------------------------------------------------------------
+    async def exposition(
         self,
         core: EdgeCore,
         sync: dict[str, Any] | None = None,
         door: dict[str, Any] | None = None,
-    ) -> str:
-        """The exposition text; ``sync`` is ``sync_status`` and ``door`` is
+        data_dir: Path | None = None,
+    ) -> bytes:
+        """The text format; ``sync`` is ``sync_status`` and ``door`` is
         ``DoorService.status()``, each None when the site has none."""
-        out = [
-            "# HELP coresync_api_requests_total HTTP requests by method, route and status.",
-            "# TYPE coresync_api_requests_total counter",
-        ]
-        for (method, route, status), n in sorted(self.requests.items()):
-            labels = _labels(method=method, route=route, status=status)
-            out.append(f"coresync_api_requests_total{labels} {n}")
-        out += [
-            "# HELP coresync_api_request_seconds HTTP request latency by route.",
-            "# TYPE coresync_api_request_seconds histogram",
-        ]
-        for route, buckets in sorted(self.latency_buckets.items()):
-            for bound, n in zip(BUCKETS, buckets, strict=True):
-                out.append(
-                    f"coresync_api_request_seconds_bucket{_labels(route=route, le=str(bound))} {n}"
-                )
-            count = self.latency_count[route]
-            out.append(
-                f"coresync_api_request_seconds_bucket{_labels(route=route, le='+Inf')} {count}"
-            )
-            total = self.latency_sum[route]
-            out.append(f"coresync_api_request_seconds_sum{_labels(route=route)} {total:.6f}")
-            out.append(f"coresync_api_request_seconds_count{_labels(route=route)} {count}")
-        out += [
-            "# HELP coresync_api_websocket_clients Connected WebSocket clients.",
-            "# TYPE coresync_api_websocket_clients gauge",
-            f"coresync_api_websocket_clients {self.ws_clients}",
-            "# HELP coresync_device_available 1 when the device is online, else 0.",
-            "# TYPE coresync_device_available gauge",
-        ]
-        for room_id, device in sorted(core.all_devices(), key=lambda rd: rd[1].device_id):
-            up = int(device.snapshot().availability is Availability.ONLINE)
-            out.append(
-                f"coresync_device_available{_labels(room=room_id, device=device.device_id)} {up}"
-            )
-        out += [
-            "# HELP coresync_device_commands_total Device commands by result.",
-            "# TYPE coresync_device_commands_total counter",
-        ]
-        for result, n in sorted(self.command_results.items()):
-            out.append(f"coresync_device_commands_total{_labels(result=result)} {n}")
-        out += [
-            "# HELP coresync_device_command_seconds Device command duration, send to confirmed.",
-            "# TYPE coresync_device_command_seconds histogram",
-        ]
-        for bound, n in zip(BUCKETS, self.command_buckets, strict=True):
-            out.append(f"coresync_device_command_seconds_bucket{_labels(le=str(bound))} {n}")
-        out += [
-            f"coresync_device_command_seconds_bucket{_labels(le='+Inf')} {self.command_count}",
-            f"coresync_device_command_seconds_sum {self.command_seconds_sum:.6f}",
-            f"coresync_device_command_seconds_count {self.command_count}",
-            "# HELP coresync_door_decisions_total Door decisions by decision and method.",
-            "# TYPE coresync_door_decisions_total counter",
-        ]
-        for (decision, method), n in sorted(self.door_decisions.items()):
-            labels = _labels(decision=decision, method=method)
-            out.append(f"coresync_door_decisions_total{labels} {n}")
-        out += _door_lines(door) + _sync_lines(sync)
-        return "\n".join(out) + "\n"
+        scrape = _Scrape(
+            devices=[
+                (room_id, device.device_id, device.snapshot().availability is Availability.ONLINE)
+                for room_id, device in sorted(core.all_devices(), key=lambda rd: rd[1].device_id)
+            ],
+            door=door,
+            sync=sync,
+            daemon=daemon_figures(core, data_dir),
+        )
+        return await asyncio.to_thread(self._render, scrape)
+
+    def _render(self, scrape: _Scrape) -> bytes:
+        at_scrape = CollectorRegistry(auto_describe=False)
+        at_scrape.register(scrape)
+        ProcessCollector(registry=at_scrape)
+        return generate_latest(self.registry) + generate_latest(at_scrape)
 
 
-def _door_lines(door: dict[str, Any] | None) -> list[str]:
+@dataclass(frozen=True, eq=False)  # hashed by identity: a registry keys collectors
+class _Scrape:
+    """Figures copied on the loop at scrape time; a collector for one scrape."""
+
+    devices: list[tuple[str, str, bool]]
+    door: dict[str, Any] | None
+    sync: dict[str, Any] | None
+    daemon: DaemonFigures
+
+    def collect(self) -> Iterable[Metric]:
+        available = GaugeMetricFamily(
+            "coresync_device_available",
+            "1 when the device is online, else 0.",
+            labels=["room", "device"],
+        )
+        for room_id, device_id, up in self.devices:
+            available.add_metric([room_id, device_id], int(up))
+        yield available
+        yield from _door_families(self.door)
+        yield from _sync_families(self.sync)
+        yield from daemon_families(self.daemon)
+
+
+def _door_families(door: dict[str, Any] | None) -> Iterator[Metric]:
     if door is None:
-        return []
-    labels = _labels(door=str(door["door"]))
-    up = int(door.get("vision") != "down")
-    return [
-        "# HELP coresync_vision_worker_up 0 while the door's face recognition is unavailable.",
-        "# TYPE coresync_vision_worker_up gauge",
-        f"coresync_vision_worker_up{labels} {up}",
-        "# HELP coresync_vision_worker_restarts_total Restarts of the vision worker process.",
-        "# TYPE coresync_vision_worker_restarts_total counter",
-        f"coresync_vision_worker_restarts_total{labels} {int(door['worker_restarts'])}",
-        "# HELP coresync_door_cooling_down 1 while face access pauses after failed attempts.",
-        "# TYPE coresync_door_cooling_down gauge",
-        f"coresync_door_cooling_down{labels} {int(bool(door.get('cooling_down')))}",
-    ]
+        return
+    labels, name = ["door"], [str(door["door"])]
+    up = GaugeMetricFamily(
+        "coresync_vision_worker_up",
+        "0 while the door's face recognition is unavailable.",
+        labels=labels,
+    )
+    up.add_metric(name, int(door.get("vision") != "down"))
+    restarts = CounterMetricFamily(
+        "coresync_vision_worker_restarts", "Restarts of the vision worker process.", labels=labels
+    )
+    restarts.add_metric(name, int(door["worker_restarts"]))
+    cooling = GaugeMetricFamily(
+        "coresync_door_cooling_down",
+        "1 while face access pauses after failed attempts.",
+        labels=labels,
+    )
+    cooling.add_metric(name, int(bool(door.get("cooling_down"))))
+    yield from (up, restarts, cooling)
 
 
-def _sync_lines(sync: dict[str, Any] | None) -> list[str]:
+def _sync_families(sync: dict[str, Any] | None) -> Iterator[Metric]:
     if sync is None:
-        return []
-    out = [
-        "# HELP coresync_sync_queue_depth Changes waiting to be pushed to the cloud.",
-        "# TYPE coresync_sync_queue_depth gauge",
-        f"coresync_sync_queue_depth {int(sync['queue_depth'])}",
-        "# HELP coresync_sync_attention_open Sync items waiting for staff.",
-        "# TYPE coresync_sync_attention_open gauge",
-        f"coresync_sync_attention_open {int(sync.get('attention_open') or 0)}",
-    ]
+        return
+    yield GaugeMetricFamily(
+        "coresync_sync_queue_depth",
+        "Changes waiting to be pushed to the cloud.",
+        value=int(sync["queue_depth"]),
+    )
+    yield GaugeMetricFamily(
+        "coresync_sync_attention_open",
+        "Sync items waiting for staff.",
+        value=int(sync.get("attention_open") or 0),
+    )
     last = sync.get("last_success")
-    if last:  # never synced: no sample, rather than a made-up age
-        age = time.time() - datetime.fromisoformat(str(last)).astimezone(UTC).timestamp()
-        out += [
-            "# HELP coresync_sync_last_success_age_seconds Seconds since the last full sync.",
-            "# TYPE coresync_sync_last_success_age_seconds gauge",
-            f"coresync_sync_last_success_age_seconds {max(0.0, age):.3f}",
-        ]
-    return out
+    if last:  # never synced: no sample, rather than a made-up time
+        yield GaugeMetricFamily(
+            "coresync_sync_last_success_timestamp_seconds",
+            "Unix time of the last full sync with the cloud.",
+            value=datetime.fromisoformat(str(last)).astimezone(UTC).timestamp(),
+        )
 
 
 async def _sync_status(core: EdgeCore) -> dict[str, Any] | None:
@@ -236,12 +265,10 @@ async def metrics_handler(request: web.Request) -> web.Response:
     metrics: Metrics = request.app[METRICS]
     core: EdgeCore = request.app[CORE]
     door = registry.door_for(core)
-    text = metrics.render(
-        core, await _sync_status(core), door.status() if door is not None else None
+    body = await metrics.exposition(
+        core,
+        await _sync_status(core),
+        door.status() if door is not None else None,
+        request.app[DATA_DIR],
     )
-    text += "\n".join(await process_lines(core, request.app[DATA_DIR])) + "\n"
-    return web.Response(
-        text=text,
-        content_type="text/plain",
-        headers={"X-Prometheus-Format": "0.0.4"},
-    )
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -109,4 +109,9 @@ class DoorMembersQuery(QueryString):
 
 
 class WsQuery(QueryString):
-    token: str | None = Field(None, description="Token, for browsers that cannot set a header.")
+    ticket: str | None = Field(
+        None,
+        max_length=256,
+        description="One-time ticket from POST /api/v1/ws/ticket, for a browser that cannot "
+        "set a header (the token itself never rides a URL).",
+    )

@@ -138,6 +138,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/ws", ws.websocket, SIGNED_IN,
           "WebSocket stream of state changes and events (tablets: their room only)",
           query=WsQuery, status=WEBSOCKET),
+    Route("POST", "/api/v1/ws/ticket", ws.ws_ticket, SIGNED_IN,
+          "A one-time WebSocket ticket, valid 30 s (the token never rides a URL)"),
     # -- sessions, staff accounts, audit ----------------------------------------------------
     Route("POST", "/api/v1/auth/login", r_auth.login, PUBLIC,
           "Log in; returns a token and sets the session cookie", LoginBody, errors=(401, 429)),

@@ -9,6 +9,9 @@ from pydantic import Field, model_validator
 from drivers.config import StrictModel
 
 REPO_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+# An installed wheel carries web/ as the package edge.web (see setup.py).
+PACKAGED_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = PACKAGED_WEB_DIR if PACKAGED_WEB_DIR.is_dir() else REPO_WEB_DIR
 
 
 class ApiSettings(StrictModel):
@@ -44,7 +47,7 @@ class ApiSettings(StrictModel):
     principal_cache_s: float = Field(
         30.0, ge=0, description="How long a checked token is trusted without a database read."
     )
-    web_dir: Path = Field(REPO_WEB_DIR, description="Directory of the static web pages.")
+    web_dir: Path = Field(WEB_DIR, description="Directory of the static web pages.")
     zeroconf: bool = Field(True, description="Advertise _coresync._tcp on the LAN.")
     metrics_public_on_loopback: bool = Field(
         True, description="/metrics answers loopback clients without a token (for a local agent)."

@@ -18,9 +18,9 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from drivers.model import DeviceKind
-from edge.api.auth import Principal, principal
+from edge.api.auth import WS_TICKET_TTL_S, Principal, principal
 from edge.api.errors import ApiError
-from edge.api.keys import WS_HUB
+from edge.api.keys import AUTH, WS_HUB
 from edge.api.metrics import Metrics
 from edge.api.routes_rooms import TABLET_KINDS, room_view
 from edge.core import EdgeCore
@@ -179,3 +179,11 @@ async def _write(client: WsClient) -> None:
             await client.ws.send_str(text)
         except ConnectionError:
             return
+
+
+async def ws_ticket(request: web.Request) -> web.Response:
+    """A one-time ticket for ``GET /api/v1/ws?ticket=``: a browser WebSocket
+    cannot send the tablet's bearer header, and the token must not ride a URL."""
+    who = principal(request)
+    ticket = request.app[AUTH].issue_ws_ticket(who)
+    return web.json_response({"ticket": ticket, "expires_in_s": WS_TICKET_TTL_S})

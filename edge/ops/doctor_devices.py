@@ -23,6 +23,7 @@ from drivers.modbus.config import (
 from edge.door.config import DoorConfig
 from edge.ops.checks import CREDENTIALS_FIX, Check
 from sync.config import CloudSyncConfig
+from vision.extra import vision_problem
 
 
 # -- Modbus transports ------------------------------------------------------------------
@@ -149,6 +150,9 @@ async def check_camera(door: DoorConfig | None, timeout: float, *, daemon_runnin
             "skipped: the running daemon holds the camera",
             "see the door status on the dashboard, or stop the daemon to check",
         )
+    problem = vision_problem()
+    if problem is not None:
+        return Check(name, "FAIL", problem, "install the [vision] extra (docs/deploy.md)")
     from vision.camera import from_uri
 
     try:
