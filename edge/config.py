@@ -30,6 +30,7 @@ from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
 from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
+from edge.schedules_config import ScheduleSpec, check_schedules
 from edge.supervisor import SupervisionConfig
 from edge.tomlpos import locate
 from sync.config import CloudSyncConfig
@@ -164,6 +165,11 @@ class SiteConfig(StrictModel):
         description="When the spa is open, in the site's time zone, with holiday closures; "
         "used by the door's access rules and the scene schedules. Unset: always open.",
     )
+    schedules: list[ScheduleSpec] = Field(
+        default_factory=list,
+        description="Scene schedules run by the controller with no network (pre-heat before "
+        "opening, close for the night); managers add more on the dashboard.",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SiteConfig:
@@ -185,6 +191,7 @@ class SiteConfig(StrictModel):
                     )
         if self.door is not None:
             check_door_against_rooms(self.door, self.rooms)
+        check_schedules(self.schedules, self.rooms, self.opening_hours)
         return self
 
     def room(self, room_id: str) -> RoomConfig | None:

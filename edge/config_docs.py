@@ -23,6 +23,7 @@ from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageC
 from edge.door.config import DoorConfig
 from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
+from edge.schedules_config import ScheduleSpec
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
 from vision.liveness import LivenessConfig
@@ -75,6 +76,12 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         "[opening_hours]",
         OpeningHours,
         "When the spa is open (site time zone); door access rules and schedules use it.",
+    ),
+    (
+        "[[schedules]]",
+        ScheduleSpec,
+        "A scene schedule run by the controller (docs/operations.md, Schedules); "
+        "managers add more on the dashboard.",
     ),
 ]
 

@@ -4,8 +4,8 @@ a crash restarts that component alone, with backoff), and shuts down in a
 fixed order.
 
 Start order: database → transports (MQTT, Modbus buses) → device pollers →
-state persistence → MQTT bridge → heater guards → cloud sync → extra services →
-LAN API.
+state persistence → MQTT bridge → heater guards → scene schedules → cloud sync →
+extra services → LAN API.
 Stop is the reverse, one component at a time, so nothing that is still running
 loses a dependency under it; ``stop()`` is safe to call twice.
 """
@@ -39,6 +39,7 @@ from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
 from edge.ops.retention import run_retention
 from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
+from edge.schedules import Clock, ScheduleRunner
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
 from edge.shop.service import Shop
@@ -80,8 +81,10 @@ class EdgeService:
         data_dir: Path | None = None,
         with_api: bool = True,
         api_settings: ApiSettings | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock  # the scheduler's; tests inject one they control
         self.with_api = with_api
         self.api_settings = api_settings or config.api
         self.api: ApiServer | None = None
@@ -96,6 +99,7 @@ class EdgeService:
         self.devices: dict[str, Device] = {}
         self.core: EdgeCore | None = None
         self.guards: list[HeaterGuard] = []
+        self.schedules: ScheduleRunner | None = None
         self._extra: list[tuple[str, ExtraService]] = []
         self.supervisor = Supervisor(config.supervision)
         self.monitor = LoopMonitor(self.supervisor)
@@ -265,6 +269,9 @@ class EdgeService:
             sup.add("mqtt-bridge", MqttBridge(core, self.mqtt).run)
         for guard in self.guards:
             sup.add(f"heater-guard:{guard.device.device_id}", guard.run, safety=True)
+        # One runner across restarts: what it already ran stays done.
+        self.schedules = await ScheduleRunner.create(core, self.clock)
+        sup.add("schedules", self.schedules.run)
         cloud = self.config.cloud
         if cloud is not None:
             sup.add(

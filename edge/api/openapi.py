@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from edge.api.models import CommandBody, LoginBody, NewUserBody, PairBody, UserPatchBody
 from edge.api.routes_door import BODIES as DOOR_BODIES
 from edge.api.routes_door import door_paths
+from edge.api.routes_schedules import schedule_paths
 from edge.api.routes_sync import sync_paths
 from edge.api.shop_openapi import SHOP_PATHS, shop_schemas
 
@@ -245,6 +246,7 @@ def openapi_document(site_id: str) -> dict[str, Any]:
             **SHOP_PATHS,
             **door_paths(_op, _param, LIMIT),
             **sync_paths(_op),
+            **schedule_paths(_op, _param),
         },
         "components": {
             "schemas": schemas,
