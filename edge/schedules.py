@@ -22,12 +22,13 @@ import logging
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from edge.clock import Clock, WallClock
 from edge.core import Actor, EdgeCore
 from edge.errors import EdgeError, StorageError
 from edge.migrations import MigrationError
@@ -38,34 +39,8 @@ from edge.schedules_store import delete_row, load_rows, save_row
 log = logging.getLogger(__name__)
 
 LATE_LIMIT = timedelta(minutes=10)
-# A wall-clock sleep re-reads the clock at least this often, so an NTP step
-# or a suspended VM cannot make a run hours late.
-MAX_NAP_S = 30.0
 RECENT_RUNS = 100
 _SEARCH_DAYS = 400  # a year of holidays and a weekday filter still finds the next run
-
-
-class Clock(Protocol):
-    """Where the scheduler reads the time and waits (injected by tests)."""
-
-    def now(self) -> datetime:
-        """The current instant, timezone-aware."""
-        ...
-
-    async def sleep_until(self, when: datetime) -> None:
-        """Return once ``now() >= when``."""
-        ...
-
-
-class WallClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep_until(self, when: datetime) -> None:
-        # Naps, not one long sleep: the loop's clock is monotonic and would not
-        # see a wall-clock step (NTP, a suspended VM) until the sleep ended.
-        while (left := (when - self.now()).total_seconds()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(min(left, MAX_NAP_S))
 
 
 def run_on(

@@ -28,6 +28,7 @@ from edge import supervisor
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
 from edge.attendance import forward_attendance, init_cursor
+from edge.clock import Clock
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.door import registry
@@ -39,7 +40,7 @@ from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
 from edge.ops.retention import run_retention
 from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
-from edge.schedules import Clock, ScheduleRunner
+from edge.schedules import ScheduleRunner
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
 from edge.shop.service import Shop

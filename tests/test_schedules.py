@@ -5,7 +5,6 @@ clock the test moves (no waiting for wall time)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from edge.schedules_config import ScheduleSpec
 from edge.service import EdgeService
 from tests.conftest import Broker
 from tests.edge_site import wait_until
+from tests.manual_clock import TestClock
 
 NY = ZoneInfo("America/New_York")
 # 2026: clocks go forward on Sunday 8 March (02:00 EST → 03:00 EDT) and back
@@ -177,32 +177,6 @@ def test_config_refuses_an_unknown_room_and_relative_times_without_hours() -> No
 
 
 # -- the runner, on real parts, with the test's clock --------------------------------------
-class TestClock:
-    """A clock that moves only when the test says so."""
-
-    __test__ = False
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._moved = asyncio.Event()
-        self.seen: datetime | None = None
-
-    def now(self) -> datetime:
-        return self._now
-
-    async def sleep_until(self, when: datetime) -> None:
-        while True:
-            self.seen = self._now  # the sleeper has looked at this time
-            if self._now >= when:
-                return
-            await self._moved.wait()
-
-    def set(self, when: datetime) -> None:
-        self._now = when
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()
-
-
 @dataclass
 class ScheduledSite:
     service: EdgeService
