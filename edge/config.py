@@ -25,6 +25,7 @@ from drivers.mqtt.config import (
     MqttBrokerConfig,
     Zigbee2MqttDeviceConfig,
 )
+from edge.alerts.config import AlertsConfig
 from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
@@ -169,6 +170,11 @@ class SiteConfig(StrictModel):
         default_factory=list,
         description="Scene schedules run by the controller with no network (pre-heat before "
         "opening, close for the night); managers add more on the dashboard.",
+    )
+    alerts: AlertsConfig | None = Field(
+        None,
+        description="Critical events sent to staff by e-mail and webhook; unset: alerts "
+        "reach only the dashboard and /metrics.",
     )
 
     @model_validator(mode="after")

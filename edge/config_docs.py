@@ -18,6 +18,7 @@ from pydantic_core import PydanticUndefined
 from drivers.config import DeviceLimits
 from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbee2MqttDeviceConfig
+from edge.alerts.config import AlertsConfig, EmailChannelConfig, WebhookChannelConfig
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
@@ -82,6 +83,21 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         ScheduleSpec,
         "A scene schedule run by the controller (docs/operations.md, Schedules); "
         "managers add more on the dashboard.",
+    ),
+    (
+        "[alerts]",
+        AlertsConfig,
+        "Critical events sent to staff (docs/operations.md, Alerts).",
+    ),
+    (
+        '[[alerts.channels]] type = "email"',
+        EmailChannelConfig,
+        "E-mail over SMTP; the password from a systemd credential or a file.",
+    ),
+    (
+        '[[alerts.channels]] type = "webhook"',
+        WebhookChannelConfig,
+        "An ntfy-compatible JSON webhook; the token from a systemd credential or a file.",
     ),
 ]
 

@@ -25,6 +25,8 @@ from drivers.model import Device, DeviceSnapshot
 from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import build_mqtt_device
 from edge import supervisor
+from edge.alerts.config import AlertsConfig
+from edge.alerts.dispatcher import AlertDispatcher, watch_components
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
 from edge.attendance import forward_attendance, init_cursor
@@ -101,6 +103,7 @@ class EdgeService:
         self.core: EdgeCore | None = None
         self.guards: list[HeaterGuard] = []
         self.schedules: ScheduleRunner | None = None
+        self.alerts: AlertDispatcher | None = None
         self._extra: list[tuple[str, ExtraService]] = []
         self.supervisor = Supervisor(config.supervision)
         self.monitor = LoopMonitor(self.supervisor)
@@ -273,6 +276,8 @@ class EdgeService:
         # One runner across restarts: what it already ran stays done.
         self.schedules = await ScheduleRunner.create(core, self.clock)
         sup.add("schedules", self.schedules.run)
+        if self.config.alerts is not None:
+            await self._supervise_alerts(core, self.config.alerts)
         cloud = self.config.cloud
         if cloud is not None:
             sup.add(
@@ -293,6 +298,14 @@ class EdgeService:
         if self.with_api:
             # Last to start, first to stop: no request finds a stopped part.
             sup.add("lan-api", self._run_api)
+
+    async def _supervise_alerts(self, core: EdgeCore, config: AlertsConfig) -> None:
+        """Critical events to staff channels; each channel is a link in /healthz."""
+        self.alerts = alerts = await AlertDispatcher.create(core, config, self.clock)
+        for channel in alerts.channels.values():
+            self.supervisor.links[f"alerts:{channel.config.id}"] = channel.is_healthy
+        self.supervisor.add("alerts", alerts.run)
+        self.supervisor.add("component-watch", lambda: watch_components(core, self.supervisor))
 
     async def _run_bus(self, bus: ModbusBus) -> None:
         """One Modbus bus with its devices: a crash of any restarts them together."""

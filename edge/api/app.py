@@ -14,6 +14,7 @@ from edge.api.errors import error_middleware
 from edge.api.keys import AUTH, CORE, DATA_DIR, METRICS, OPENAPI, SETTINGS, WS_HUB
 from edge.api.metrics import Metrics, metrics_handler, metrics_middleware
 from edge.api.openapi import openapi_document
+from edge.api.routes_alerts import routes as alert_routes
 from edge.api.routes_auth import ensure_admin
 from edge.api.routes_auth import routes as auth_routes
 from edge.api.routes_door import routes as door_routes
@@ -63,6 +64,7 @@ def create_app(
     app.add_routes(door_routes)
     app.add_routes(sync_routes)
     app.add_routes(schedule_routes)
+    app.add_routes(alert_routes)
     app.router.add_get("/api/v1/ws", websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)

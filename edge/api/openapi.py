@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from edge.api.models import CommandBody, LoginBody, NewUserBody, PairBody, UserPatchBody
+from edge.api.routes_alerts import alert_paths
 from edge.api.routes_door import BODIES as DOOR_BODIES
 from edge.api.routes_door import door_paths
 from edge.api.routes_schedules import schedule_paths
@@ -247,6 +248,7 @@ def openapi_document(site_id: str) -> dict[str, Any]:
             **door_paths(_op, _param, LIMIT),
             **sync_paths(_op),
             **schedule_paths(_op, _param),
+            **alert_paths(_op, _param),
         },
         "components": {
             "schemas": schemas,
