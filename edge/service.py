@@ -36,6 +36,7 @@ from edge.core import EdgeCore
 from edge.door import registry
 from edge.door.vault import DOOR_DB
 from edge.events import EventBus
+from edge.guest import register_guards
 from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
 from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
@@ -146,6 +147,7 @@ class EdgeService:
                 if dev_cfg.heater:
                     heater = self.devices[f"{room.id}/{dev_cfg.id}"]
                     self.guards.append(HeaterGuard(core, room.id, heater, dev_cfg.limits))
+        register_guards(core, self.guards)  # the guest tablet's "session time left"
         return core
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from edge.api.models import CommandBody, LoginBody, NewUserBody, PairBody, UserP
 from edge.api.routes_alerts import alert_paths
 from edge.api.routes_door import BODIES as DOOR_BODIES
 from edge.api.routes_door import door_paths
+from edge.api.routes_guest import guest_paths
 from edge.api.routes_schedules import schedule_paths
 from edge.api.routes_sync import sync_paths
 from edge.api.shop_openapi import SHOP_PATHS, shop_schemas
@@ -249,6 +250,7 @@ def openapi_document(site_id: str) -> dict[str, Any]:
             **sync_paths(_op),
             **schedule_paths(_op, _param),
             **alert_paths(_op, _param),
+            **guest_paths(_op, _param),
         },
         "components": {
             "schemas": schemas,

@@ -1,0 +1,59 @@
+"""The guest tablet's extras (room token or staff): the site's name and time
+zone, the languages shipped in web/i18n/ (a new language is a file there),
+and each sauna heater's "ready in" and session time left (edge/guest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edge.api.auth import require_room
+from edge.api.keys import CORE, SETTINGS
+from edge.guest import HISTORY_ROWS, guard_of, heater_view
+from edge.serialize import snapshot_to_dict
+
+routes = web.RouteTableDef()
+
+
+def _languages(i18n_dir: Path) -> list[str]:
+    return sorted(p.stem for p in i18n_dir.glob("*.json")) if i18n_dir.is_dir() else []
+
+
+@routes.get("/api/v1/rooms/{room_id}/guest")
+async def guest_view(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    require_room(request, room_id)
+    core = request.app[CORE]
+    room = core.room(room_id)
+    heaters: dict[str, Any] = {}
+    for cfg in room.config.devices:
+        if not getattr(cfg, "heater", False):
+            continue
+        device = room.devices[cfg.id]
+        state = snapshot_to_dict(device.snapshot())["state"]
+        history = await core.store.history(device.device_id, limit=HISTORY_ROWS)
+        heaters[cfg.id] = heater_view(state, history, guard_of(core, device.device_id))
+    i18n = request.app[SETTINGS].web_dir / "i18n"
+    return web.json_response(
+        {
+            "site": {"name": core.config.site.name, "timezone": core.config.site.timezone},
+            "languages": await asyncio.to_thread(_languages, i18n),
+            "heaters": heaters,
+        }
+    )
+
+
+def guest_paths(op: Any, param: Any) -> dict[str, dict[str, Any]]:
+    """This module's part of the OpenAPI document."""
+    return {
+        "/api/v1/rooms/{room_id}/guest": {
+            "get": op(
+                "Guest tablet extras: site name, languages, sauna ready-in and session left",
+                auth="staff, or a tablet of this room",
+                params=[param("room_id")],
+            )
+        }
+    }
