@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.axe import serious_violations
 from tests.test_api_support import PASSWORDS, ApiSite, api
 from tests.test_web_pages import base_url, browser, shot
 
@@ -46,6 +47,7 @@ async def test_every_page_fits_without_horizontal_overflow(
         await page.locator(f'#nav a[data-page="{name}"].active').wait_for()
         await page.locator("#page h1").first.wait_for()
         assert await overflow(page) <= 0, f"{name} overflows at {width}x{height}"
+        assert await serious_violations(page) == [], f"{name} at {width}x{height}"
         await shot(page, f"dashboard-{name}-{width}x{height}")
     await page.close()
 
@@ -85,6 +87,7 @@ async def test_status_icons_revoked_tablets_audit_search_and_dark_mode(
     assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
     dark = await page.evaluate(background)
     assert dark != light and await page.inner_text("#theme-switch") == "☀ Light mode"
+    assert await serious_violations(page) == []
     await shot(page, "dashboard-audit-dark")
     await page.reload()  # the choice is remembered
     await page.locator("#page h1").first.wait_for()

@@ -26,6 +26,7 @@ from edge.config import parse_config
 from edge.core import EdgeCore
 from edge.demo.runner import zigbee_devices
 from edge.service import EdgeService
+from tests.axe import serious_violations
 from tests.conftest import Broker
 from tests.edge_site import wait_until
 from tests.test_api_support import fast_settings
@@ -157,6 +158,7 @@ async def test_layout_fits_without_overflow_and_targets_are_48px(
             .map(([name, r]) => `${name}: ${r.width}x${r.height}`)"""
     )
     assert small == [], small
+    assert await serious_violations(page) == []
     await shot(page, f"tablet-{width}x{height}")
     await page.close()
 
@@ -185,6 +187,7 @@ async def test_sauna_ready_in_and_time_left_then_offline_pauses_controls(
     for role in ("power", "cooler", "warmer"):
         assert await sauna.locator(f'[data-role="{role}"]').is_disabled(), role
     assert await page.locator('[data-device="glow"] button').is_enabled()  # only the heater
+    assert await serious_violations(page) == []
     await shot(page, "tablet-sauna-offline")
     await site.zigbee.go_online("sauna_heater")
     await notice.wait_for(state="hidden")
