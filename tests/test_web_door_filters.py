@@ -69,3 +69,21 @@ async def test_repeats_fold_into_one_row_and_filters_narrow_the_list(
     assert await serious_violations(page) == []
     await shot(page, "dashboard-door-events-filtered")
     await page.close()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
+async def test_members_page_fits(
+    api: ApiSite, browser: Any, door: DoorService, width: int, height: int
+) -> None:
+    for name in ("Rose Leslie", "Alexandria Ocasio-Lacamoire", "Li Wei"):
+        await new_member(api, name)
+    page = await staff_page(api, browser, "#members", "manager1")
+    await page.locator("tr[data-member]").first.wait_for()
+    await page.set_viewport_size({"width": width, "height": height})
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"members page overflows by {overflow}px at {width}x{height}"
+    assert await serious_violations(page) == []
+    await shot(page, f"dashboard-members-listed-{width}x{height}")
+    await page.close()
