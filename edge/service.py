@@ -27,6 +27,7 @@ from drivers.mqtt.devices import build_mqtt_device
 from edge import supervisor
 from edge.alerts.config import AlertsConfig
 from edge.alerts.dispatcher import AlertDispatcher, watch_components
+from edge.alerts.sync_watch import watch_sync
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
 from edge.attendance import forward_attendance, init_cursor
@@ -308,6 +309,9 @@ class EdgeService:
             self.supervisor.links[f"alerts:{channel.config.id}"] = channel.is_healthy
         self.supervisor.add("alerts", alerts.run)
         self.supervisor.add("component-watch", lambda: watch_components(core, self.supervisor))
+        if self.config.cloud is not None:
+            after = config.sync_stuck_after_s
+            self.supervisor.add("sync-watch", lambda: watch_sync(core, after))
 
     async def _run_bus(self, bus: ModbusBus) -> None:
         """One Modbus bus with its devices: a crash of any restarts them together."""

@@ -26,6 +26,7 @@ from drivers.modbus.simulator import ThermostatGateway
 from drivers.model import Availability
 from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.alerts.dispatcher import AlertDispatcher
+from edge.alerts.sync_watch import SyncStuck
 from edge.api import create_app
 from edge.api.routes_auth import INITIAL_PASSWORD_FILE
 from edge.config import parse_config
@@ -390,3 +391,19 @@ async def test_a_component_restarting_is_alerted(site: AlertSite) -> None:
     assert body["coresync"]["kind"] == "component_restarting"
     assert body["coresync"]["subject"] == "crashes-once"
     assert "injected crash" in body["message"]
+
+
+def test_sync_stuck_is_raised_once_per_spell_without_progress() -> None:
+    rule = SyncStuck(after_s=1800)
+    waiting = {"queue_depth": 4, "last_success": "2026-03-07T14:00:00Z", "last_error": "HTTP 502"}
+    assert rule.feed(waiting, START) is None
+    assert rule.feed(waiting, START + timedelta(minutes=29)) is None
+    message = rule.feed(waiting, START + timedelta(minutes=30))
+    assert message is not None and "4 changes waiting" in message and "HTTP 502" in message
+    assert rule.feed(waiting, START + timedelta(minutes=45)) is None  # once per spell
+    # Progress (a newer success) or an empty queue ends the spell.
+    moved = {**waiting, "last_success": "2026-03-07T15:50:00Z"}
+    assert rule.feed(moved, START + timedelta(minutes=50)) is None
+    assert rule.feed(moved, START + timedelta(minutes=79)) is None
+    assert rule.feed(moved, START + timedelta(minutes=80)) is not None
+    assert rule.feed({**moved, "queue_depth": 0}, START + timedelta(minutes=90)) is None

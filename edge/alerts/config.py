@@ -20,7 +20,7 @@ from drivers.config import ID_PATTERN, StrictModel
 from drivers.mqtt.config import CREDENTIAL_NAME_PATTERN
 
 # The critical alert kinds forwarded by default; who publishes each is in
-# docs/operations.md, Alerts (door_forced, tailgate and sync_stuck are
+# docs/operations.md, Alerts (door_forced and tailgate are
 # forwarded once their publishers emit them as "alert" events).
 CRITICAL_KINDS = (
     "heater_safety_off",
@@ -171,6 +171,14 @@ class AlertsConfig(StrictModel):
 
     def forwarded(self) -> frozenset[str]:
         return frozenset(CRITICAL_KINDS if self.kinds is None else self.kinds)
+
+    sync_stuck_after_s: float = Field(
+        1800.0,
+        ge=60,
+        le=7 * 86_400,
+        description="With [cloud]: changes waiting and no sync progress for this long "
+        "raise sync_stuck.",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> AlertsConfig:
