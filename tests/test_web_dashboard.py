@@ -93,3 +93,46 @@ async def test_status_icons_revoked_tablets_audit_search_and_dark_mode(
     await page.locator("#page h1").first.wait_for()
     assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
     await page.close()
+
+
+async def test_rooms_page_is_a_control_panel_with_active_scene_and_chart(
+    api: ApiSite, browser: Any
+) -> None:
+    page = await staff_page(api, browser, 1280, 800, "#rooms")
+    card = page.locator('[data-room="room-a"]')
+    await card.wait_for()
+    # A device control within limits: the ceiling's toggle, then its state follows.
+    await card.locator('[data-controls-for="room-a/ceiling"] [data-action="toggle"]').click()
+    state = card.locator('[data-device="room-a/ceiling"] [data-role="state"]')
+    await page.wait_for_function(
+        "document.querySelector('[data-device=\"room-a/ceiling\"] [data-role=state]')"
+        ".textContent.startsWith('on')"
+    )
+    assert (await state.inner_text()).startswith("on")
+    await card.locator('[data-controls-for="room-a/climate"] button[aria-label$="warmer"]').click()
+    await page.wait_for_function(
+        "document.querySelector('[data-controls-for=\"room-a/climate\"]').textContent"
+        ".includes('21.5 °C')"
+    )
+    rows = await api.core.store.commands()
+    assert [(r["actor_id"], r["device_id"]) for r in rows][:2] == [
+        ("manager1", "room-a/climate"),
+        ("manager1", "room-a/ceiling"),
+    ]
+    # The active scene, live and after a reload (from the command log).
+    await card.locator('button[data-scene="relax"]').click()
+    active = card.locator('[data-role="active-scene"]')
+    await page.wait_for_function(
+        "document.querySelector('[data-room=\"room-a\"] [data-role=active-scene]')"
+        ".textContent === 'Active scene: Relax'"
+    )
+    await page.reload()
+    await active.wait_for()
+    assert await active.inner_text() == "Active scene: Relax"
+    # The climate device's stored history is drawn.
+    chart = card.locator('[data-controls-for="room-a/climate"] ~ figure svg.history-chart')
+    await chart.wait_for()
+    assert "temperature" in (await chart.get_attribute("aria-label") or "")
+    assert await serious_violations(page) == []
+    await shot(page, "dashboard-rooms-panel")
+    await page.close()

@@ -47,28 +47,7 @@ const CoreSyncDashboard = (() => {
   }
 
   // -- pages ------------------------------------------------------------------
-  function roomCard(room) {
-    return el("div", { class: "card", "data-room": room.room_id },
-      el("h2", {}, room.name),
-      Object.entries(room.devices).map(([id, d]) => el("div", { class: "device", "data-device": d.device_id },
-        el("span", {}, availability(d.availability), " ", d.name || id),
-        el("span", { class: "muted", "data-role": "state" }, describeState(d)))),
-      el("div", { class: "scenes" }, room.scenes.map((s) => el("button", {
-        class: "secondary", "data-scene": s.id,
-        onclick: async () => {
-          const result = await call("POST", `/api/v1/rooms/${room.room_id}/scenes/${s.id}/activate`);
-          if (result) flash(`${room.name}: ${s.name} done`);
-        },
-      }, s.name))));
-  }
-
-  register({ id: "rooms", label: "Rooms", render: async (page) => {
-    const data = await call("GET", "/api/v1/rooms");
-    if (!data) return;
-    rooms = Object.fromEntries(data.rooms.map((r) => [r.room_id, r]));
-    page.replaceChildren(el("h1", {}, "Rooms"), el("div", { class: "grid" }, data.rooms.map(roomCard)));
-  } });
-
+  // "rooms" (the control panel) is registered by rooms-panel.js.
   // "doors" (door events) and "members" are registered by door.js and members.js.
 
   register({ id: "tablets", label: "Tablets", render: async (page) => {
@@ -196,5 +175,5 @@ const CoreSyncDashboard = (() => {
   window.addEventListener("hashchange", () => { if (me) show(location.hash.slice(1)); });
 
   enter();
-  return { register, show, call, flash, table, get current() { return current; } };
+  return { register, show, call, flash, table, availability, get current() { return current; } };
 })();

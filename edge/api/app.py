@@ -19,6 +19,7 @@ from edge.api.routes_auth import ensure_admin
 from edge.api.routes_auth import routes as auth_routes
 from edge.api.routes_door import routes as door_routes
 from edge.api.routes_guest import routes as guest_routes
+from edge.api.routes_room_history import routes as history_routes
 from edge.api.routes_rooms import routes as room_routes
 from edge.api.routes_schedules import routes as schedule_routes
 from edge.api.routes_shop import routes as shop_routes
@@ -67,6 +68,7 @@ def create_app(
     app.add_routes(schedule_routes)
     app.add_routes(alert_routes)
     app.add_routes(guest_routes)
+    app.add_routes(history_routes)
     app.router.add_get("/api/v1/ws", websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)

@@ -15,6 +15,7 @@ from edge.api.routes_alerts import alert_paths
 from edge.api.routes_door import BODIES as DOOR_BODIES
 from edge.api.routes_door import door_paths
 from edge.api.routes_guest import guest_paths
+from edge.api.routes_room_history import history_paths
 from edge.api.routes_schedules import schedule_paths
 from edge.api.routes_sync import sync_paths
 from edge.api.shop_openapi import SHOP_PATHS, shop_schemas
@@ -251,6 +252,7 @@ def openapi_document(site_id: str) -> dict[str, Any]:
             **schedule_paths(_op, _param),
             **alert_paths(_op, _param),
             **guest_paths(_op, _param),
+            **history_paths(_op, _param),
         },
         "components": {
             "schemas": schemas,
