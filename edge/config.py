@@ -46,6 +46,12 @@ class SiteInfo(StrictModel):
     id: str = Field(pattern=ID_PATTERN, description="Site id, used in MQTT topics and sync.")
     name: str = Field(min_length=1, max_length=120, description="Name shown to staff.")
     timezone: str = Field("UTC", description="IANA time zone of the spa, e.g. America/New_York.")
+    locale: str = Field(
+        "en-US",
+        pattern=r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$",
+        description="BCP 47 locale of the spa, e.g. es-ES: its region sets how guest "
+        "tablets write dates, times and numbers (their words follow the tablet's language).",
+    )
     tax_rate: Decimal = Field(
         Decimal("0.08"), ge=0, lt=1, description="Sales tax rate for pickup orders (0.08 = 8 %)."
     )

@@ -14,7 +14,7 @@ async def test_guest_view_is_for_the_rooms_tablet_and_staff(api: ApiSite) -> Non
     resp = await api.client.get("/api/v1/rooms/room-a/guest", headers=tablet)
     assert resp.status == 200, await resp.text()
     body = await resp.json()
-    assert body["site"] == {"name": "API test spa", "timezone": "UTC"}
+    assert body["site"] == {"name": "API test spa", "timezone": "UTC", "locale": "en-US"}
     assert {"en", "es"} <= set(body["languages"])
     assert body["heaters"] == {}  # this site has no sauna
     resp = await api.client.get("/api/v1/rooms/room-b/guest", headers=tablet)

@@ -42,6 +42,7 @@ SITE = """\
 id = "{site}"
 name = "Casa Serena Spa"
 timezone = "Europe/Madrid"
+locale = "es-ES"
 
 [mqtt]
 host = "{host}"
@@ -144,7 +145,8 @@ async def test_layout_fits_without_overflow_and_targets_are_48px(
 ) -> None:
     page = await open_tablet(site, browser, width, height)
     assert await page.text_content("#site-name") == "Casa Serena Spa"
-    assert re.fullmatch(r"\d{1,2}:\d{2}( [AP]M)?", await page.inner_text("#clock-time"))
+    # English words, the site's (Spanish) conventions: a 24-hour clock.
+    assert re.fullmatch(r"\d{2}:\d{2}", await page.inner_text("#clock-time"))
     overflow = await page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
@@ -177,7 +179,8 @@ async def test_sauna_ready_in_and_time_left_then_offline_pauses_controls(
     left = await sauna.locator('[data-role="left"]').inner_text()
     assert re.fullmatch(r"(59 min|1 hr) left in this session", left), left
     temps = await sauna.locator('[data-role="temps"]').inner_text()
-    assert re.fullmatch(r"\d+(\.\d)? °C → 60 °C", temps), temps  # the target, within limits
+    # The target within limits, with the site's decimal comma.
+    assert re.fullmatch(r"\d+(,\d)? °C → 60 °C", temps), temps
     await shot(page, "tablet-sauna-heating")
 
     await site.zigbee.go_offline("sauna_heater")

@@ -6,6 +6,7 @@
 const TabletI18n = (() => {
   const KEY = "coresync.tablet.lang";
   let lang = "en";
+  let region = ""; // from the site's locale: how dates, times and numbers are written
   let words = {};
   let fallback = {};
 
@@ -45,25 +46,32 @@ const TabletI18n = (() => {
     document.title = t("page_title");
   }
 
-  // Numbers and times in the tablet's language, at the site's time zone.
+  // Words in the tablet's language, conventions of the site's region (es + US:
+  // "es-US"), times at the site's time zone.
+  function setSiteLocale(locale) {
+    const parts = String(locale || "").split("-");
+    region = parts.length > 1 ? parts[parts.length - 1] : "";
+  }
+  const locale = () => (region ? `${lang}-${region}` : lang);
+
   function temp(value) {
     if (value === null || value === undefined) return "–";
-    return `${new Intl.NumberFormat(lang, { maximumFractionDigits: 1 }).format(value)} °C`;
+    return `${new Intl.NumberFormat(locale(), { maximumFractionDigits: 1 }).format(value)} °C`;
   }
 
   function clock(date, timeZone) {
-    const time = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", timeZone }).format(date);
-    const day = new Intl.DateTimeFormat(lang, { weekday: "long", day: "numeric", month: "long", timeZone }).format(date);
+    const time = new Intl.DateTimeFormat(locale(), { hour: "2-digit", minute: "2-digit", timeZone }).format(date);
+    const day = new Intl.DateTimeFormat(locale(), { weekday: "long", day: "numeric", month: "long", timeZone }).format(date);
     return { time, day };
   }
 
   function duration(seconds) {
     const minutes = Math.max(0, Math.round(seconds / 60));
-    const unit = (value, u) => new Intl.NumberFormat(lang, { style: "unit", unit: u, unitDisplay: "short" }).format(value);
+    const unit = (value, u) => new Intl.NumberFormat(locale(), { style: "unit", unit: u, unitDisplay: "short" }).format(value);
     if (minutes < 60) return unit(minutes, "minute");
     const hours = unit(Math.floor(minutes / 60), "hour");
     return minutes % 60 ? `${hours} ${unit(minutes % 60, "minute")}` : hours;
   }
 
-  return { load, preferred, t, apply, temp, clock, duration, get lang() { return lang; }, get name() { return words._language || lang; } };
+  return { load, preferred, t, apply, temp, clock, duration, setSiteLocale, locale, get lang() { return lang; }, get name() { return words._language || lang; } };
 })();

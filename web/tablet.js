@@ -112,7 +112,7 @@
     card.update = (d) => {
       dev = d;
       const s = d.state || {};
-      value.textContent = s.on ? `${new Intl.NumberFormat(TabletI18n.lang).format(s.brightness ?? 0)} %` : t("light_off");
+      value.textContent = s.on ? `${new Intl.NumberFormat(TabletI18n.locale()).format(s.brightness ?? 0)} %` : t("light_off");
       toggle.textContent = s.on ? t("turn_off") : t("turn_on");
       slider.setAttribute("aria-label", t("brightness", { name: d.name }));
       if (typeof s.brightness === "number" && document.activeElement !== slider) {
@@ -285,6 +285,7 @@
     }
     room = data;
     site = guest.site;
+    TabletI18n.setSiteLocale(site.locale);
     languages = guest.languages.length ? guest.languages : ["en"];
     heaters = guest.heaters;
     const wanted = TabletI18n.preferred();

@@ -39,7 +39,11 @@ async def guest_view(request: web.Request) -> web.Response:
     i18n = request.app[SETTINGS].web_dir / "i18n"
     return web.json_response(
         {
-            "site": {"name": core.config.site.name, "timezone": core.config.site.timezone},
+            "site": {
+                "name": core.config.site.name,
+                "timezone": core.config.site.timezone,
+                "locale": core.config.site.locale,
+            },
             "languages": await asyncio.to_thread(_languages, i18n),
             "heaters": heaters,
         }
