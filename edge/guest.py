@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from drivers.model import ClimateMode
 
 if TYPE_CHECKING:
+    from edge.config import SceneConfig
     from edge.core import EdgeCore
     from edge.safety import HeaterGuard
 
@@ -40,6 +41,22 @@ def register_guards(core: EdgeCore, guards: Iterable[HeaterGuard]) -> None:
 
 def guard_of(core: EdgeCore, device_id: str) -> HeaterGuard | None:
     return _GUARDS.get(core, {}).get(device_id)
+
+
+DIM_MAX_BRIGHTNESS = 40  # a scene whose lights stay at or below this is a dim one
+
+
+def scene_mood(scene: SceneConfig) -> str | None:
+    """ "dim" for a scene that leaves its lights low or off, "bright" for one
+    that lights up, None when it sets no light (the tablet's look follows it)."""
+    lights = [a for a in scene.devices.values() if a.on is not None or a.brightness is not None]
+    if not lights:
+        return None
+    low = all(
+        a.on is False or (a.brightness is not None and a.brightness <= DIM_MAX_BRIGHTNESS)
+        for a in lights
+    )
+    return "dim" if low else "bright"
 
 
 def heat_rate_c_per_min(history: list[dict[str, Any]]) -> float | None:

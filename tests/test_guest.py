@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from edge.guest import heat_rate_c_per_min, heater_view
+from edge.config import SceneConfig
+from edge.guest import heat_rate_c_per_min, heater_view, scene_mood
 
 T0 = datetime(2026, 3, 7, 15, 0, tzinfo=UTC)
 
@@ -39,3 +40,13 @@ def test_ready_within_a_degree_and_idle_when_off() -> None:
     assert heater_view(state, [], None)["ready"] is True
     off = heater_view({"mode": "off", "current_c": 30.0, "target_c": 80.0}, [], None)
     assert off == {**off, "heating": False, "ready": False, "session_left_s": None}
+
+
+def test_scene_mood_from_its_lights() -> None:
+    def scene(**devices: dict[str, Any]) -> SceneConfig:
+        return SceneConfig.model_validate({"id": "s", "name": "S", "devices": devices})
+
+    assert scene_mood(scene(a={"on": True, "brightness": 30}, b={"on": False})) == "dim"
+    assert scene_mood(scene(a={"on": True, "brightness": 30}, b={"on": True})) == "bright"
+    assert scene_mood(scene(a={"on": True, "brightness": 80})) == "bright"
+    assert scene_mood(scene(heater={"mode": "heat", "target_c": 80})) is None

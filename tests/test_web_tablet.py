@@ -23,7 +23,7 @@ from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.api import create_app
 from edge.api.routes_auth import INITIAL_PASSWORD_FILE
 from edge.config import parse_config
-from edge.core import EdgeCore
+from edge.core import Actor, EdgeCore
 from edge.demo.runner import zigbee_devices
 from edge.service import EdgeService
 from tests.axe import serious_violations
@@ -36,6 +36,7 @@ __all__ = ["browser"]
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 SIZES = [(800, 1280), (1280, 800), (390, 844)]
+STAFF = Actor("staff", "test")
 
 SITE = """\
 [site]
@@ -72,6 +73,10 @@ name = "Finnish sauna"
   id = "unwind"
   name = "Unwind"
   devices.glow = {{ on = true, brightness = 30 }}
+  [[rooms.scenes]]
+  id = "clean"
+  name = "Cleaning light"
+  devices.glow = {{ on = true, brightness = 100 }}
 """
 
 
@@ -225,4 +230,19 @@ async def test_language_switch_changes_every_string(site: TabletSite, browser: A
     # The choice is the tablet's: it stays after a reload.
     await page.reload()
     await page.wait_for_function("document.documentElement.lang === 'es'")
+    await page.close()
+
+
+async def test_the_look_follows_the_rooms_scene(site: TabletSite, browser: Any) -> None:
+    page = await open_tablet(site, browser, 800, 1280)
+    dim = "document.body.classList.contains('dim')"
+    await page.click('button[data-scene="clean"]')
+    await page.wait_for_function(f"!{dim}")
+    await page.click('button[data-scene="unwind"]')
+    await page.wait_for_function(dim)
+    # A scene run elsewhere (staff, a schedule) changes the look too.
+    await site.core.activate_scene("sauna", "clean", STAFF)
+    await page.wait_for_function(f"!{dim}")
+    await page.click("#theme")  # the guest's choice holds until the next scene
+    await page.wait_for_function(dim)
     await page.close()

@@ -19,6 +19,7 @@
   let error = null; // { key, vars, cause: "network" | device id | null }
   const cards = {};
   let heaters = {};
+  let sceneMoods = {};
 
   // -- errors a guest understands ------------------------------------------------
   function showError(next) {
@@ -227,6 +228,9 @@
     if (room) renderTools();
   }
 
+  // The look follows the last scene run in the room (a low-light scene dims
+  // it); a tap on the theme button holds until the next scene; otherwise the
+  // time of day decides.
   function autoTheme() {
     const chosen = store.getItem("coresync.tablet.theme");
     if (chosen) return setTheme(chosen === "dim", false);
@@ -244,6 +248,7 @@
       site = data.site;
       languages = data.languages.length ? data.languages : ["en"];
       heaters = data.heaters;
+      sceneMoods = data.scene_moods || {};
       $("site-name").textContent = site.name;
       for (const [id, view] of Object.entries(heaters)) {
         const entry = cards[`${room.room_id}/${id}`];
@@ -255,6 +260,10 @@
 
   let heaterRefresh = null;
   function onMessage(msg) {
+    if (msg.type === "scene" && room && msg.room_id === room.room_id && sceneMoods[msg.data.scene_id]) {
+      store.setItem("coresync.tablet.theme", sceneMoods[msg.data.scene_id]);
+      setTheme(sceneMoods[msg.data.scene_id] === "dim", false);
+    }
     if (msg.type === "hello") {
       const fresh = msg.rooms.find((r) => r.room_id === room.room_id);
       if (fresh) { room = fresh; render(); }
@@ -288,6 +297,7 @@
     TabletI18n.setSiteLocale(site.locale);
     languages = guest.languages.length ? guest.languages : ["en"];
     heaters = guest.heaters;
+    sceneMoods = guest.scene_moods || {};
     const wanted = TabletI18n.preferred();
     await TabletI18n.load(languages.includes(wanted) ? wanted : "en");
     $("pairing").classList.add("hidden");

@@ -1,6 +1,7 @@
 """The guest tablet's extras (room token or staff): the site's name and time
 zone, the languages shipped in web/i18n/ (a new language is a file there),
-and each sauna heater's "ready in" and session time left (edge/guest.py)."""
+each sauna heater's "ready in" and session time left, and whether each scene
+is a dim or a bright one, which the tablet's look follows (edge/guest.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from edge.api.auth import require_room
 from edge.api.keys import CORE, SETTINGS
-from edge.guest import HISTORY_ROWS, guard_of, heater_view
+from edge.guest import HISTORY_ROWS, guard_of, heater_view, scene_mood
 from edge.serialize import snapshot_to_dict
 
 routes = web.RouteTableDef()
@@ -46,6 +47,7 @@ async def guest_view(request: web.Request) -> web.Response:
             },
             "languages": await asyncio.to_thread(_languages, i18n),
             "heaters": heaters,
+            "scene_moods": {s.id: scene_mood(s) for s in room.config.scenes},
         }
     )
 
