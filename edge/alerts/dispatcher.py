@@ -217,6 +217,10 @@ class AlertDispatcher:
 
     def _queue(self, alert: Alert, *, repeat: bool) -> None:
         for channel in self.channels.values():
+            # A repeat of a message still waiting (quiet hours, an outage) adds
+            # nothing: the one waiting goes out, once.
+            if repeat and any(o.alert is alert for o in channel.queue):
+                continue
             channel.queue.append(Outgoing(alert, repeat))
 
     def _repeat_due(self, now: datetime) -> None:
