@@ -27,6 +27,7 @@ from drivers.mqtt.devices import build_mqtt_device
 from edge import supervisor
 from edge.alerts.config import AlertsConfig
 from edge.alerts.dispatcher import AlertDispatcher, watch_components
+from edge.alerts.door_watch import watch_forced_doors
 from edge.alerts.sync_watch import watch_sync
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
@@ -308,6 +309,7 @@ class EdgeService:
         for channel in alerts.channels.values():
             self.supervisor.links[f"alerts:{channel.config.id}"] = channel.is_healthy
         self.supervisor.add("alerts", alerts.run)
+        watch_forced_doors(core)  # device listeners, for the daemon's life
         self.supervisor.add("component-watch", lambda: watch_components(core, self.supervisor))
         if self.config.cloud is not None:
             after = config.sync_stuck_after_s

@@ -412,3 +412,12 @@ def test_sync_stuck_is_raised_once_per_spell_without_progress() -> None:
     assert rule.feed(moved, START + timedelta(minutes=79)) is None
     assert rule.feed(moved, START + timedelta(minutes=80)) is not None
     assert rule.feed({**moved, "queue_depth": 0}, START + timedelta(minutes=90)) is None
+
+
+async def test_a_door_open_while_locked_is_alerted_as_forced(site: AlertSite) -> None:
+    await site.zigbee.update("door", contact=False)  # locked, yet the door opens
+    await wait_until(lambda: len(site.hook.posts) == 1)
+    _, body = site.hook.posts[0]
+    assert body["coresync"]["kind"] == "door_forced"
+    assert body["coresync"]["subject"] == "sauna/door"
+    assert body["priority"] == 5
