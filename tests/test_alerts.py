@@ -421,3 +421,23 @@ async def test_a_door_open_while_locked_is_alerted_as_forced(site: AlertSite) ->
     assert body["coresync"]["kind"] == "door_forced"
     assert body["coresync"]["subject"] == "sauna/door"
     assert body["priority"] == 5
+
+
+async def test_an_unexpected_send_error_is_kept_and_retried_not_a_crash(site: AlertSite) -> None:
+    async def surprise(cfg: Any, site_name: str, alert: dict[str, Any]) -> None:
+        raise ValueError("a library's surprise")  # injected fault
+
+    real = site.dispatcher.sender
+    site.dispatcher.sender = surprise
+    site.core.events.publish(
+        "alert", {"severity": "critical", "kind": "disk_full", "message": "disk full"}
+    )
+    channels = site.dispatcher.channels
+    await wait_until(lambda: not channels["phones"].is_healthy())
+    assert "ValueError" in (channels["phones"].last_error or "")
+    component = site.service.supervisor.components["alerts"]
+    assert component.up and component.restarts == 0
+    site.dispatcher.sender = real
+    retry = max(c.retry_at for c in channels.values() if c.retry_at is not None)
+    await site.move_to(retry)
+    await wait_until(lambda: len(site.hook.posts) == 1 and len(site.mailbox.messages) == 1)

@@ -274,7 +274,14 @@ class AlertDispatcher:
                 await self.sender(
                     channel.config, self.core.config.site.name, out.alert.public(repeat=out.repeat)
                 )
-            except DeliveryFailed as exc:
+            except Exception as exc:
+                # DeliveryFailed is the expected failure; anything else (a
+                # library's surprise on odd input) is handled the same way:
+                # kept and retried, never a crash that would end in the
+                # supervisor giving up on the whole daemon.
+                if not isinstance(exc, DeliveryFailed):
+                    log.exception("alert channel %s: unexpected send failure", channel.config.id)
+                    exc = DeliveryFailed(f"{type(exc).__name__}: {exc}")
                 channel.failures += 1
                 channel.last_error = str(exc)
                 delay = channel.backoff.failed()
