@@ -289,6 +289,13 @@ class ScheduleRunner:
             log.error("schedule %s could not run %s/%s: %s", spec.id, spec.room, spec.scene, exc)
             self._record(spec, at, "refused", str(exc))
             return
+        except Exception as exc:
+            # Recorded, not raised: a crash would restart the runner at the
+            # same instant, run the same schedule again, crash again, and end
+            # in the supervisor giving up on the daemon.
+            log.exception("schedule %s failed running %s/%s", spec.id, spec.room, spec.scene)
+            self._record(spec, at, "error", f"{type(exc).__name__}: {exc}")
+            return
         failed = result.as_dict()["failed"]
         log.info("schedule %s ran %s/%s (failed: %s)", spec.id, spec.room, spec.scene, failed)
         self._record(spec, at, "ok" if result.ok else "failed", ", ".join(failed) or None)

@@ -249,3 +249,20 @@ async def test_schedules_fire_at_their_time_across_the_dst_change(site: Schedule
     await site.move_to(utc("2026-03-13T12:00"))
     nxt = next(s for s in runner.view() if s["id"] == "preheat")["next_run"]
     assert nxt == "2026-03-15T12:15:00+00:00"
+
+
+async def test_a_scene_failing_unexpectedly_is_recorded_not_a_crash_loop(
+    site: ScheduledSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected bug")
+
+    monkeypatch.setattr(site.core, "activate_scene", broken)
+    await wait_until(lambda: site.runner.next_due == utc("2026-03-07T12:00"))
+    await site.move_to(utc("2026-03-07T12:00"))
+    last = site.runner.recent[-1]
+    assert (last["schedule_id"], last["result"]) == ("morning", "error")
+    assert "injected bug" in last["detail"]
+    component = site.service.supervisor.components["schedules"]
+    assert component.up and component.restarts == 0
+    assert site.runner.next_due == utc("2026-03-07T13:15")  # on to the next run
