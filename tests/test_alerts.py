@@ -265,6 +265,17 @@ async def test_heater_offline_while_heating_reaches_mail_and_webhook_once_until_
     assert SMTP_PASSWORD not in caplog.text and WEBHOOK_TOKEN not in caplog.text
 
 
+async def test_info_news_is_not_sent(site: AlertSite) -> None:
+    site.core.events.publish(
+        "alert", {"severity": "info", "kind": "disk_full", "message": "disk space back"}
+    )
+    site.core.events.publish(
+        "alert", {"severity": "critical", "kind": "door_relock_failed", "message": "relock"}
+    )
+    await wait_until(lambda: len(site.hook.posts) == 1)
+    assert [a.kind for a in site.dispatcher.alerts] == ["door_relock_failed"]
+
+
 async def test_smtp_and_webhook_down_keep_the_alert_retry_and_show_in_health(
     site: AlertSite,
 ) -> None:

@@ -187,7 +187,9 @@ class AlertDispatcher:
     def take(self, event: Event, now: datetime) -> None:
         data = event.data
         kind = str(data.get("kind", ""))
-        if kind not in self._kinds:
+        # "info" is news that a fault cleared ("disk space back"): the
+        # dashboard shows it, nobody is paged for it.
+        if kind not in self._kinds or data.get("severity") == "info":
             return
         subject = subject_of(data, event.room_id)
         window = timedelta(seconds=self.config.dedup_window_s)
