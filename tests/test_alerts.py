@@ -37,6 +37,7 @@ from edge.errors import ConfigError
 from edge.health import site_health
 from edge.service import EdgeService
 from edge.supervisor import supervisor_for
+from tests.axe import serious_violations
 from tests.conftest import Broker
 from tests.edge_site import wait_until
 from tests.manual_clock import TestClock
@@ -383,6 +384,7 @@ async def test_dashboard_shows_the_alert_and_acknowledges_it(
         await row.wait_for()
         assert "heater offline" in await row.inner_text()
         assert "✓ delivering" in await page.inner_text("#page")
+        assert await serious_violations(page) == []
         await shot(page, "dashboard-alerts")
         await row.locator('button[data-action="ack"]').click()
         await row.locator('[data-role="acked"]').wait_for()

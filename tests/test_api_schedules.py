@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from edge.schedules_store import load_rows
+from tests.axe import serious_violations
 from tests.storage_faults import WriteLock
 from tests.test_api_support import PASSWORDS, ApiSite, api, wait_until
 from tests.test_web_pages import base_url, browser, shot
@@ -134,5 +135,6 @@ async def test_dashboard_form_adds_a_schedule_and_shows_errors_by_the_field(
     assert "room-b/day at 21:30, every day" in await row.inner_text()
     rows = await api.core.store.call(load_rows)
     assert [r[0] for r in rows] == ["evening"]
+    assert await serious_violations(page) == []
     await shot(page, "dashboard-schedules")
     await page.close()
