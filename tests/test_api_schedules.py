@@ -135,6 +135,14 @@ async def test_dashboard_form_adds_a_schedule_and_shows_errors_by_the_field(
     assert "room-b/day at 21:30, every day" in await row.inner_text()
     rows = await api.core.store.call(load_rows)
     assert [r[0] for r in rows] == ["evening"]
+    # Change it: the form takes the schedule, its id read-only.
+    await row.locator('button[data-action="edit"]').click()
+    assert await form.locator("h2").inner_text() == "Change evening"
+    assert await form.locator('input[name="id"]').get_attribute("readonly") is not None
+    await form.locator('input[name="at"]').fill("22:05")
+    await form.locator('button[type="submit"]').click()
+    await page.locator('tr[data-schedule="evening"] >> text=at 22:05').wait_for()
+    assert await page.locator("#schedule-form").count() == 1
     assert await serious_violations(page) == []
     await shot(page, "dashboard-schedules")
     await page.close()

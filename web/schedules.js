@@ -12,7 +12,9 @@
     ["before_opening_min", "Minutes before opening"],
     ["after_closing_min", "Minutes after closing"],
   ];
-  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+  // In the spa's time zone, whatever the staff device's own is.
+  let zone;
+  const when = (iso) => (iso ? new Date(iso).toLocaleString(undefined, { timeZone: zone }) : "—");
 
   function field(name, label, input) {
     return el("label", { class: "field", "data-field": name }, el("span", {}, label), input,
@@ -86,6 +88,7 @@
       dash.call("GET", "/api/v1/schedules"), dash.call("GET", "/api/v1/me"),
       dash.call("GET", "/api/v1/rooms")]);
     if (!data || !me || !roomData) return;
+    zone = data.timezone;
     const rooms = Object.fromEntries(roomData.rooms.map((r) => [r.room_id, r]));
     const manager = me.role === "manager" || me.role === "admin";
     const rows = dash.table([
@@ -96,7 +99,11 @@
       ["From", (s) => s.source === "config" ? "config file" : `dashboard (${s.updated_by})`],
       ["", (s) => manager && s.source === "dashboard" ? el("span", {},
         el("button", { class: "secondary", "data-action": "edit",
-          onclick: () => page.append(form(rooms, page, s)) }, "Change"),
+          onclick: () => {
+            const edit = form(rooms, page, s);
+            page.querySelector("#schedule-form").replaceWith(edit);
+            edit.querySelector("select").focus();
+          } }, "Change"),
         el("button", { class: "danger", "data-action": "delete", onclick: async () => {
           if (await dash.call("DELETE", `/api/v1/schedules/${encodeURIComponent(s.id)}`)) render(page);
         } }, "Remove")) : ""],
