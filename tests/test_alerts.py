@@ -454,3 +454,18 @@ async def test_an_unexpected_send_error_is_kept_and_retried_not_a_crash(site: Al
     retry = max(c.retry_at for c in channels.values() if c.retry_at is not None)
     await site.move_to(retry)
     await wait_until(lambda: len(site.hook.posts) == 1 and len(site.mailbox.messages) == 1)
+
+
+async def test_a_tailgate_door_event_is_alerted(site: AlertSite) -> None:
+    # The door's access rules publish a door event of type tailgate; the shape
+    # is the door's own (edge/door/store.py DoorEvent.as_dict).
+    site.core.events.publish(
+        "door",
+        {"method": "face", "decision": "tailgate", "reason": "two_people_one_unlock",
+         "door": "entrance/door"},
+    )  # fmt: skip
+    await wait_until(lambda: len(site.hook.posts) == 1)
+    _, body = site.hook.posts[0]
+    assert body["coresync"]["kind"] == "tailgate"
+    assert body["coresync"]["subject"] == "entrance/door"
+    assert body["message"] == "entrance/door: two people one unlock"

@@ -20,8 +20,7 @@ from drivers.config import ID_PATTERN, StrictModel
 from drivers.mqtt.config import CREDENTIAL_NAME_PATTERN
 
 # The critical alert kinds forwarded by default; who publishes each is in
-# docs/operations.md, Alerts (tailgate is forwarded once the door
-# publishes it as an "alert" event).
+# docs/operations.md, Alerts.
 CRITICAL_KINDS = (
     "heater_safety_off",
     "heater_offline",
