@@ -25,12 +25,14 @@ from drivers.mqtt.config import (
     MqttBrokerConfig,
     Zigbee2MqttDeviceConfig,
 )
+from edge.alerts.config import AlertsConfig
 from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
 from edge.errors import ConfigError
 from edge.ha_config import HomeAssistantConfig
 from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
+from edge.schedules_config import ScheduleSpec, check_schedules
 from edge.supervisor import SupervisionConfig
 from edge.tomlpos import locate
 from sync.config import CloudSyncConfig
@@ -45,6 +47,12 @@ class SiteInfo(StrictModel):
     id: str = Field(pattern=ID_PATTERN, description="Site id, used in MQTT topics and sync.")
     name: str = Field(min_length=1, max_length=120, description="Name shown to staff.")
     timezone: str = Field("UTC", description="IANA time zone of the spa, e.g. America/New_York.")
+    locale: str = Field(
+        "en-US",
+        pattern=r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$",
+        description="BCP 47 locale of the spa, e.g. es-ES: its region sets how guest "
+        "tablets write dates, times and numbers (their words follow the tablet's language).",
+    )
     tax_rate: Decimal = Field(
         Decimal("0.08"), ge=0, lt=1, description="Sales tax rate for pickup orders (0.08 = 8 %)."
     )
@@ -169,6 +177,16 @@ class SiteConfig(StrictModel):
         description="When the spa is open, in the site's time zone, with holiday closures; "
         "used by the door's access rules and the scene schedules. Unset: always open.",
     )
+    schedules: list[ScheduleSpec] = Field(
+        default_factory=list,
+        description="Scene schedules run by the controller with no network (pre-heat before "
+        "opening, close for the night); managers add more on the dashboard.",
+    )
+    alerts: AlertsConfig | None = Field(
+        None,
+        description="Critical events sent to staff by e-mail and webhook; unset: alerts "
+        "reach only the dashboard and /metrics.",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SiteConfig:
@@ -191,6 +209,7 @@ class SiteConfig(StrictModel):
         if self.door is not None:
             check_door_against_rooms(self.door, self.rooms)
         self._check_home_assistant()
+        check_schedules(self.schedules, self.rooms, self.opening_hours)
         return self
 
     def _check_home_assistant(self) -> None:

@@ -18,12 +18,14 @@ from pydantic_core import PydanticUndefined
 from drivers.config import DeviceLimits
 from drivers.modbus.config import ModbusDeviceConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbee2MqttDeviceConfig
+from edge.alerts.config import AlertsConfig, EmailChannelConfig, WebhookChannelConfig
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
 from edge.ha_config import HomeAssistantConfig
 from edge.opening_hours import OpeningHours
 from edge.ops.retention import RetentionConfig
+from edge.schedules_config import ScheduleSpec
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
 from vision.config import AgreementConfig, LivenessConfig, MatchConfig, QualityConfig, WorkerConfig
@@ -78,6 +80,27 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         "[opening_hours]",
         OpeningHours,
         "When the spa is open (site time zone); door access rules and schedules use it.",
+    ),
+    (
+        "[[schedules]]",
+        ScheduleSpec,
+        "A scene schedule run by the controller (docs/operations.md, Schedules); "
+        "managers add more on the dashboard.",
+    ),
+    (
+        "[alerts]",
+        AlertsConfig,
+        "Critical events sent to staff (docs/operations.md, Alerts).",
+    ),
+    (
+        '[[alerts.channels]] type = "email"',
+        EmailChannelConfig,
+        "E-mail over SMTP; the password from a systemd credential or a file.",
+    ),
+    (
+        '[[alerts.channels]] type = "webhook"',
+        WebhookChannelConfig,
+        "An ntfy-compatible JSON webhook; the token from a systemd credential or a file.",
     ),
 ]
 

@@ -4,8 +4,8 @@ a crash restarts that component alone, with backoff), and shuts down in a
 fixed order.
 
 Start order: database → transports (MQTT, Modbus buses) → device pollers →
-state persistence → MQTT bridge → heater guards → cloud sync → extra services →
-LAN API.
+state persistence → MQTT bridge → heater guards → scene schedules → cloud sync →
+extra services → LAN API.
 Stop is the reverse, one component at a time, so nothing that is still running
 loses a dependency under it; ``stop()`` is safe to call twice.
 """
@@ -25,13 +25,19 @@ from drivers.model import Device, DeviceSnapshot
 from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.devices import build_mqtt_device
 from edge import supervisor
+from edge.alerts.config import AlertsConfig
+from edge.alerts.dispatcher import AlertDispatcher, watch_components
+from edge.alerts.door_watch import watch_forced_doors
+from edge.alerts.sync_watch import watch_sync
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
 from edge.attendance import forward_attendance, init_cursor
+from edge.clock import Clock
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.door import registry
 from edge.events import EventBus
+from edge.guest import register_guards
 from edge.ha_discovery import HaDiscovery
 from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
@@ -39,6 +45,7 @@ from edge.ops.layout import DOOR_DB, EDGE_DB, SHOP_DB, DataDirLock, check_data_f
 from edge.ops.retention import run_retention
 from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
+from edge.schedules import ScheduleRunner
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
 from edge.shop.service import Shop
@@ -80,8 +87,10 @@ class EdgeService:
         data_dir: Path | None = None,
         with_api: bool = True,
         api_settings: ApiSettings | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock  # the scheduler's; tests inject one they control
         self.with_api = with_api
         self.api_settings = api_settings or config.api
         self.api: ApiServer | None = None
@@ -96,6 +105,8 @@ class EdgeService:
         self.devices: dict[str, Device] = {}
         self.core: EdgeCore | None = None
         self.guards: list[HeaterGuard] = []
+        self.schedules: ScheduleRunner | None = None
+        self.alerts: AlertDispatcher | None = None
         self._extra: list[tuple[str, ExtraService]] = []
         self.supervisor = Supervisor(config.supervision)
         self.monitor = LoopMonitor(self.supervisor)
@@ -136,6 +147,7 @@ class EdgeService:
                 if dev_cfg.heater:
                     heater = self.devices[f"{room.id}/{dev_cfg.id}"]
                     self.guards.append(HeaterGuard(core, room.id, heater, dev_cfg.limits))
+        register_guards(core, self.guards)  # the guest tablet's "session time left"
         return core
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -266,6 +278,11 @@ class EdgeService:
                 sup.add("ha-discovery", ha.run)
         for guard in self.guards:
             sup.add(f"heater-guard:{guard.device.device_id}", guard.run, safety=True)
+        # One runner across restarts: what it already ran stays done.
+        self.schedules = await ScheduleRunner.create(core, self.clock)
+        sup.add("schedules", self.schedules.run)
+        if self.config.alerts is not None:
+            await self._supervise_alerts(core, self.config.alerts)
         cloud = self.config.cloud
         if cloud is not None:
             sup.add(
@@ -286,6 +303,18 @@ class EdgeService:
         if self.with_api:
             # Last to start, first to stop: no request finds a stopped part.
             sup.add("lan-api", self._run_api)
+
+    async def _supervise_alerts(self, core: EdgeCore, config: AlertsConfig) -> None:
+        """Critical events to staff channels; each channel is a link in /healthz."""
+        self.alerts = alerts = await AlertDispatcher.create(core, config, self.clock)
+        for channel in alerts.channels.values():
+            self.supervisor.links[f"alerts:{channel.config.id}"] = channel.is_healthy
+        self.supervisor.add("alerts", alerts.run)
+        watch_forced_doors(core)  # device listeners, for the daemon's life
+        self.supervisor.add("component-watch", lambda: watch_components(core, self.supervisor))
+        if self.config.cloud is not None:
+            after = config.sync_stuck_after_s
+            self.supervisor.add("sync-watch", lambda: watch_sync(core, after))
 
     async def _run_door(self) -> None:
         # A fresh door service per (re)start: a crashed one is never reused.

@@ -69,8 +69,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_wheel_ships_web_pages_and_type_marker(installed: Path) -> None:
     site = next((installed / "lib").glob("python3*/site-packages"))
-    for page in (REPO / "web").iterdir():
-        assert (site / "edge" / "web" / page.name).read_bytes() == page.read_bytes(), page.name
+    web = REPO / "web"
+    for page in (p for p in web.rglob("*") if p.is_file()):
+        name = page.relative_to(web)
+        assert (site / "edge" / "web" / name).read_bytes() == page.read_bytes(), name
     for package in ("edge", "drivers", "vision", "sync", "cloud_api"):
         assert (site / package / "py.typed").is_file(), package
     # Nothing of the checkout leaks into site-packages under a generic name.

@@ -107,7 +107,7 @@ async def test_tablet_pairs_controls_its_room_and_is_refused_elsewhere(
     assert await page.inner_text("#room-name") == "Treatment A"
     slider = page.locator('input[data-device="ceiling"]')
     assert await slider.get_attribute("min") == "5" and await slider.get_attribute("max") == "80"
-    await page.wait_for_function("document.getElementById('status').textContent === 'live'")
+    await page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
     await page.click('button[data-scene="relax"]')
     await page.wait_for_function(
         "document.querySelector('[data-device=\"ceiling\"] [data-role=value]').textContent"
@@ -144,12 +144,12 @@ async def test_tablet_shows_offline_banner_when_the_socket_drops(
         [paired["token"], paired["room_id"]],
     )
     await page.reload()
-    await page.wait_for_function("document.getElementById('status').textContent === 'live'")
+    await page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
     assert await page.is_hidden("#offline")
     # Close every server-side socket as a controller restart would (not a revocation).
     for client in list(api.client.app[WS_HUB].clients):
         await client.ws.close(code=1012)
     await page.locator("#offline").wait_for(state="visible")
     await shot(page, "tablet-offline")
-    await page.wait_for_function("document.getElementById('status').textContent === 'live'")
+    await page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
     await page.close()

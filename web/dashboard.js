@@ -11,6 +11,7 @@ const CoreSyncDashboard = (() => {
   let rooms = {};
   let socket = null;
   let current = null;
+  let showRevokedTablets = false; // revoked tablets are history: hidden unless asked
 
   function flash(text) {
     const box = $("flash");
@@ -36,29 +37,17 @@ const CoreSyncDashboard = (() => {
       el("tbody", {}, rows.map((row) => el("tr", {}, columns.map(([, get]) => el("td", {}, get(row)))))));
   }
 
-  // -- pages ------------------------------------------------------------------
-  function roomCard(room) {
-    return el("div", { class: "card", "data-room": room.room_id },
-      el("h2", {}, room.name),
-      Object.entries(room.devices).map(([id, d]) => el("div", { class: "device", "data-device": d.device_id },
-        el("span", {}, el("span", { class: `dot ${d.availability}`, title: d.availability }), d.name || id),
-        el("span", { class: "muted", "data-role": "state" }, describeState(d)))),
-      el("div", { class: "scenes" }, room.scenes.map((s) => el("button", {
-        class: "secondary", "data-scene": s.id,
-        onclick: async () => {
-          const result = await call("POST", `/api/v1/rooms/${room.room_id}/scenes/${s.id}/activate`);
-          if (result) flash(`${room.name}: ${s.name} done`);
-        },
-      }, s.name))));
+  // Status by icon and word, not colour alone.
+  const AVAIL = { online: ["✓", "online"], offline: ["✕", "offline"], unknown: ["?", "unknown"] };
+  function availability(state) {
+    const [icon, word] = AVAIL[state] || AVAIL.unknown;
+    return el("span", { class: "avail", "data-role": "avail" },
+      el("span", { class: `dot ${state}`, "aria-hidden": "true" }),
+      el("span", { class: `avail-text ${state}` }, `${icon} ${word}`));
   }
 
-  register({ id: "rooms", label: "Rooms", render: async (page) => {
-    const data = await call("GET", "/api/v1/rooms");
-    if (!data) return;
-    rooms = Object.fromEntries(data.rooms.map((r) => [r.room_id, r]));
-    page.replaceChildren(el("h1", {}, "Rooms"), el("div", { class: "grid" }, data.rooms.map(roomCard)));
-  } });
-
+  // -- pages ------------------------------------------------------------------
+  // "rooms" (the control panel) is registered by rooms-panel.js.
   // "doors" (door events) and "members" are registered by door.js and members.js.
 
   register({ id: "tablets", label: "Tablets", render: async (page) => {
@@ -71,25 +60,47 @@ const CoreSyncDashboard = (() => {
       const res = await call("POST", `/api/v1/rooms/${select.value}/pairing-codes`);
       if (res) codeBox.textContent = `${res.code}  (valid ${Math.round(res.expires_in_s / 60)} min)`;
     } }, "Create pairing code");
+    const showRevoked = el("input", { type: "checkbox", id: "show-revoked", checked: showRevokedTablets });
+    showRevoked.addEventListener("change", () => { showRevokedTablets = showRevoked.checked; show("tablets"); });
+    const revokedCount = data.tablets.filter((t) => t.revoked_at).length;
+    const listed = showRevokedTablets ? data.tablets : data.tablets.filter((t) => !t.revoked_at);
     page.replaceChildren(el("h1", {}, "Tablets"),
       el("div", { class: "toolbar" }, select, create, codeBox),
+      el("label", { class: "toolbar" }, showRevoked, ` Show revoked tablets (${revokedCount})`),
       table([
         ["Tablet", (t) => t.tablet_id], ["Room", (t) => t.room_id], ["Name", (t) => t.name || ""],
         ["Paired by", (t) => t.paired_by], ["Since", (t) => new Date(t.created_at).toLocaleString()],
         ["", (t) => t.revoked_at ? "revoked" : el("button", { class: "danger", onclick: async () => {
           if (await call("DELETE", `/api/v1/tablets/${t.tablet_id}`)) show("tablets");
         } }, "Revoke")],
-      ], data.tablets));
+      ], listed));
   } });
 
   register({ id: "audit", label: "Audit log", render: async (page) => {
-    const data = await call("GET", "/api/v1/audit?limit=200");
+    const data = await call("GET", "/api/v1/audit?limit=1000");
     if (!data) return;
-    page.replaceChildren(el("h1", {}, "Audit log"), table([
+    const columns = [
       ["When", (e) => new Date(e.ts).toLocaleString()], ["Who", (e) => e.actor],
       ["Action", (e) => e.action], ["Target", (e) => e.target || ""],
       ["Result", (e) => e.result], ["From", (e) => e.client_ip || ""],
-    ], data.entries));
+    ];
+    // Search the loaded entries: every word must appear in one of the columns.
+    const search = el("input", { type: "search", id: "audit-search", placeholder: "Search who, action, target, result…",
+      "aria-label": "Search the audit log" });
+    const count = el("span", { class: "muted", "data-role": "count" });
+    const holder = el("div", {});
+    const refresh = () => {
+      const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+      const rows = data.entries.filter((e) => {
+        const text = columns.map(([, get]) => String(get(e))).join(" ").toLowerCase();
+        return words.every((w) => text.includes(w));
+      });
+      count.textContent = `${rows.length} of ${data.entries.length} latest entries`;
+      holder.replaceChildren(table(columns, rows));
+    };
+    search.addEventListener("input", refresh);
+    page.replaceChildren(el("h1", {}, "Audit log"), el("div", { class: "toolbar" }, search, count), holder);
+    refresh();
   } });
 
   // A page may also take live events: spec.onEvent(msg) while it is shown.
@@ -118,7 +129,7 @@ const CoreSyncDashboard = (() => {
       const merged = { ...(room ? room.devices[local] : {}), ...msg.data };
       if (room) room.devices[local] = merged;
       row.querySelector('[data-role="state"]').textContent = describeState(merged);
-      row.querySelector(".dot").className = `dot ${merged.availability}`;
+      row.querySelector('[data-role="avail"]').replaceWith(availability(merged.availability));
     } else if (msg.type === "alert") {
       flash(`Alert: ${msg.data.message || msg.data.kind || "see door events"}`);
     }
@@ -164,5 +175,5 @@ const CoreSyncDashboard = (() => {
   window.addEventListener("hashchange", () => { if (me) show(location.hash.slice(1)); });
 
   enter();
-  return { register, show, call, flash, table, get current() { return current; } };
+  return { register, show, call, flash, table, availability, get current() { return current; } };
 })();

@@ -61,10 +61,96 @@
       el("td", {}, latency(e)));
   }
 
-  function eventsTable(events) {
+  // -- filters and repeats ----------------------------------------------------------
+  // The same event again (decision, how, who, reason) within GROUP_S of the
+  // newest of its run is one row, "×14 in 2 min": a camera denying an unknown
+  // face every few seconds must not flood the page.
+  const GROUP_S = 120;
+  const MAX_EVENTS = 500;
+  const SINCE = [["", "Any time"], ["1", "Last hour"], ["24", "Last 24 h"], ["168", "Last 7 days"]];
+  const filters = { decision: "", method: "", member: "", since: "" };
+  let events = []; // newest first, as the API and the WebSocket give them
+
+  const millis = (e) => { const ts = e.time || e.ts; return typeof ts === "number" ? ts * 1000 : Date.parse(ts); };
+
+  function matches(raw) {
+    const e = normal(raw);
+    if (filters.decision && e.decision !== filters.decision) return false;
+    if (filters.method && e.method !== filters.method) return false;
+    if (filters.member) {
+      const text = `${who(e)} ${e.member_id || ""} ${e.actor || ""}`.toLowerCase();
+      if (!text.includes(filters.member.toLowerCase())) return false;
+    }
+    if (filters.since && Date.now() - millis(e) > Number(filters.since) * 3600 * 1000) return false;
+    return true;
+  }
+
+  function groups(list) {
+    const out = [];
+    for (const raw of list) {
+      const e = normal(raw);
+      const key = [e.decision, e.method, e.member_id || "", e.reason || ""].join("|");
+      const at = millis(e);
+      const last = out[out.length - 1];
+      if (last && last.key === key && last.newest - at <= GROUP_S * 1000) {
+        last.count += 1;
+        last.oldest = at;
+        continue;
+      }
+      out.push({ key, raw, count: 1, newest: at, oldest: at });
+    }
+    return out;
+  }
+
+  function groupRow(g) {
+    const tr = row(g.raw);
+    if (g.count > 1) {
+      const span = Math.max(1, Math.round((g.newest - g.oldest) / 60000));
+      tr.dataset.repeats = String(g.count);
+      tr.querySelector("td.reason").append(" ", badge(`×${g.count} in ${span} min`, "warn"));
+    }
+    return tr;
+  }
+
+  function select(name, label, options) {
+    const node = el("select", { name, "aria-label": label },
+      options.map(([value, text]) => el("option", { value, selected: filters[name] === value }, text)));
+    node.addEventListener("change", () => { filters[name] = node.value; draw(); });
+    return node;
+  }
+
+  function filterBar() {
+    const seen = (get) => [...new Set(events.map((e) => get(normal(e))).filter(Boolean))].sort();
+    const decisions = [...new Set(["unlock", "deny", "cooldown", ...seen((e) => e.decision)])];
+    const member = el("input", { type: "search", name: "member", value: filters.member,
+      placeholder: "Member or staff", "aria-label": "Filter by member or staff" });
+    member.addEventListener("input", () => { filters.member = member.value.trim(); draw(); });
+    return el("div", { class: "toolbar door-filters", id: "door-filters" },
+      select("decision", "Filter by decision", [["", "Any decision"], ...decisions.map((d) => [d, d])]),
+      select("method", "Filter by how", [["", "Any way"], ...seen((e) => e.method).map((m) => [m, m])]),
+      member, select("since", "Filter by time", SINCE));
+  }
+
+  function draw(fresh) {
+    const host = document.getElementById("door-events");
+    if (!host) return;
+    if (!events.length) {
+      host.replaceChildren(el("p", { class: "muted", id: "door-events-empty" }, "No door events yet."));
+      return;
+    }
+    const shown = groups(events.filter(matches));
+    const table = eventsTable(shown.map(groupRow));
+    if (fresh && shown.length && shown[0].raw === fresh) table.querySelector("tbody tr").classList.add("fresh");
+    const focused = document.activeElement && document.activeElement.name;
+    host.replaceChildren(filterBar(), shown.length ? table
+      : el("p", { class: "muted", id: "door-events-none" }, "No door events match these filters."));
+    if (focused) { const again = host.querySelector(`[name="${focused}"]`); if (again) again.focus(); }
+  }
+
+  function eventsTable(rows) {
     return el("table", { id: "door-events-table" },
       el("thead", {}, el("tr", {}, ["When", "How", "Decision", "Who", "Reason", "Distance", "Liveness", "Latency (ms)"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, events.map(row)));
+      el("tbody", {}, rows));
   }
 
   async function renderStatus() {
@@ -105,14 +191,14 @@
       unlockForm(),
       el("div", { id: "door-events" }));
     const [data, members] = await Promise.all([
-      dash.call("GET", "/api/v1/door-events?limit=200"),
+      dash.call("GET", "/api/v1/door-events?limit=500"),
       CoreSync.api("GET", "/api/v1/door/members?limit=500").catch(() => null),
       renderStatus(),
     ]);
     if (members) names = Object.fromEntries(members.members.map((m) => [m.id, m.name]));
     if (!data) return;
-    document.getElementById("door-events").replaceChildren(data.events.length ? eventsTable(data.events)
-      : el("p", { class: "muted", id: "door-events-empty" }, "No door events yet."));
+    events = data.events;
+    draw();
   }
 
   let statusTimer = null;
@@ -121,12 +207,8 @@
     const host = document.getElementById("door-events");
     if (!host) return;
     const event = msg.type === "door" ? { type: "door", ...msg.data } : { type: "alert", ts: msg.ts, ...msg.data };
-    let body = host.querySelector("tbody");
-    if (!body) { host.replaceChildren(eventsTable([])); body = host.querySelector("tbody"); }
-    const tr = row(event);
-    tr.classList.add("fresh");
-    body.prepend(tr);
-    while (body.children.length > 200) body.lastChild.remove();
+    events = [event, ...events].slice(0, MAX_EVENTS);
+    draw(event);
     clearTimeout(statusTimer);
     statusTimer = setTimeout(renderStatus, 300); // vision and cooldown follow the events
   }

@@ -171,7 +171,7 @@
     host.replaceChildren(data.members.length ? el("table", { class: "members" },
       el("thead", {}, el("tr", {}, ["Member", "Tier", "Membership", "Face consent", "Templates", "PIN", ""].map((h) => el("th", {}, h)))),
       el("tbody", {}, data.members.map((m) => el("tr", { "data-member": m.id, "data-consent": m.consent },
-        el("td", {}, el("strong", {}, m.name), el("div", { class: "muted small" }, m.id)),
+        el("td", {}, el("strong", { title: `member id ${m.id}` }, m.name)),
         el("td", {}, m.tier),
         el("td", {}, m.active ? badge("active", "ok") : badge("inactive", "bad")),
         el("td", {}, badge(m.consent, CONSENT[m.consent]), m.consent_since ? el("span", { class: "muted small" }, ` since ${day(m.consent_since)}`) : null),

@@ -1,17 +1,49 @@
-// Room tablet: pairing, scene buttons, light and climate controls bounded by
-// the device limits from the API, live state over the WebSocket.
+// Guest tablet: pairing, the site's name and a clock, mood (scene) buttons,
+// light, climate and sauna controls bounded by the device limits, live state
+// over the WebSocket. Words come from TabletI18n; a device or the controller
+// offline pauses its controls with a sentence, and an error clears when its
+// cause does.
 "use strict";
 
 (() => {
   const { api, liveSocket, el } = CoreSync;
+  const { t } = TabletI18n;
   const $ = (id) => document.getElementById(id);
   const store = window.localStorage;
+  const GUEST_POLL_MS = 15000;
   let room = null;
+  let site = { name: "", timezone: undefined };
+  let languages = ["en"];
   let socket = null;
+  let connected = false;
+  let error = null; // { key, vars, cause: "network" | device id | null }
+  const cards = {};
+  let heaters = {};
+  let sceneMoods = {};
 
-  function showError(message) {
-    $("error").textContent = message;
-    $("error").classList.toggle("hidden", !message);
+  // -- errors a guest understands ------------------------------------------------
+  function showError(next) {
+    error = next;
+    $("error").textContent = next ? t(next.key, next.vars) : "";
+    $("error").classList.toggle("hidden", !next);
+  }
+
+  function clearError(cause) {
+    if (error && (cause === undefined || error.cause === cause)) showError(null);
+  }
+
+  function guestError(err, deviceId) {
+    const dev = deviceId && cards[deviceId] ? cards[deviceId].dev : null;
+    const name = dev ? dev.name : "";
+    if (!(err instanceof CoreSync.ApiError)) return { key: "err_network", vars: {}, cause: "network" };
+    switch (err.code) {
+      case "device_timeout": return { key: "err_timeout", vars: { name }, cause: deviceId };
+      case "device_unavailable": return { key: "err_unavailable", vars: { name }, cause: deviceId };
+      case "limit_violation": return { key: "err_limit", vars: {}, cause: null };
+      case "scene_failed": return { key: "err_scene", vars: {}, cause: null };
+      case "storage_unavailable": return { key: "err_generic", vars: {}, cause: null };
+      default: return { key: "err_generic", vars: {}, cause: null };
+    }
   }
 
   function token() { return store.getItem("coresync.tablet.token"); }
@@ -35,104 +67,203 @@
       const paired = await api("POST", "/api/v1/tablets/pair", { code: $("code").value, name: navigator.userAgent.slice(0, 60) });
       store.setItem("coresync.tablet.token", paired.token);
       store.setItem("coresync.tablet.room", paired.room_id);
-      showError("");
+      showError(null);
       await start();
     } catch (err) {
-      showError(err.code === "invalid_field" ? "That code is not valid (used or expired)." : err.message);
+      showError(err.code === "invalid_field" ? { key: "pair_bad_code", vars: {}, cause: null } : guestError(err));
     }
   });
 
-  async function call(method, path, body) {
+  async function call(method, path, body, deviceId) {
     try {
       const result = await api(method, path, body, token());
-      showError("");
+      clearError();
       return result;
     } catch (err) {
       if (err.status === 401) { forget(); return null; }
-      showError(err.message);
+      showError(guestError(err, deviceId));
       return null;
     }
   }
 
+  const command = (dev) => (values) =>
+    call("POST", `/api/v1/rooms/${room.room_id}/devices/${dev.device_id.split("/")[1]}/command`, values, dev.device_id);
+
+  // Paused controls: the device offline, or the controller out of reach.
+  function availability(card, dev, notice) {
+    const offline = dev.availability !== "online";
+    card.classList.toggle("offline", offline);
+    notice.textContent = offline ? t("device_offline", { name: dev.name }) : "";
+    notice.classList.toggle("hidden", !offline);
+    for (const control of card.querySelectorAll("button, input")) control.disabled = offline || !connected;
+    if (!offline) clearError(dev.device_id);
+  }
+
   function lightControl(id, dev) {
     const lim = dev.limits;
+    const send = command(dev);
     const value = el("span", { class: "value", "data-role": "value" });
-    const slider = el("input", {
-      type: "range", min: lim.min_brightness, max: lim.max_brightness, step: 1,
-      "aria-label": `${dev.name} brightness`, "data-device": id,
-      onchange: (ev) => call("POST", `/api/v1/rooms/${room.room_id}/devices/${id}/command`, { on: true, brightness: Number(ev.target.value) }),
-    });
-    const toggle = el("button", {
-      class: "big secondary", "data-role": "toggle",
-      onclick: () => call("POST", `/api/v1/rooms/${room.room_id}/devices/${id}/command`, { on: !(dev.state && dev.state.on) }),
-    }, "On");
+    const slider = el("input", { type: "range", min: lim.min_brightness, max: lim.max_brightness, step: 1, "data-device": id });
+    slider.addEventListener("change", () => send({ on: true, brightness: Number(slider.value) }));
+    const toggle = el("button", { class: "big secondary", "data-role": "toggle" });
+    toggle.addEventListener("click", () => send({ on: !(dev.state && dev.state.on) }));
+    const notice = el("p", { class: "notice hidden", "data-role": "offline-notice", role: "status" });
     const card = el("div", { class: "control", "data-device": id },
-      el("h3", {}, dev.name, el("span", { class: "muted", "data-role": "avail" })),
-      el("div", { class: "row" }, value, toggle),
-      slider);
+      el("h3", {}, dev.name), el("div", { class: "row" }, value, toggle), slider, notice);
     card.update = (d) => {
       dev = d;
       const s = d.state || {};
-      value.textContent = s.on ? `${s.brightness ?? "?"} %` : "Off";
-      toggle.textContent = s.on ? "Turn off" : "Turn on";
+      value.textContent = s.on ? `${new Intl.NumberFormat(TabletI18n.locale()).format(s.brightness ?? 0)} %` : t("light_off");
+      toggle.textContent = s.on ? t("turn_off") : t("turn_on");
+      slider.setAttribute("aria-label", t("brightness", { name: d.name }));
       if (typeof s.brightness === "number" && document.activeElement !== slider) {
         slider.value = Math.min(lim.max_brightness, Math.max(lim.min_brightness, s.brightness));
       }
-      card.querySelector('[data-role="avail"]').textContent = d.availability === "online" ? "" : d.availability;
+      availability(card, d, notice);
     };
     return card;
   }
 
   function climateControl(id, dev) {
     const lim = dev.limits;
+    const send = command(dev);
     const value = el("span", { class: "value", "data-role": "value" });
     const step = (delta) => {
       const current = (dev.state && dev.state.target_c) ?? (lim.min_target_c + lim.max_target_c) / 2;
-      const target = Math.min(lim.max_target_c, Math.max(lim.min_target_c, Math.round((current + delta) * 2) / 2));
-      call("POST", `/api/v1/rooms/${room.room_id}/devices/${id}/command`, { target_c: target });
+      send({ target_c: Math.min(lim.max_target_c, Math.max(lim.min_target_c, Math.round((current + delta) * 2) / 2)) });
     };
-    const minus = el("button", { class: "big secondary", "aria-label": "cooler", onclick: () => step(-0.5) }, "−");
-    const plus = el("button", { class: "big secondary", "aria-label": "warmer", onclick: () => step(0.5) }, "+");
+    const minus = el("button", { class: "big secondary", "data-i18n-label": "cooler" }, "−");
+    minus.addEventListener("click", () => step(-0.5));
+    const plus = el("button", { class: "big secondary", "data-i18n-label": "warmer" }, "+");
+    plus.addEventListener("click", () => step(0.5));
+    const range = el("span", { class: "muted" });
     const now = el("div", { class: "muted" });
+    const notice = el("p", { class: "notice hidden", "data-role": "offline-notice", role: "status" });
     const card = el("div", { class: "control", "data-device": id },
-      el("h3", {}, dev.name, el("span", { class: "muted" }, `${lim.min_target_c}–${lim.max_target_c} °C`)),
-      el("div", { class: "row" }, minus, value, plus), now);
+      el("h3", {}, el("span", {}, dev.name), range), el("div", { class: "row" }, minus, value, plus), now, notice);
     card.update = (d) => {
       dev = d;
       const s = d.state || {};
-      value.textContent = s.target_c === null || s.target_c === undefined ? "–" : `${s.target_c} °C`;
-      now.textContent = `Now ${s.current_c ?? "?"} °C · ${s.mode ?? ""}${d.availability === "online" ? "" : " · " + d.availability}`;
+      value.textContent = TabletI18n.temp(s.target_c);
+      range.textContent = t("range", { min: TabletI18n.temp(lim.min_target_c), max: TabletI18n.temp(lim.max_target_c) });
+      now.textContent = t("now_temp", { temp: TabletI18n.temp(s.current_c) });
+      availability(card, d, notice);
     };
     return card;
   }
 
-  const cards = {};
+  // A colour of its own for each mood, from its id (the project's CSS, no images).
+  function sceneHue(id) {
+    let h = 0;
+    for (const ch of id) h = (h * 31 + ch.charCodeAt(0)) % 360;
+    return h;
+  }
 
   function render() {
     $("room-name").textContent = room.name;
-    const scenes = $("scenes");
-    scenes.replaceChildren(...room.scenes.map((s) => el("button", {
-      "data-scene": s.id,
-      onclick: async (ev) => {
-        ev.target.disabled = true;
+    $("site-name").textContent = site.name;
+    $("scenes").replaceChildren(...room.scenes.map((s) => {
+      const button = el("button", { class: "scene", "data-scene": s.id }, s.name);
+      button.style.setProperty("--scene-hue", String(sceneHue(s.id)));
+      button.addEventListener("click", async () => {
+        button.disabled = true;
         await call("POST", `/api/v1/rooms/${room.room_id}/scenes/${s.id}/activate`);
-        ev.target.disabled = false;
-      },
-    }, s.name)));
+        button.disabled = !connected;
+      });
+      return button;
+    }));
     const controls = $("controls");
     controls.replaceChildren();
+    for (const key of Object.keys(cards)) delete cards[key];
     for (const [id, dev] of Object.entries(room.devices)) {
       let card = null;
-      if (dev.kind === "light") card = lightControl(id, dev);
+      if (dev.kind === "climate" && heaters[id]) {
+        card = TabletSauna.card(id, dev, { send: command(dev), availability });
+        card.setGuest(heaters[id]);
+      } else if (dev.kind === "light") card = lightControl(id, dev);
       else if (dev.kind === "climate") card = climateControl(id, dev);
       if (!card) continue;
       cards[dev.device_id] = { card, dev };
       card.update(dev);
       controls.append(card);
     }
+    TabletI18n.apply($("room"));
+    renderTools();
   }
 
+  function renderTools() {
+    $("languages").replaceChildren(...languages.map((code) => {
+      const button = el("button", { class: "secondary lang", "data-lang": code, lang: code,
+        "aria-pressed": String(code === TabletI18n.lang) }, code.toUpperCase());
+      button.addEventListener("click", async () => { await TabletI18n.load(code); rerender(); });
+      return button;
+    }));
+    const dim = document.body.classList.contains("dim");
+    $("theme").textContent = dim ? t("theme_bright") : t("theme_dim");
+    $("status").textContent = connected ? t("status_live") : t("status_offline");
+    $("status").dataset.state = connected ? "live" : "offline";
+    for (const button of $("scenes").querySelectorAll("button")) button.disabled = !connected;
+  }
+
+  function rerender() {
+    if (!room) return;
+    for (const { card, dev } of Object.values(cards)) card.update(dev);
+    TabletI18n.apply(document);
+    renderTools();
+    if (error) showError(error);
+    tick();
+  }
+
+  // -- clock, theme, the sauna's numbers -------------------------------------------
+  function tick() {
+    const { time, day } = TabletI18n.clock(new Date(), site.timezone);
+    $("clock-time").textContent = time;
+    $("clock-date").textContent = day;
+    for (const { card } of Object.values(cards)) if (card.tick) card.tick();
+  }
+
+  function setTheme(dim, remember) {
+    document.body.classList.toggle("dim", dim);
+    if (remember) store.setItem("coresync.tablet.theme", dim ? "dim" : "bright");
+    if (room) renderTools();
+  }
+
+  // The look follows the last scene run in the room (a low-light scene dims
+  // it); a tap on the theme button holds until the next scene; otherwise the
+  // time of day decides.
+  function autoTheme() {
+    const chosen = store.getItem("coresync.tablet.theme");
+    if (chosen) return setTheme(chosen === "dim", false);
+    const hour = Number(new Intl.DateTimeFormat("en", { hour: "numeric", hourCycle: "h23", timeZone: site.timezone }).format(new Date()));
+    setTheme(hour >= 20 || hour < 7, false); // evenings and nights: the dim look
+  }
+
+  let guestTimer = null;
+  async function refreshGuest() {
+    clearTimeout(guestTimer);
+    guestTimer = setTimeout(refreshGuest, GUEST_POLL_MS);
+    if (!room) return;
+    try {
+      const data = await api("GET", `/api/v1/rooms/${room.room_id}/guest`, undefined, token());
+      site = data.site;
+      languages = data.languages.length ? data.languages : ["en"];
+      heaters = data.heaters;
+      sceneMoods = data.scene_moods || {};
+      $("site-name").textContent = site.name;
+      for (const [id, view] of Object.entries(heaters)) {
+        const entry = cards[`${room.room_id}/${id}`];
+        if (entry && entry.card.setGuest) entry.card.setGuest(view);
+      }
+      renderTools();
+    } catch (_) { /* shown by the connection state; retried on the next poll */ }
+  }
+
+  let heaterRefresh = null;
   function onMessage(msg) {
+    if (msg.type === "scene" && room && msg.room_id === room.room_id && sceneMoods[msg.data.scene_id]) {
+      store.setItem("coresync.tablet.theme", sceneMoods[msg.data.scene_id]);
+      setTheme(sceneMoods[msg.data.scene_id] === "dim", false);
+    }
     if (msg.type === "hello") {
       const fresh = msg.rooms.find((r) => r.room_id === room.room_id);
       if (fresh) { room = fresh; render(); }
@@ -140,27 +271,57 @@
       const entry = cards[msg.data.device_id];
       entry.dev = { ...entry.dev, ...msg.data };
       entry.card.update(entry.dev);
+      if (entry.card.setGuest && !heaterRefresh) {
+        heaterRefresh = setTimeout(() => { heaterRefresh = null; refreshGuest(); }, 1000);
+      }
     }
   }
 
   async function start() {
     const roomId = store.getItem("coresync.tablet.room");
-    const data = await call("GET", `/api/v1/rooms/${roomId}`);
-    if (!data) return;
+    let data = null;
+    let guest = null;
+    try {
+      [data, guest] = await Promise.all([
+        api("GET", `/api/v1/rooms/${roomId}`, undefined, token()),
+        api("GET", `/api/v1/rooms/${roomId}/guest`, undefined, token()),
+      ]);
+    } catch (err) {
+      if (err.status === 401) { forget(); return; }
+      showError(guestError(err));
+      setTimeout(start, 5000); // the controller may be starting: try again
+      return;
+    }
     room = data;
+    site = guest.site;
+    TabletI18n.setSiteLocale(site.locale);
+    languages = guest.languages.length ? guest.languages : ["en"];
+    heaters = guest.heaters;
+    sceneMoods = guest.scene_moods || {};
+    const wanted = TabletI18n.preferred();
+    await TabletI18n.load(languages.includes(wanted) ? wanted : "en");
     $("pairing").classList.add("hidden");
     $("room").classList.remove("hidden");
+    clearError("network");
+    autoTheme();
     render();
+    tick();
+    setInterval(tick, 1000);
+    refreshGuest();
     socket = liveSocket({
       token: token(),
       onMessage,
       onState: (up, code) => {
+        connected = up;
         $("offline").classList.toggle("hidden", up);
-        $("status").textContent = up ? "live" : "offline";
+        if (up) clearError("network");
+        for (const { card, dev } of Object.values(cards)) card.update(dev);
+        renderTools();
         if (code === 4401) forget();
       },
     });
   }
 
-  if (token()) start(); else showPairing();
+  $("theme").addEventListener("click", () => setTheme(!document.body.classList.contains("dim"), true));
+  TabletI18n.load(TabletI18n.preferred()).then(() => { if (token()) start(); else showPairing(); });
 })();

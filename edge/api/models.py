@@ -91,6 +91,10 @@ class LimitQuery(QueryString):
     limit: int = Field(100, ge=1, le=1000, description="At most this many, newest first.")
 
 
+class HistoryQuery(QueryString):
+    hours: int = Field(24, ge=1, le=168, description="How many hours back, 1 to 168.")
+
+
 class AuditQuery(LimitQuery):
     action: str | None = Field(None, description="Only this action, e.g. user.create.")
 
