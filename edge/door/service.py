@@ -46,6 +46,7 @@ from edge.door.errors import (
     PinThrottled,
     UnknownMember,
 )
+from edge.door.frames import FrameSteps
 from edge.door.relock import Relocker
 from edge.door.store import Consent, DoorEvent
 from edge.door.vault import Vault
@@ -54,7 +55,6 @@ from edge.shop.errors import NotFound as ShopNotFound
 from edge.spool import WriteSpool
 from vision.camera import FrameSource, from_uri
 from vision.errors import VisionError, WorkerError
-from vision.matcher import Matcher
 from vision.worker import VisionWorker
 
 log = logging.getLogger(__name__)
@@ -74,15 +74,22 @@ class DoorService:
         data_dir: Path,
         *,
         worker: VisionWorker | None = None,
+        mesh_worker: VisionWorker | None = None,
         source: FrameSource | None = None,
     ) -> None:
         self.core = core
         self.config = config
         self.vault = Vault(data_dir, config.master_key_file)
+        # Two processes: ``worker`` embeds (enrollment, and the camera frames worth
+        # embedding) and holds the 1:N gallery; ``mesh_worker`` runs detection
+        # and the mesh on every camera frame, so liveness sees the camera's rate
+        # while an embedding (~60 ms, holding dlib's GIL) is under way.
         self.worker = worker or VisionWorker(config.worker)
+        self.mesh_worker = mesh_worker or VisionWorker(config.worker, descriptor=False)
         self.source = source
+        self.enrolled_members = 0
         self.decider = DoorDecider(
-            Matcher([], _empty(), config.match),
+            None,
             config.agreement,
             config.liveness,
             config.decision_window_s,
@@ -148,6 +155,7 @@ class DoorService:
         self.event_spool.close()
         if self.source is not None:
             await self.source.stop()
+        await self.mesh_worker.stop()
         await self.worker.stop()
         await self.vault.close()
 
@@ -172,10 +180,19 @@ class DoorService:
 
     # -- templates ---------------------------------------------------------------------
     async def reload_templates(self) -> int:
+        """Load the templates into the worker's 1:N gallery (matching runs there,
+        never on the loop).  A worker that cannot take them now gets them when it
+        restarts: the gallery is kept by :class:`VisionWorker`."""
         ids, matrix = await self.vault.load_templates()
-        self.decider.matcher = Matcher(ids, matrix, self.config.match)
         self.decider.reset()
-        return self.decider.matcher.member_count
+        try:
+            self.enrolled_members = await self.worker.set_gallery(ids, matrix, self.config.match)
+        except WorkerError as exc:
+            self.enrolled_members = len(set(ids))
+            log.warning(
+                "vision worker did not take the templates now (%s); it loads them on restart", exc
+            )
+        return self.enrolled_members
 
     async def _reload_loop(self) -> None:
         while True:
@@ -212,32 +229,36 @@ class DoorService:
         while True:
             try:
                 await self.ensure_worker()
+                await self.mesh_worker.start()
                 break
             except VisionError as exc:
                 attempt += 1
                 await self._vision_outage(str(exc))
                 await asyncio.sleep(backoff_delay(attempt, 0.5, 60.0))
-        async for frame in self.source.frames():
-            now = time.time()
-            if now < self._quiet_until or now < self._cooldown_until:
-                continue
-            try:
-                result = await self.worker.analyze(frame)
-            except WorkerError as exc:
-                self.decider.reset()
-                await self._vision_outage(str(exc))
-                continue
-            if self._vision_down:
-                self._vision_down = False
-                log.info("door vision recovered")
-            self._camera_error = None
-            outcome = self.decider.feed(result, time.time())
-            if outcome is not None:
-                latency = {
-                    **outcome.latency_ms,
-                    "frame_to_decision": (time.time() - frame.ts) * 1e3,
-                }
-                await self.handle_attempt(outcome, latency)
+        steps = FrameSteps(self.decider, self.worker, self.mesh_worker)
+        try:
+            async for frame in self.source.frames():
+                now = time.time()
+                if now < self._quiet_until or now < self._cooldown_until:
+                    continue
+                try:
+                    decided = await steps.step(frame)
+                except WorkerError as exc:
+                    self.decider.reset()
+                    await self._vision_outage(str(exc))
+                    continue
+                if self._vision_down:
+                    self._vision_down = False
+                    log.info("door vision recovered")
+                self._camera_error = None
+                if decided is not None:
+                    await self._decided(*decided)
+        finally:
+            await steps.close()
+
+    async def _decided(self, outcome: Attempt, frame_ts: float) -> None:
+        latency = {**outcome.latency_ms, "frame_to_decision": (time.time() - frame_ts) * 1e3}
+        await self.handle_attempt(outcome, latency)
 
     async def _vision_outage(self, detail: str) -> None:
         """First failure of an outage: one event and one alert; the door stays locked."""
@@ -535,10 +556,10 @@ class DoorService:
             "spooled_events": self.event_spool.pending,
             "relock_armed": self.relock.armed,
             "relock": self.relock.failing or "ok",
-            "enrolled_members": self.decider.matcher.member_count,
+            "enrolled_members": self.enrolled_members,
             "liveness": self.config.liveness.mode,
             "cooling_down": self.cooling_down,
-            "worker_restarts": self.worker.restarts,
+            "worker_restarts": self.worker.restarts + self.mesh_worker.restarts,
         }
 
 
@@ -551,9 +572,3 @@ def door_or_unavailable(core: EdgeCore) -> DoorService:
 
 def _rounded(latency: dict[str, float] | None) -> dict[str, float] | None:
     return None if latency is None else {k: round(v, 2) for k, v in latency.items()}
-
-
-def _empty() -> Any:
-    import numpy as np
-
-    return np.empty((0, 128), dtype=np.float32)
