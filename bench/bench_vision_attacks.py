@@ -110,6 +110,7 @@ class PrintAttack:
     seconds: float = 3.0
     radius_cm: float = 9.0  # of the cylinder, for curved prints
     seed: int = 0
+    hold_s: float = 0.0  # held at its first pose (hand jitter only) this long, then rocked
 
     @property
     def kind(self) -> str:
@@ -197,10 +198,11 @@ def print_attack_frames(
     jitter = np.zeros(3)
     for i in range(frames):
         t = i / attack.fps
-        swing = math.sin(2 * math.pi * t / 1.5 + phase)
+        rock = max(0.0, t - attack.hold_s)
+        swing = math.sin(2 * math.pi * rock / 1.5 + phase)
         yaw = amp * swing if attack.axis in ("yaw", "both") else 0.0
         pitch = (
-            amp * math.sin(2 * math.pi * t / 1.9 + phase / 2)
+            amp * math.sin(2 * math.pi * rock / 1.9 + phase / 2)
             if attack.axis in ("pitch", "both")
             else 0.0
         )
@@ -240,3 +242,179 @@ def camera_frame(photo: Image) -> Image:
     y, x = (FRAME_H - small.shape[0]) // 2, (FRAME_W - small.shape[1]) // 2
     frame[y : y + small.shape[0], x : x + small.shape[1]] = small
     return frame
+
+
+# -- the PAD bench ---------------------------------------------------------------------
+ATTACK_PHOTOS = (
+    "barack_obama/1.jpg",
+    "joe_biden/1.jpg",
+    "kit_harington/1.jpg",
+    "rose_leslie/2.jpg",
+    "alex_lacamoire/1.jpg",
+    "lin_manuel_miranda/1.png",
+)
+
+
+def attack_set(fps_values: Sequence[float] = (5.0, 15.0)) -> list[PrintAttack]:
+    """Flat and curved prints: hand-held only, or rocked about the vertical axis,
+    the horizontal axis or both, by up to 25 or 45 degrees; at each frame rate."""
+    out: list[PrintAttack] = []
+    for fps in fps_values:
+        for surface in ("flat", "curved"):
+            out.append(PrintAttack(surface, "none", 0.0, fps))
+            for axis in ("yaw", "pitch", "both"):
+                for amplitude in (25.0, 45.0):
+                    out.append(PrintAttack(surface, axis, amplitude, fps))
+    return out
+
+
+def read_clip(path: Path) -> list[Image]:
+    cap = cv2.VideoCapture(str(path))
+    frames: list[Image] = []
+    try:
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                return frames
+            frames.append(np.asarray(image, np.uint8))
+    finally:
+        cap.release()
+
+
+def attack_clip(photo_name: str, attack: PrintAttack, analyzer: object) -> Path:
+    """The attack rendered from one dev photo into the cache (rendered once)."""
+    stem = photo_name.replace("/", "_").rsplit(".", 1)[0]
+    path = (
+        CACHE
+        / "attacks"
+        / (f"{attack.kind}_{attack.amplitude_deg:g}_{attack.fps:g}fps_{stem}_{attack.seed}.avi")
+    )
+    if path.exists():
+        return path
+    photo = np.asarray(cv2.imread(str(FACES / "dev" / photo_name)), np.uint8)
+    result = analyzer.analyze(photo, embed=False)  # type: ignore[attr-defined]
+    box = result.faces[0].detection.box
+    return write_clip(list(print_attack_frames(photo, box, attack)), path, attack.fps)
+
+
+def genuine_clips(analyzer: object) -> dict[str, list[tuple[Path, float]]]:
+    """Live stand-ins: a rendered blink on every dev photo (15 and 5 fps), a member's
+    photos in different poses with one blink, and the Hamilton clip."""
+    clips: dict[str, list[tuple[Path, float]]] = {}
+    photos = sorted((FACES / "dev").glob("*/*"))
+    for photo_path in photos:
+        photo = camera_frame(np.asarray(cv2.imread(str(photo_path)), np.uint8))
+        points = analyzer.analyze(photo, embed=False).faces[0].points  # type: ignore[attr-defined]
+        frames = blink_frames(photo, points, before=6, after=12)
+        stem = f"{photo_path.parent.name}_{photo_path.stem}"
+        for fps, step in ((15.0, 1), (5.0, 3)):
+            path = CACHE / "genuine" / f"blink_{stem}_{fps:g}fps.avi"
+            if not path.exists():
+                write_clip(frames[::step], path, fps)
+            clips.setdefault(f"blink_{fps:g}fps", []).append((path, fps))
+    for member in sorted(p for p in (FACES / "dev").iterdir() if len(list(p.iterdir())) > 1):
+        path = CACHE / "genuine" / f"poses_{member.name}_15fps.avi"
+        if not path.exists():
+            frames = []
+            for i, photo_path in enumerate(sorted(member.iterdir())):
+                photo = camera_frame(np.asarray(cv2.imread(str(photo_path)), np.uint8))
+                if i == 1:  # blink while holding the second pose
+                    points = analyzer.analyze(photo, embed=False).faces[0].points  # type: ignore[attr-defined]
+                    frames += blink_frames(photo, points, before=4, after=4)
+                else:
+                    frames += [photo] * 8
+            write_clip(frames, path, 15.0)
+        clips.setdefault("poses_with_blink_15fps", []).append((path, 15.0))
+    hamilton = FACES / "video" / "short_hamilton_clip.mp4"
+    native = cv2.VideoCapture(str(hamilton)).get(cv2.CAP_PROP_FPS) or 30.0
+    for fps in (15.0, 5.0):
+        path = CACHE / "genuine" / f"hamilton_{fps:g}fps.avi"
+        if not path.exists():
+            frames = read_clip(hamilton)
+            write_clip(frames[:: max(1, round(native / fps))], path, fps)
+        clips.setdefault(f"hamilton_{fps:g}fps", []).append((path, fps))
+    return clips
+
+
+def analyse_clip(analyzer: object, frames: list[Image]) -> list[object]:
+    """Per frame: (box, mesh features) of the largest face, or None."""
+    out: list[object] = []
+    for frame in frames:
+        faces = analyzer.analyze(frame, embed=False).faces  # type: ignore[attr-defined]
+        out.append((faces[0].detection.box, faces[0].mesh) if faces and faces[0].mesh else None)
+    return out
+
+
+def presentation_passes(samples: list[object], fps: float, config: object) -> bool:
+    """Would the door's liveness pass this presentation at some frame?  The largest
+    face is followed as a track (box overlap), as edge.door.decision does."""
+    from edge.door.decision import TRACK_MIN_IOU, box_iou
+    from vision.liveness import LivenessConfig, LivenessTracker
+
+    assert isinstance(config, LivenessConfig)
+    tracker = LivenessTracker(config)
+    last_box: tuple[float, float, float, float] | None = None
+    for i, sample in enumerate(samples):
+        if sample is None:
+            continue
+        box, mesh = sample  # type: ignore[misc]
+        if last_box is not None and box_iou(last_box, box) < TRACK_MIN_IOU:
+            tracker.reset()
+        last_box = box
+        tracker.add(i / fps, mesh)
+        if tracker.verdict(i / fps).passed:
+            return True
+    return False
+
+
+CONFIGS = {
+    "default": {},
+    "before #14 (blink or motion, no pose check)": {
+        "mode": "blink_or_motion",
+        "blink_max_pose_change": 1.0,
+    },
+}
+
+
+def main() -> None:
+    from vision.liveness import LivenessConfig
+    from vision.pipeline import FaceAnalyzer
+
+    analyzer = FaceAnalyzer(descriptor=False)
+    configs = {name: LivenessConfig.model_validate(c) for name, c in CONFIGS.items()}
+    print(f"default liveness mode {configs['default'].mode}; media cached in {CACHE}")
+    apcer: dict[str, dict[str, list[bool]]] = {name: {} for name in configs}
+    for attack in attack_set():
+        for photo_name in ATTACK_PHOTOS:
+            clip = attack_clip(photo_name, attack, analyzer)
+            samples = analyse_clip(analyzer, read_clip(clip))
+            for name, config in configs.items():
+                passed = presentation_passes(samples, attack.fps, config)
+                apcer[name].setdefault(f"{attack.kind} {attack.fps:g} fps", []).append(passed)
+                if passed and name == "default":
+                    print(f"  accepted: {clip.name}")
+    bpcer: dict[str, dict[str, list[bool]]] = {name: {} for name in configs}
+    for kind, clips in genuine_clips(analyzer).items():
+        for path, fps in clips:
+            samples = analyse_clip(analyzer, read_clip(path))
+            for name, config in configs.items():
+                refused = not presentation_passes(samples, fps, config)
+                bpcer[name].setdefault(kind, []).append(refused)
+                if refused and name == "default":
+                    print(f"  refused: {path.name}")
+    for name in configs:
+        print(f"\n{name}")
+        print("| attack type (print) | clips | accepted | APCER |")
+        print("| --- | --- | --- | --- |")
+        for kind, results in apcer[name].items():
+            n, k = len(results), sum(results)
+            print(f"| {kind} | {n} | {k} | {k / n:.1%} |")
+        print("| genuine stand-in | presentations | refused | BPCER |")
+        print("| --- | --- | --- | --- |")
+        for kind, results in bpcer[name].items():
+            n, k = len(results), sum(results)
+            print(f"| {kind} | {n} | {k} | {k / n:.1%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,8 @@ from drivers.mqtt.config import HaJsonLightDeviceConfig, MqttBrokerConfig, Zigbe
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
-from edge.opening_hours import OpeningHours
+from edge.door.rules import AccessRules
+from edge.opening_hours import OpeningHours, WeeklyHours
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
@@ -55,6 +56,12 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("rooms.scenes.devices.<device id>", SceneAction, "What a scene sets on one device."),
     ("[api]", ApiSettings, "The LAN API for room tablets and staff (docs/api.md)."),
     ("[door]", DoorConfig, "The entrance door: face access, keypad PIN, consent retention."),
+    ("[door.access]", AccessRules, "Who may come in now; each refusal names its rule."),
+    (
+        "[door.access.tier_hours.<tier>]",
+        WeeklyHours,
+        "Door hours of one membership tier (basic, premium, unlimited).",
+    ),
     ("[door.match]", MatchConfig, "When a face counts as a member (1:N)."),
     ("[door.agreement]", AgreementConfig, "Frames that must agree on one member."),
     ("[door.liveness]", LivenessConfig, "Liveness evidence required before an unlock."),

@@ -29,7 +29,9 @@ class LivenessConfig(StrictModel):
     """What counts as a live face, and over how long."""
 
     mode: LivenessMode = Field(
-        "blink_or_motion", description="Evidence required; 'off' always passes."
+        "blink",
+        description="Evidence required; 'off' always passes.  Motion alone is not the "
+        "default: a print rocked or bent shows it (docs/door.md).",
     )
     window_s: float = Field(
         4.0, gt=0, le=60, description="Only samples this recent are considered, seconds."
@@ -45,6 +47,13 @@ class LivenessConfig(StrictModel):
     )
     blink_reopen_ratio: float = Field(
         0.85, gt=0, le=1, description="...and later climbs back above this fraction."
+    )
+    blink_max_pose_change: float = Field(
+        0.04,
+        gt=0,
+        le=1,
+        description="A blink only counts if yaw and pitch ratios move less than this "
+        "from the last open-eye sample to the reopening (a rocked print does not).",
     )
     min_yaw_change: float = Field(
         0.10, gt=0, le=1, description="Head-turn evidence: yaw ratio range in the window."
@@ -87,8 +96,20 @@ def _median3(values: np.ndarray) -> np.ndarray:
     return np.asarray(np.median(stacked, axis=0))
 
 
-def detect_blink(ear: np.ndarray, close_ratio: float, reopen_ratio: float) -> tuple[bool, float]:
-    """(blinked, lowest ratio to baseline): a dip below close_ratio then a reopening."""
+def detect_blink(
+    ear: np.ndarray,
+    close_ratio: float,
+    reopen_ratio: float,
+    pose: np.ndarray | None = None,
+    max_pose_change: float = float("inf"),
+) -> tuple[bool, float]:
+    """(blinked, lowest ratio to baseline): a dip below close_ratio then a reopening.
+
+    ``pose``: (n, 2) yaw and pitch ratios of the same samples.  A dip only counts
+    while the pose stays within ``max_pose_change`` from the last open sample
+    before it to the reopening: eyes close and open in a still face, while a
+    print rocked or bent changes the lid gap it shows together with its pose.
+    """
     if len(ear) < 3:
         return False, 1.0
     # The open-eye baseline is a high percentile: robust to the blink itself.
@@ -97,11 +118,21 @@ def detect_blink(ear: np.ndarray, close_ratio: float, reopen_ratio: float) -> tu
         return False, 1.0
     ratio = ear / baseline
     lowest = float(ratio.min())
-    closed = np.flatnonzero(ratio < close_ratio)
-    if not len(closed):
-        return False, lowest
-    reopened = ratio[closed[0] + 1 :] >= reopen_ratio
-    return bool(reopened.any()), lowest
+    i, n = 0, len(ratio)
+    while i < n:
+        if ratio[i] >= close_ratio:
+            i += 1
+            continue
+        reopened = np.flatnonzero(ratio[i + 1 :] >= reopen_ratio)
+        if not len(reopened):
+            return False, lowest  # closed and not (yet) open again
+        end = i + 1 + int(reopened[0])
+        opened_before = np.flatnonzero(ratio[:i] >= reopen_ratio)
+        start = int(opened_before[-1]) if len(opened_before) else i
+        if pose is None or float(np.ptp(pose[start : end + 1], axis=0).max()) <= max_pose_change:
+            return True, lowest
+        i = end + 1  # that dip came with a pose change: look for another
+    return False, lowest
 
 
 class LivenessTracker:
@@ -143,7 +174,10 @@ class LivenessTracker:
         ear = _median3(np.array([f.openness if has_openness else f.ear for f in feats]))
         yaw = _median3(np.array([f.yaw for f in feats]))
         pitch = _median3(np.array([f.pitch for f in feats]))
-        blink, lowest = detect_blink(ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio)
+        pose = np.column_stack([[f.yaw for f in feats], [f.pitch for f in feats]])
+        blink, lowest = detect_blink(
+            ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio, pose, cfg.blink_max_pose_change
+        )
         yaw_range, pitch_range = float(np.ptp(yaw)), float(np.ptp(pitch))
         motion = yaw_range >= cfg.min_yaw_change or pitch_range >= cfg.min_pitch_change
         passed = {

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from drivers.config import ID_PATTERN, LocatedError, StrictModel
 from drivers.model import DeviceKind
+from edge.door.rules import AccessRules
 from vision.liveness import LivenessConfig
 from vision.matcher import AgreementConfig, MatchConfig
 from vision.quality import QualityConfig
@@ -87,6 +88,10 @@ class DoorConfig(StrictModel):
     )
     consent_text_version: str = Field(
         "2024-01", min_length=1, max_length=40, description="Current consent text version."
+    )
+    access: AccessRules = Field(
+        default_factory=AccessRules,
+        description="Access rules (hours, tiers, staff-only); each refusal names its rule.",
     )
     match: MatchConfig = Field(default_factory=MatchConfig, description="1:N matching rules.")
     agreement: AgreementConfig = Field(

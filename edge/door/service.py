@@ -26,8 +26,11 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -48,6 +51,7 @@ from edge.door.errors import (
 )
 from edge.door.frames import FrameSteps
 from edge.door.relock import Relocker
+from edge.door.rules import access_refusal
 from edge.door.store import Consent, DoorEvent
 from edge.door.vault import Vault
 from edge.errors import NotFound, StorageError
@@ -109,6 +113,8 @@ class DoorService:
         self._keypad_hash = ""
         self._started = False
         self._stopped = False
+        # The access rules' clock (an aware instant); tests set their own.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -288,17 +294,27 @@ class DoorService:
         return await self._unlock("face", Actor("door", attempt.member_id), latency, **base)
 
     async def _member_refusal(self, member_id: str) -> str | None:
+        return await self._access_refusal(member_id, needs_consent=True)
+
+    async def _access_refusal(self, member_id: str, needs_consent: bool) -> str | None:
+        """The access rule (edge/door/rules.py) that refuses this member now, or None."""
         try:
             member = await self.core.run_shop(lambda shop: shop.get_member(member_id))
         except ShopNotFound:
             return "not_a_member"
         except NotFound:
             return "shop_unavailable"
-        if not member.active:
-            return "membership_inactive"
-        if await self.vault.active_consent(member_id) is None:
-            return "no_consent"
-        return None
+        consent = not needs_consent or await self.vault.active_consent(member_id) is not None
+        site = self.core.config
+        return access_refusal(
+            self.config.access,
+            site.opening_hours,
+            ZoneInfo(site.site.timezone),
+            active=member.active,
+            tier=member.tier,
+            consent=consent,
+            at=self.clock(),
+        )
 
     async def _unlock(
         self,
@@ -462,11 +478,8 @@ class DoorService:
             return False
 
     async def _member_refusal_pin(self, member_id: str) -> str | None:
-        try:
-            member = await self.core.run_shop(lambda shop: shop.get_member(member_id))
-        except (ShopNotFound, NotFound):
-            return "not_a_member"
-        return None if member.active else "membership_inactive"
+        # A PIN is not biometric: no consent needed; every other rule applies.
+        return await self._access_refusal(member_id, needs_consent=False)
 
     async def _require_member(self, member_id: str) -> None:
         try:
