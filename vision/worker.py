@@ -61,7 +61,7 @@ def _child_main(
 ) -> None:
     """Worker process entry point: load once, then answer requests.
 
-    ``("frame", id, image, seq, ts, embed, require_frontal)`` analyses one frame;
+    ``("frame", id, image, seq, ts, embed, require_frontal, near)`` analyses one frame;
     ``("gallery", id, ids, templates, match_config)`` replaces the 1:N gallery.
     """
     # Ctrl-C at a terminal reaches the whole process group; the parent decides
@@ -96,8 +96,8 @@ def _child_main(
                 analyzer.matcher = Matcher(ids, templates, MatchConfig.model_validate(match_config))
                 conn.send((req_id, "ok", analyzer.matcher.member_count))
             else:
-                image, seq, ts, embed, require_frontal = args
-                result = analyzer.analyze(image, seq, ts, embed, require_frontal)
+                image, seq, ts, embed, require_frontal, near = args
+                result = analyzer.analyze(image, seq, ts, embed, require_frontal, near)
                 conn.send((req_id, "ok", result))
         except Exception as exc:  # a bad frame must not kill the worker
             conn.send((req_id, "error", f"{type(exc).__name__}: {exc}"))
@@ -162,6 +162,7 @@ class VisionWorker:
         frame: Frame | npt.NDArray[np.uint8],
         embed: bool = True,
         require_frontal: bool = False,
+        near: tuple[float, float, float, float] | None = None,
     ) -> FrameResult:
         """Detection and mesh always; the descriptor (and the 1:N search, when a
         gallery is loaded) only with ``embed``, and with ``require_frontal`` only
@@ -170,7 +171,7 @@ class VisionWorker:
             image, seq, ts = frame.image, frame.seq, frame.ts
         else:
             image, seq, ts = np.asarray(frame, dtype=np.uint8), -1, time.time()
-        request = ("frame", next(self._ids), image, seq, ts, embed, require_frontal)
+        request = ("frame", next(self._ids), image, seq, ts, embed, require_frontal, near)
         result: FrameResult = await self._in_executor(self._roundtrip, request)
         return result
 

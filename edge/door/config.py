@@ -39,6 +39,14 @@ class DoorConfig(StrictModel):
     )
     camera_loop: bool = Field(False, description="Replay a file or folder source forever.")
     relock_s: float = Field(5.0, gt=0, le=300, description="Seconds before the door relocks.")
+    tailgate_window_s: float = Field(
+        8.0,
+        ge=0,
+        le=120,
+        description="After a face or PIN unlock, seconds during which every face at the "
+        "door is counted; more people than granted is a 'tailgate' door event and alert. "
+        "0: not counted.",
+    )
     decision_window_s: float = Field(
         6.0,
         gt=0,

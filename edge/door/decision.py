@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from vision.liveness import LivenessConfig, LivenessTracker, LivenessVerdict
 from vision.matcher import AgreementConfig, FrameAgreement, Matcher, MatchResult
-from vision.pipeline import FrameResult
+from vision.pipeline import FaceAnalysis, FrameResult
 
 # Without a face for this long, the person has gone: liveness evidence is dropped.
 FACE_GAP_S = 1.5
@@ -94,6 +94,23 @@ class DoorDecider:
         self._rejected = 0
         self._last_box = None
 
+    @property
+    def track_box(self) -> tuple[float, float, float, float] | None:
+        """The followed face's last box (the embedding worker embeds the face there)."""
+        return self._last_box
+
+    def _followed(self, result: FrameResult) -> FaceAnalysis | None:
+        """The face continuing the current track, else the largest face.  Two people
+        of about the same size must not swap the track from frame to frame."""
+        if not result.faces:
+            return None
+        if self._last_box is not None:
+            last = self._last_box
+            best = max(result.faces, key=lambda f: box_iou(last, f.detection.box))
+            if box_iou(last, best.detection.box) >= TRACK_MIN_IOU:
+                return best
+        return result.faces[0]
+
     def wants_embedding(self) -> bool:
         """Embed the next frame?  Only until the track's member is agreed: after
         that, frames only add liveness evidence until the decision."""
@@ -104,7 +121,7 @@ class DoorDecider:
         attempt outcome, or None while undecided."""
         ts = result.ts or time.time()
         now = ts if now is None else now
-        face = result.faces[0] if result.faces else None
+        face = self._followed(result)
         if face is None:
             if now - self._last_face_ts > FACE_GAP_S:
                 self.reset()
@@ -132,7 +149,7 @@ class DoorDecider:
         """An embedded frame analysed alongside the mesh frames (a second worker):
         its match votes for the current track if it is of the same face, taken
         since the track began; its mesh is not used (the mesh frames carry it)."""
-        face = result.faces[0] if result.faces else None
+        face = self._followed(result)
         if face is None or face.match is None or self._last_box is None:
             return None
         if result.seq < self._track_start or box_iou(self._last_box, face.detection.box) < (

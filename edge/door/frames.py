@@ -43,10 +43,13 @@ class FrameSteps:
                 return outcome, embedded.ts
         if self._embedding is None and self.decider.wants_embedding():
             self._embedding = asyncio.create_task(
-                self.embed_worker.analyze(frame, embed=True, require_frontal=True),
+                self.embed_worker.analyze(
+                    frame, embed=True, require_frontal=True, near=self.decider.track_box
+                ),
                 name="door-embed",
             )
-        result = await self.mesh_worker.analyze(frame, embed=False)
+        # The followed face first, so it is the one that gets the mesh.
+        result = await self.mesh_worker.analyze(frame, embed=False, near=self.decider.track_box)
         outcome = self.decider.feed(result, time.time())
         return None if outcome is None else (outcome, frame.ts)
 

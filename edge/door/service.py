@@ -53,11 +53,12 @@ from edge.door.frames import FrameSteps
 from edge.door.relock import Relocker
 from edge.door.rules import access_refusal
 from edge.door.store import Consent, DoorEvent
+from edge.door.tailgate import CrossingCounter
 from edge.door.vault import Vault
 from edge.errors import NotFound, StorageError
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.spool import WriteSpool
-from vision.camera import FrameSource, from_uri
+from vision.camera import Frame, FrameSource, from_uri
 from vision.errors import VisionError, WorkerError
 from vision.worker import VisionWorker
 
@@ -108,6 +109,7 @@ class DoorService:
         self._failures: collections.deque[float] = collections.deque()
         self._cooldown_until = 0.0
         self._quiet_until = 0.0
+        self.crossings = CrossingCounter()
         self._vision_down = False
         self._worker_started = False
         self._keypad_hash = ""
@@ -245,9 +247,13 @@ class DoorService:
         try:
             async for frame in self.source.frames():
                 now = time.time()
-                if now < self._quiet_until or now < self._cooldown_until:
-                    continue
                 try:
+                    if self.crossings.watching:
+                        await self._count_crossings(frame, now)
+                        if self.crossings.watching:
+                            continue  # the door is open: count people, decide nothing
+                    if now < self._quiet_until or now < self._cooldown_until:
+                        continue
                     decided = await steps.step(frame)
                 except WorkerError as exc:
                     self.decider.reset()
@@ -261,6 +267,18 @@ class DoorService:
                     await self._decided(*decided)
         finally:
             await steps.close()
+
+    async def _count_crossings(self, frame: Frame, now: float) -> None:
+        result = await self.mesh_worker.analyze(frame, embed=False)
+        tailgate = self.crossings.feed(result, now)
+        if tailgate is None:
+            return
+        message = f"{tailgate.people} people at the door on one unlock for {tailgate.granted}"
+        log.warning("tailgating: %s (member %s)", message, tailgate.member_id)
+        await self._record(
+            DoorEvent("system", "tailgate", message, member_id=tailgate.member_id, actor="door")
+        )
+        self._alert("door_tailgate", f"tailgating at the door: {message}")
 
     async def _decided(self, outcome: Attempt, frame_ts: float) -> None:
         latency = {**outcome.latency_ms, "frame_to_decision": (time.time() - frame_ts) * 1e3}
@@ -353,6 +371,9 @@ class DoorService:
         latency["lock"] = (time.perf_counter() - t0) * 1e3
         if outcome.ok:
             self._quiet_until = time.time() + self.config.relock_s
+            if method in ("face", "pin") and self.config.tailgate_window_s > 0:
+                member = actor.id if actor.kind == "door" else None
+                self.crossings.start(1, member, time.time() + self.config.tailgate_window_s)
         else:
             self.relock.now()  # it may have opened before failing to confirm
         decision = "unlock" if outcome.ok else "error"
