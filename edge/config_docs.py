@@ -22,6 +22,7 @@ from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
 from edge.door.rules import AccessRules
+from edge.door.security import SecurityConfig
 from edge.opening_hours import OpeningHours, WeeklyHours
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
@@ -62,6 +63,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         WeeklyHours,
         "Door hours of one membership tier (basic, premium, unlimited).",
     ),
+    ("[door.security]", SecurityConfig, "Which ways in open the door; per schedule."),
     ("[door.match]", MatchConfig, "When a face counts as a member (1:N)."),
     ("[door.agreement]", AgreementConfig, "Frames that must agree on one member."),
     ("[door.liveness]", LivenessConfig, "Liveness evidence required before an unlock."),

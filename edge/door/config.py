@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from drivers.config import ID_PATTERN, LocatedError, StrictModel
 from drivers.model import DeviceKind
 from edge.door.rules import AccessRules
+from edge.door.security import SecurityConfig
 from vision.liveness import LivenessConfig
 from vision.matcher import AgreementConfig, MatchConfig
 from vision.quality import QualityConfig
@@ -100,6 +101,10 @@ class DoorConfig(StrictModel):
     access: AccessRules = Field(
         default_factory=AccessRules,
         description="Access rules (hours, tiers, staff-only); each refusal names its rule.",
+    )
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig,
+        description="Security mode: face only, face or PIN, face and PIN; per schedule.",
     )
     match: MatchConfig = Field(default_factory=MatchConfig, description="1:N matching rules.")
     agreement: AgreementConfig = Field(

@@ -52,6 +52,7 @@ from edge.door.errors import (
 from edge.door.frames import FrameSteps
 from edge.door.relock import Relocker
 from edge.door.rules import access_refusal
+from edge.door.security import SecondFactors
 from edge.door.store import Consent, DoorEvent
 from edge.door.tailgate import CrossingCounter
 from edge.door.vault import Vault
@@ -110,6 +111,7 @@ class DoorService:
         self._cooldown_until = 0.0
         self._quiet_until = 0.0
         self.crossings = CrossingCounter()
+        self._second = SecondFactors()
         self._vision_down = False
         self._worker_started = False
         self._keypad_hash = ""
@@ -309,7 +311,25 @@ class DoorService:
         latency["member_check"] = (time.perf_counter() - t0) * 1e3
         if refusal is not None:
             return await self._deny("face", refusal, latency, **base)
+        if self._security_mode() == "face_and_pin":
+            if not self._second.complete(
+                attempt.member_id, "face", time.time(), self.config.security.second_factor_s
+            ):
+                return await self._pending("face", "awaiting_pin", latency, **base)
+            return await self._unlock("face+pin", Actor("door", attempt.member_id), latency, **base)
         return await self._unlock("face", Actor("door", attempt.member_id), latency, **base)
+
+    def _security_mode(self) -> str:
+        return self.config.security.mode_at(self.clock(), ZoneInfo(self.core.config.site.timezone))
+
+    async def _pending(
+        self, method: str, reason: str, latency: dict[str, float] | None, **fields: Any
+    ) -> DoorEvent:
+        """face_and_pin: one factor is in; the door stays locked until the other comes."""
+        self._quiet_until = time.time() + 3.0  # not the same face again while they type
+        return await self._record(
+            DoorEvent(method, "pending", reason, latency_ms=_rounded(latency), **fields)
+        )
 
     async def _member_refusal(self, member_id: str) -> str | None:
         return await self._access_refusal(member_id, needs_consent=True)
@@ -371,7 +391,7 @@ class DoorService:
         latency["lock"] = (time.perf_counter() - t0) * 1e3
         if outcome.ok:
             self._quiet_until = time.time() + self.config.relock_s
-            if method in ("face", "pin") and self.config.tailgate_window_s > 0:
+            if method in ("face", "pin", "face+pin") and self.config.tailgate_window_s > 0:
                 member = actor.id if actor.kind == "door" else None
                 self.crossings.start(1, member, time.time() + self.config.tailgate_window_s)
         else:
@@ -466,6 +486,9 @@ class DoorService:
         await self.vault.set_pin(member_id, pin_hash, by)
 
     async def pin_unlock(self, member_id: str, pin: str, keypad: str) -> DoorEvent:
+        mode = self._security_mode()
+        if mode == "face_only":
+            return await self._deny("pin", "pin_not_allowed", None, member_id=member_id)
         keys = [f"member:{member_id}", f"keypad:{keypad}"]
         locked_until = await self.vault.pin_locked_until(keys)
         if locked_until > time.time():
@@ -488,6 +511,11 @@ class DoorService:
         refusal = await self._member_refusal_pin(member_id)
         if refusal is not None:
             return await self._deny("pin", refusal, None, member_id=member_id)
+        if mode == "face_and_pin":
+            window = self.config.security.second_factor_s
+            if not self._second.complete(member_id, "pin", time.time(), window):
+                return await self._pending("pin", "awaiting_face", None, member_id=member_id)
+            return await self._unlock("face+pin", Actor("door", member_id), {}, member_id=member_id)
         return await self._unlock("pin", Actor("door", member_id), {}, member_id=member_id)
 
     def _verify_pin(self, stored: str | None, pin: str) -> bool:
