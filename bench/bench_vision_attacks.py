@@ -369,10 +369,12 @@ def presentation_passes(samples: list[object], fps: float, config: object) -> bo
 
 CONFIGS = {
     "default": {},
-    "blink_close_ratio 0.8": {"blink_close_ratio": 0.8, "blink_reopen_ratio": 0.9},
+    "blink_close_ratio 0.7": {"blink_close_ratio": 0.7, "blink_reopen_ratio": 0.85},
     "blink_max_pose_change 0.06": {"blink_max_pose_change": 0.06},
     "before #14 (blink or motion, no pose check)": {
         "mode": "blink_or_motion",
+        "blink_close_ratio": 0.7,
+        "blink_reopen_ratio": 0.85,
         "blink_max_pose_change": 1.0,
     },
 }

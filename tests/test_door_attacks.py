@@ -3,7 +3,7 @@ door camera is a video file, a simulated Zigbee lock on the real Mosquitto.
 
 The clip (rendered by bench/bench_vision_attacks.py into the test's temp dir,
 never committed) plays, with a bare wall between them: a flat print of the
-enrolled member held up for 1.5 s, then rocked +-45 degrees about both axes,
+enrolled member held up for 3 s, then rocked +-45 degrees about both axes,
 a curved print the same way, then the member's photo blinking (the live stand-in: there is no
 recording of a live person blinking in the shared data).  Each print is
 recognised as the member and refused for liveness; the blinking stand-in
@@ -67,7 +67,7 @@ def render_clip(shared_faces: Path, path: Path) -> Path:
     frames: list[Any] = list(gap)
     for surface in ("flat", "curved"):
         # Held up for recognition first, then rocked (what got prints in before).
-        attack = PrintAttack(surface, "both", 45.0, FPS, seconds=6.0, seed=3, hold_s=1.5)
+        attack = PrintAttack(surface, "both", 45.0, FPS, seconds=9.0, seed=3, hold_s=3.0)
         frames += list(print_attack_frames(photo, box, attack)) + gap
     live = camera_frame(photo)
     points = analyzer.analyze(live, embed=False).faces[0].points
@@ -132,7 +132,7 @@ async def test_prints_are_refused_and_the_live_stand_in_unlocks(
     try:
         await daemon.start()
         events: list[dict[str, Any]] = []
-        for _ in range(240):  # the clip is ~28 s; the door may lag behind on a loaded machine
+        for _ in range(240):  # the clip is ~31 s; the door may lag behind on a loaded machine
             out = await run_cli(
                 "events", "--door", "--json", "--limit", "50", "--data-dir", str(data)
             )
