@@ -95,3 +95,41 @@ def test_embedding_once_per_track_until_agreed() -> None:
     for _ in range(3):
         decider.feed_match(_face((400.0, 100.0, 580.0, 300.0), "m1", 9), 101.0)
     assert decider.wants_embedding()
+
+
+def _sample(yaw: float, openness: float = 0.07) -> MeshFeatures:
+    return MeshFeatures(ear=0.3, yaw=yaw, pitch=0.0, presence=1.0, openness=openness)
+
+
+def test_challenge_counts_only_the_asked_evidence_after_the_prompt() -> None:
+    config = LivenessConfig(mode="challenge")
+    turning_left = [0.0, 0.0, 0.05, 0.12, 0.2, 0.2]  # yaw grows: the head turns to its left
+    blink = [0.07, 0.07, 0.03, 0.02, 0.07, 0.07]
+
+    def verdict(challenge: str, yaws: list[float], lids: list[float], prompt_at: float) -> bool:
+        tracker = LivenessTracker(config)
+        for i, (yaw, lid) in enumerate(zip(yaws, lids, strict=True)):
+            tracker.add(float(i), _sample(yaw, lid))
+        assert not tracker.verdict(5.0).passed  # nothing counts before a prompt
+        tracker.start_challenge(challenge, prompt_at)  # type: ignore[arg-type]
+        return tracker.verdict(5.0).passed
+
+    assert verdict("turn_left", turning_left, [0.07] * 6, 0.0)
+    assert not verdict("turn_right", turning_left, [0.07] * 6, 0.0)
+    assert verdict("turn_right", [-y for y in turning_left], [0.07] * 6, 0.0)
+    assert verdict("blink", [0.0] * 6, blink, 0.0)
+    assert not verdict("blink", [0.0] * 6, blink, 4.0)  # the blink came before the prompt
+    assert not verdict("turn_left", [0.0] * 6, blink, 0.0)  # a blink is not a turn
+
+
+def test_challenge_mode_prompts_once_the_member_is_agreed() -> None:
+    decider = DoorDecider(None, AgreementConfig(), LivenessConfig(mode="challenge"), 6.0, 8)
+    box = (100.0, 100.0, 280.0, 300.0)
+    for seq in range(3):
+        decider.feed(_face(box, None, seq))
+        assert decider.take_prompt() is None
+        decider.feed_match(_face(box, "m1", seq), 100.0 + seq)
+    prompt = decider.take_prompt()
+    assert prompt in ("blink", "turn_left", "turn_right")
+    assert decider.take_prompt() is None  # shown once
+    assert decider.liveness.challenge == prompt

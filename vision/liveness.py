@@ -25,7 +25,11 @@ from pydantic import Field, model_validator
 from drivers.config import StrictModel
 from vision.mesh import MeshFeatures
 
-LivenessMode = Literal["off", "blink", "motion", "blink_or_motion", "blink_and_motion"]
+LivenessMode = Literal["off", "blink", "motion", "blink_or_motion", "blink_and_motion", "challenge"]
+# What the door display asks for in "challenge" mode.  The mesh's yaw ratio grows
+# when the subject turns to their left (the nose moves to the camera's right).
+Challenge = Literal["blink", "turn_left", "turn_right"]
+CHALLENGES: tuple[Challenge, ...] = ("blink", "turn_left", "turn_right")
 
 
 class LivenessConfig(StrictModel):
@@ -34,7 +38,9 @@ class LivenessConfig(StrictModel):
     mode: LivenessMode = Field(
         "blink",
         description="Evidence required; 'off' always passes.  Motion alone is not the "
-        "default: a print rocked or bent shows it (docs/door.md).",
+        "default: a print rocked or bent shows it (docs/door.md).  'challenge': the door "
+        "asks for a blink or a turn left/right once the member is recognised, and only "
+        "that, after the prompt, counts.",
     )
     window_s: float = Field(
         4.0, gt=0, le=60, description="Only samples this recent are considered, seconds."
@@ -148,9 +154,16 @@ class LivenessTracker:
     def __init__(self, config: LivenessConfig | None = None) -> None:
         self.config = config or LivenessConfig()
         self._samples: deque[tuple[float, MeshFeatures]] = deque()
+        self.challenge: Challenge | None = None
+        self._challenge_at = 0.0
 
     def reset(self) -> None:
         self._samples.clear()
+        self.challenge = None
+
+    def start_challenge(self, challenge: Challenge, at: float) -> None:
+        """ "challenge" mode: from ``at`` on, only this evidence counts."""
+        self.challenge, self._challenge_at = challenge, at
 
     def add(self, ts: float, features: MeshFeatures) -> None:
         if features.presence >= self.config.min_presence:
@@ -172,6 +185,8 @@ class LivenessTracker:
             return LivenessVerdict(
                 False, False, False, n, 0.0, 0.0, 1.0, f"{n} of {cfg.min_samples} samples"
             )
+        if cfg.mode == "challenge":
+            return self._challenge_verdict(n)
         feats = [f for _, f in self._samples]
         # The iris model's lid gap follows the lids; the mesh's eye ratio hardly does.
         has_openness = all(f.openness is not None for f in feats)
@@ -192,3 +207,27 @@ class LivenessTracker:
         }[cfg.mode]
         reason = "live" if passed else f"missing evidence for {cfg.mode}"
         return LivenessVerdict(passed, blink, motion, n, yaw_range, pitch_range, lowest, reason)
+
+    def _challenge_verdict(self, n: int) -> LivenessVerdict:
+        cfg = self.config
+        feats = [f for ts, f in self._samples if ts >= self._challenge_at]
+        if self.challenge is None or len(feats) < 3:
+            return LivenessVerdict(False, False, False, n, 0.0, 0.0, 1.0, "awaiting challenge")
+        yaw = _median3(np.array([f.yaw for f in feats]))
+        turn = float(yaw.max() - yaw[0]), float(yaw[0] - yaw.min())  # to their left, right
+        blink = lowest = None
+        if self.challenge == "blink":
+            has_openness = all(f.openness is not None for f in feats)
+            ear = _median3(np.array([f.openness if has_openness else f.ear for f in feats]))
+            pose = np.column_stack([[f.yaw for f in feats], [f.pitch for f in feats]])
+            blink, lowest = detect_blink(
+                ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio, pose, cfg.blink_max_pose_change
+            )
+            passed = blink
+        else:
+            passed = turn[0 if self.challenge == "turn_left" else 1] >= cfg.min_yaw_change
+        reason = "live" if passed else f"challenge {self.challenge} not seen"
+        return LivenessVerdict(
+            passed, bool(blink), self.challenge != "blink" and passed, n,
+            float(np.ptp(yaw)), 0.0, 1.0 if lowest is None else lowest, reason,
+        )  # fmt: skip

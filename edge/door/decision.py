@@ -15,13 +15,15 @@ into a pass.
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 
-from vision.liveness import LivenessConfig, LivenessTracker, LivenessVerdict
+from vision.liveness import CHALLENGES, LivenessConfig, LivenessTracker, LivenessVerdict
 from vision.matcher import AgreementConfig, FrameAgreement, Matcher, MatchResult
 from vision.pipeline import FaceAnalysis, FrameResult
 
+_random = random.SystemRandom()  # a challenge nobody can predict from earlier ones
 # Without a face for this long, the person has gone: liveness evidence is dropped.
 FACE_GAP_S = 1.5
 # The largest face must overlap the previous frame's this much to be the same track.
@@ -85,8 +87,15 @@ class DoorDecider:
         self._last_face_ts = 0.0
         self._last_box: tuple[float, float, float, float] | None = None
         self._track_start = -1  # frame seq where the current track began
+        # "challenge" mode: what the door display should ask for, until the service takes it.
+        self.prompt: str | None = None
+
+    def take_prompt(self) -> str | None:
+        prompt, self.prompt = self.prompt, None
+        return prompt
 
     def reset(self) -> None:
+        self.prompt = None
         self.agreement.reset()
         self.liveness.reset()
         self._agreed = None
@@ -172,6 +181,10 @@ class DoorDecider:
             if self._agreed is not None:
                 self.liveness.reset()  # another member stepped up
             self._agreed, self._agreed_at = agreed, now
+            if self.liveness.config.mode == "challenge":
+                challenge = _random.choice(CHALLENGES)
+                self.liveness.start_challenge(challenge, now)
+                self.prompt = challenge
 
     def _decide(
         self, now: float, latency: dict[str, float], match: MatchResult | None

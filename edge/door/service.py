@@ -265,6 +265,9 @@ class DoorService:
                     self._vision_down = False
                     log.info("door vision recovered")
                 self._camera_error = None
+                prompt = self.decider.take_prompt()
+                if prompt is not None:  # "challenge" mode: for the door display
+                    await self._record(DoorEvent("face", "challenge", prompt, actor="door"))
                 if decided is not None:
                     await self._decided(*decided)
         finally:
