@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from bench.bench_vision_attacks import (
     FRAME_H,
@@ -87,6 +88,7 @@ async def run_cli(*args: str) -> Any:
     return out.decode()
 
 
+@pytest.mark.slow  # ~1-2.5 min: a 31 s clip through a real daemon
 async def test_prints_are_refused_and_the_live_stand_in_unlocks(
     mqtt_broker: Broker, tmp_path: Path, shared_faces: Path
 ) -> None:
