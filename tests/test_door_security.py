@@ -16,9 +16,7 @@ MONDAY_NOON = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 MONDAY_NIGHT = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
 
 
-async def door_for(
-    api: ApiSite, tmp: Path, security: dict[str, object]
-) -> tuple[DoorService, str]:
+async def door_for(api: ApiSite, tmp: Path, security: dict[str, object]) -> tuple[DoorService, str]:
     door = DoorService(api.core, door_config(security=security), tmp / "door")
     await door.start()
     member = await new_member(api, "Kit Harington")
