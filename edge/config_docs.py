@@ -22,8 +22,10 @@ from edge.alerts.config import AlertsConfig, EmailChannelConfig, WebhookChannelC
 from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
+from edge.door.rules import AccessRules
+from edge.door.security import SecurityConfig
 from edge.ha_config import HomeAssistantConfig
-from edge.opening_hours import OpeningHours
+from edge.opening_hours import OpeningHours, WeeklyHours
 from edge.ops.retention import RetentionConfig
 from edge.schedules_config import ScheduleSpec
 from edge.supervisor import SupervisionConfig
@@ -55,6 +57,13 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("rooms.scenes.devices.<device id>", SceneAction, "What a scene sets on one device."),
     ("[api]", ApiSettings, "The LAN API for room tablets and staff (docs/api.md)."),
     ("[door]", DoorConfig, "The entrance door: face access, keypad PIN, consent retention."),
+    ("[door.access]", AccessRules, "Who may come in now; each refusal names its rule."),
+    (
+        "[door.access.tier_hours.<tier>]",
+        WeeklyHours,
+        "Door hours of one membership tier (basic, premium, unlimited).",
+    ),
+    ("[door.security]", SecurityConfig, "Which ways in open the door; per schedule."),
     ("[door.match]", MatchConfig, "When a face counts as a member (1:N)."),
     ("[door.agreement]", AgreementConfig, "Frames that must agree on one member."),
     ("[door.liveness]", LivenessConfig, "Liveness evidence required before an unlock."),

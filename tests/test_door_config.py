@@ -37,7 +37,7 @@ name = "Entrance"
 def test_valid_door_section() -> None:
     cfg = parse_config(SITE.format(door='room = "entrance"\nlock = "door"\nrelock_s = 3'))
     assert cfg.door is not None and cfg.door.relock_s == 3
-    assert cfg.door.liveness.mode == "blink_or_motion"
+    assert cfg.door.liveness.mode == "blink"
 
 
 @pytest.mark.parametrize(

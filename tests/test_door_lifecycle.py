@@ -91,14 +91,14 @@ async def test_retention_expiry_destroys_only_expired_members(
         site, door, "Alex Lacamoire", photos_of(shared_faces, "alex_lacamoire"), 2
     )
     kept = await enrolled(site, door, "Barack Obama", photos_of(shared_faces, "barack_obama"))
-    assert door.decider.matcher.member_count == 2
+    assert door.enrolled_members == 2
     now = time.time()
     assert await door.expire_retention(now + 1 * DAY) == []  # nothing due yet
     # Three days on: past the 2-day consent of one member, within the site's 30 days.
     assert await door.expire_retention(now + 3 * DAY) == [short]
     assert await door.vault.template_count(short) == 0
     assert await door.vault.template_count(kept) == 3
-    assert door.decider.matcher.member_count == 1
+    assert door.enrolled_members == 1
     export = await door.vault.export(short)
     [record] = export["face_templates"]["destructions"]
     assert record["reason"] == "retention_expired" and record["template_count"] == 3
@@ -146,7 +146,7 @@ async def test_destruction_shreds_the_key_and_wipes_the_bytes(
 
     assert await door.vault.template_count(member) == 0
     assert await door.vault.template_count(other) == 3
-    assert door.decider.matcher.member_count == 1
+    assert door.enrolled_members == 1
     # The store has no key left for the member: the copied ciphertext is unreadable.
     assert stored_rows(data, member) == ([], (b"", b""))
     vault = door.vault

@@ -85,9 +85,9 @@ def lock_state(site: ApiSite) -> LockState:
 
 
 async def door_with(
-    site: ApiSite, tmp: Path, config: DoorConfig, source: Any = None, worker: Any = None
+    site: ApiSite, tmp: Path, config: DoorConfig, source: Any = None, mesh_worker: Any = None
 ) -> DoorService:
-    door = DoorService(site.core, config, tmp / "door", source=source, worker=worker)
+    door = DoorService(site.core, config, tmp / "door", source=source, mesh_worker=mesh_worker)
     await door.start()
     return door
 
@@ -169,15 +169,15 @@ async def test_still_photo_replay_never_unlocks_with_liveness_on(
 
 
 class TurningHeadWorker(VisionWorker):
-    """The real worker, plus synthetic head-turn evidence on the mesh features
+    """The real mesh worker, plus synthetic head-turn evidence on the mesh features
     (a photo cannot turn its head; this stands in for a live member)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(descriptor=False)
         self.frames = 0
 
-    async def analyze(self, frame: Any) -> FrameResult:
-        result = await super().analyze(frame)
+    async def analyze(self, frame: Any, **kw: Any) -> FrameResult:
+        result = await super().analyze(frame, **kw)
         self.frames += 1
         yaw = 0.15 * ((self.frames % 6) / 5)
         faces = [
@@ -196,7 +196,7 @@ async def test_liveness_on_unlocks_with_head_motion_evidence(
     member = await new_member(site, "Barack Obama")
     source = ImageFolderSource(folder_of(tmp_path, obama[3]), fps=10, loop=True)
     cfg = door_config(liveness={"mode": "blink_or_motion", "window_s": 3}, decision_window_s=4)
-    door = await door_with(site, tmp_path, cfg, source=source, worker=TurningHeadWorker())
+    door = await door_with(site, tmp_path, cfg, source=source, mesh_worker=TurningHeadWorker())
     sub = events_of(site)
     try:
         await enroll(door, member, obama[:3])
@@ -224,9 +224,9 @@ async def test_worker_crash_keeps_door_locked_and_worker_restarts(
     asked = asyncio.Event()
     analyze = door.worker.analyze
 
-    async def analyze_seen(frame: Any) -> Any:
+    async def analyze_seen(frame: Any, **kw: Any) -> Any:
         asked.set()
-        return await analyze(frame)
+        return await analyze(frame, **kw)
 
     door.worker.analyze = analyze_seen  # type: ignore[method-assign]
     await source.start()
@@ -270,7 +270,7 @@ async def test_api_consent_enroll_withdraw_pin_remote_export(
         resp = await client.post(f"{url}/enroll", data=photos(), headers=staff)
         assert resp.status == 201, await resp.text()
         assert await door.vault.template_count(member) == 3
-        assert door.decider.matcher.member_count == 1
+        assert door.enrolled_members == 1
 
         # Staff remote unlock: reason required, audited.
         resp = await client.post("/api/v1/door/unlock", json={}, headers=staff)
@@ -342,7 +342,7 @@ async def test_api_consent_enroll_withdraw_pin_remote_export(
         resp = await client.post(f"{url}/consent/withdraw", json={}, headers=staff)
         assert (await resp.json())["templates_destroyed"] == 3
         assert await door.vault.template_count(member) == 0
-        assert door.decider.matcher.member_count == 0
+        assert door.enrolled_members == 0
         resp = await client.post(f"{url}/enroll", data=photos(), headers=staff)
         assert resp.status == 409
     finally:

@@ -15,6 +15,7 @@ import pytest
 
 from vision.camera import Frame
 from vision.errors import WorkerCrashed, WorkerStopped, WorkerTimeout
+from vision.matcher import MatchConfig
 from vision.worker import VisionWorker, WorkerConfig
 
 
@@ -35,7 +36,20 @@ async def test_worker_analyzes_survives_crash_and_hang(shared_faces: Path) -> No
         face = result.faces[0]
         assert face.embedding is not None and face.embedding.vector.shape == (128,)
         assert face.mesh is not None and face.mesh.presence > 0.5
-        assert set(result.latency_ms) == {"detect", "landmarks", "embed", "mesh", "total"}
+        assert set(result.latency_ms) == {"detect", "landmarks", "embed", "match", "mesh", "total"}
+        assert face.match is None  # no gallery loaded yet
+
+        # The 1:N search runs in the child, against the gallery it was given.
+        probe = face.embedding.vector
+        others = np.random.default_rng(3).normal(0, 0.3, (30, 128)).astype(np.float32)
+        ids = ["obama"] + [f"m{i // 3}" for i in range(30)]
+        assert await worker.set_gallery(ids, np.vstack([probe, others]), MatchConfig()) == 11
+        matched = (await worker.analyze(frame)).faces[0].match
+        assert matched is not None and matched.member_id == "obama"
+        # Mesh only (a frame not worth embedding): no descriptor, no search.
+        cheap = await worker.analyze(frame, embed=False)
+        assert cheap.faces[0].embedding is None and cheap.faces[0].match is None
+        assert cheap.faces[0].mesh is not None and cheap.latency_ms["embed"] == 0.0
 
         # Crash with a call in flight: freeze the child so it cannot answer, then kill it.
         first_pid = worker.pid
@@ -58,6 +72,13 @@ async def test_worker_analyzes_survives_crash_and_hang(shared_faces: Path) -> No
         result = await worker.analyze(frame)
         assert len(result.faces) == 1
         assert worker.pid not in (None, first_pid) and worker.restarts == 1
+        # The restarted child got the gallery back.
+        restarted = result.faces[0].match
+        assert restarted is not None and restarted.member_id == "obama"
+        # A new gallery without the member: the child no longer names them.
+        assert await worker.set_gallery(ids[1:], others, MatchConfig()) == 10
+        gone = (await worker.analyze(frame)).faces[0].match
+        assert gone is not None and gone.member_id is None
 
         # A hung child (never answers) fails the call with WorkerTimeout and is replaced.
         hung_pid = worker.pid

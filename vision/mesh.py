@@ -40,13 +40,16 @@ class MeshFeatures:
 
     ``ear``: mean eye aspect ratio; ``yaw``: nose offset across the face over
     the cheek-to-cheek width; ``pitch``: nose offset along the face over the
-    forehead-to-chin height; ``presence``: the model's face confidence (0..1).
+    forehead-to-chin height; ``presence``: the model's face confidence (0..1);
+    ``openness``: eye lid gap from the iris model (:mod:`vision.eyes`), None
+    when that model is not loaded (liveness then falls back to ``ear``).
     """
 
     ear: float
     yaw: float
     pitch: float
     presence: float
+    openness: float | None = None
 
 
 def eye_aspect_ratio(points: FloatArray, eye: tuple[int, ...]) -> float:

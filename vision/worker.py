@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -29,21 +30,35 @@ import numpy.typing as npt
 from vision.camera import Frame
 from vision.config import WorkerConfig as WorkerConfig  # re-exported
 from vision.errors import WorkerCrashed, WorkerError, WorkerStopped, WorkerTimeout
+from vision.matcher import MatchConfig
 from vision.pipeline import FrameResult
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05
 
 
-def _child_main(conn: Connection, max_faces: int, num_jitters: int, mesh: bool) -> None:
-    """Worker process entry point: load once, then answer (id, image, seq, ts) requests."""
+def _child_main(
+    conn: Connection, max_faces: int, num_jitters: int, mesh: bool, descriptor: bool
+) -> None:
+    """Worker process entry point: load once, then answer requests.
+
+    ``("frame", id, image, seq, ts, embed, require_frontal, near)`` analyses one frame;
+    ``("gallery", id, ids, templates, match_config)`` replaces the 1:N gallery.
+    """
     # Ctrl-C at a terminal reaches the whole process group; the parent decides
     # when the worker stops, so the child must not die of SIGINT on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: the 1:N search is one matrix-vector product, where
+        # extra threads on a shared 2-core machine cost more in wake-ups than
+        # they save (17-19 ms with default threads vs ~1 ms pinned).
+        threadpool_limits(1)
+        from vision.matcher import MatchConfig, Matcher
         from vision.pipeline import FaceAnalyzer
 
-        analyzer = FaceAnalyzer(max_faces=max_faces, num_jitters=num_jitters, mesh=mesh)
+        analyzer = FaceAnalyzer(max_faces, num_jitters, mesh, descriptor)
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
@@ -55,9 +70,16 @@ def _child_main(conn: Connection, max_faces: int, num_jitters: int, mesh: bool) 
             return
         if request is None:
             return
-        req_id, image, seq, ts = request
+        kind, req_id, *args = request
         try:
-            conn.send((req_id, "ok", analyzer.analyze(image, seq, ts)))
+            if kind == "gallery":
+                ids, templates, match_config = args
+                analyzer.matcher = Matcher(ids, templates, MatchConfig.model_validate(match_config))
+                conn.send((req_id, "ok", analyzer.matcher.member_count))
+            else:
+                image, seq, ts, embed, require_frontal, near = args
+                result = analyzer.analyze(image, seq, ts, embed, require_frontal, near)
+                conn.send((req_id, "ok", result))
         except Exception as exc:  # a bad frame must not kill the worker
             conn.send((req_id, "error", f"{type(exc).__name__}: {exc}"))
 
@@ -65,8 +87,10 @@ def _child_main(conn: Connection, max_faces: int, num_jitters: int, mesh: bool) 
 class VisionWorker:
     """``await start()``, then ``await analyze(frame)``; ``await stop()`` when done."""
 
-    def __init__(self, config: WorkerConfig | None = None) -> None:
+    def __init__(self, config: WorkerConfig | None = None, descriptor: bool = True) -> None:
+        """``descriptor=False``: detection and mesh only (no dlib models loaded)."""
         self.config = config or WorkerConfig()
+        self.descriptor = descriptor
         self._ctx = mp.get_context("spawn")
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
@@ -75,6 +99,8 @@ class VisionWorker:
         self._stopped = False
         self._started_once = False
         self.restarts = 0
+        # The 1:N gallery lives in the child; kept here to load it into a restarted one.
+        self._gallery: tuple[Any, ...] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -112,13 +138,38 @@ class VisionWorker:
         finally:
             executor.shutdown(wait=False)
 
-    async def analyze(self, frame: Frame | npt.NDArray[np.uint8]) -> FrameResult:
+    async def analyze(
+        self,
+        frame: Frame | npt.NDArray[np.uint8],
+        embed: bool = True,
+        require_frontal: bool = False,
+        near: tuple[float, float, float, float] | None = None,
+    ) -> FrameResult:
+        """Detection and mesh always; the descriptor (and the 1:N search, when a
+        gallery is loaded) only with ``embed``, and with ``require_frontal`` only
+        for a frontal face."""
         if isinstance(frame, Frame):
-            request: tuple[Any, ...] = (next(self._ids), frame.image, frame.seq, frame.ts)
+            image, seq, ts = frame.image, frame.seq, frame.ts
         else:
-            request = (next(self._ids), np.asarray(frame, dtype=np.uint8), -1, time.time())
+            image, seq, ts = np.asarray(frame, dtype=np.uint8), -1, time.time()
+        request = ("frame", next(self._ids), image, seq, ts, embed, require_frontal, near)
         result: FrameResult = await self._in_executor(self._roundtrip, request)
         return result
+
+    async def set_gallery(
+        self,
+        member_ids: Sequence[str] | npt.NDArray[np.str_],
+        templates: npt.NDArray[np.float32],
+        match: MatchConfig,
+    ) -> int:
+        """Load the 1:N gallery into the worker (and into any restarted worker);
+        returns the number of members.  Matching then runs in the worker process."""
+        ids = [str(m) for m in member_ids]
+        self._gallery = (ids, np.asarray(templates, np.float32), match.model_dump())
+        if self._executor is None:  # not started: the child loads it when it starts
+            return len(set(ids))
+        count: int = await self._in_executor(self._send_gallery)
+        return count
 
     async def _in_executor(self, fn: Any, *args: Any) -> Any:
         if self._stopped or self._executor is None:
@@ -137,7 +188,7 @@ class VisionWorker:
         cfg = self.config
         proc = self._ctx.Process(
             target=_child_main,
-            args=(child, cfg.max_faces, cfg.num_jitters, cfg.mesh),
+            args=(child, cfg.max_faces, cfg.num_jitters, cfg.mesh, self.descriptor),
             name="vision-worker",
             daemon=True,
         )
@@ -161,12 +212,30 @@ class VisionWorker:
             self._discard_child()
             raise WorkerError(f"vision worker could not load models: {detail}")
         log.info("vision worker %s ready", detail)
+        if self._gallery is not None:  # a restarted child gets the gallery back
+            parent.send(("gallery", next(self._ids), *self._gallery))
+            answer = parent.recv() if parent.poll(cfg.start_timeout_s) else (0, "timeout", "")
+            status, payload = answer[1], answer[2]
+            if status != "ok":
+                self._discard_child()
+                raise WorkerError(f"vision worker could not load the gallery: {payload}")
 
-    def _roundtrip(self, request: tuple[Any, ...]) -> FrameResult:
+    def _send_gallery(self) -> int:
+        self._ensure_running()
+        assert self._gallery is not None
+        try:
+            return int(self._roundtrip(("gallery", next(self._ids), *self._gallery)))
+        except WorkerError:
+            # A child that kept its old gallery could still match a member whose
+            # templates were just destroyed: replace it (the new one loads the new gallery).
+            self._replace_child()
+            raise
+
+    def _roundtrip(self, request: tuple[Any, ...]) -> Any:
         self._ensure_running()
         proc, conn = self._proc, self._conn
         assert proc is not None and conn is not None
-        req_id = request[0]
+        req_id = request[1]
         deadline = time.monotonic() + self.config.call_timeout_s
         try:
             self._send_with_deadline(conn, request, deadline)
@@ -177,8 +246,7 @@ class VisionWorker:
                         continue  # a late answer to a call that already failed
                     _, status, payload = answer
                     if status == "ok":
-                        result: FrameResult = payload
-                        return result
+                        return payload
                     raise WorkerError(f"vision worker failed on frame: {payload}")
                 if not proc.is_alive():
                     raise WorkerCrashed(f"vision worker (pid {proc.pid}) died mid-frame")

@@ -15,6 +15,8 @@ from pydantic import Field, model_validator
 
 from drivers.config import ID_PATTERN, LocatedError, StrictModel
 from drivers.model import DeviceKind
+from edge.door.rules import AccessRules
+from edge.door.security import SecurityConfig
 
 # The settings models only: numpy and OpenCV load when a door starts.
 from vision.config import (
@@ -43,6 +45,14 @@ class DoorConfig(StrictModel):
     )
     camera_loop: bool = Field(False, description="Replay a file or folder source forever.")
     relock_s: float = Field(5.0, gt=0, le=300, description="Seconds before the door relocks.")
+    tailgate_window_s: float = Field(
+        8.0,
+        ge=0,
+        le=120,
+        description="After a face or PIN unlock, seconds during which every face at the "
+        "door is counted; more people than granted is a 'tailgate' door event and alert. "
+        "0: not counted.",
+    )
     decision_window_s: float = Field(
         6.0,
         gt=0,
@@ -92,6 +102,14 @@ class DoorConfig(StrictModel):
     )
     consent_text_version: str = Field(
         "2024-01", min_length=1, max_length=40, description="Current consent text version."
+    )
+    access: AccessRules = Field(
+        default_factory=AccessRules,
+        description="Access rules (hours, tiers, staff-only); each refusal names its rule.",
+    )
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig,
+        description="Security mode: face only, face or PIN, face and PIN; per schedule.",
     )
     match: MatchConfig = Field(default_factory=MatchConfig, description="1:N matching rules.")
     agreement: AgreementConfig = Field(

@@ -26,8 +26,11 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from drivers.backoff import backoff_delay
 from drivers.tasks import watch
@@ -43,17 +46,20 @@ from edge.door.errors import (
     PinThrottled,
     UnknownMember,
 )
+from edge.door.frames import FrameSteps
 from edge.door.relock import Relocker
+from edge.door.rules import access_refusal
+from edge.door.security import SecondFactors
 from edge.door.store import Consent, DoorEvent
+from edge.door.tailgate import CrossingCounter
 from edge.door.vault import Vault
 from edge.errors import NotFound, StorageError
 from edge.passwords import Passwords
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.spool import WriteSpool
 from edge.throttle import Throttle
-from vision.camera import FrameSource, from_uri
+from vision.camera import Frame, FrameSource, from_uri
 from vision.errors import VisionError, WorkerError
-from vision.matcher import Matcher
 from vision.worker import VisionWorker
 
 log = logging.getLogger(__name__)
@@ -73,15 +79,22 @@ class DoorService:
         data_dir: Path,
         *,
         worker: VisionWorker | None = None,
+        mesh_worker: VisionWorker | None = None,
         source: FrameSource | None = None,
     ) -> None:
         self.core = core
         self.config = config
         self.vault = Vault(data_dir, config.master_key_file)
+        # Two processes: ``worker`` embeds (enrollment, and the camera frames worth
+        # embedding) and holds the 1:N gallery; ``mesh_worker`` runs detection
+        # and the mesh on every camera frame, so liveness sees the camera's rate
+        # while an embedding (~60 ms, holding dlib's GIL) is under way.
         self.worker = worker or VisionWorker(config.worker)
+        self.mesh_worker = mesh_worker or VisionWorker(config.worker, descriptor=False)
         self.source = source
+        self.enrolled_members = 0
         self.decider = DoorDecider(
-            Matcher([], _empty(), config.match),
+            None,
             config.agreement,
             config.liveness,
             config.decision_window_s,
@@ -99,11 +112,15 @@ class DoorService:
         self._failures: collections.deque[float] = collections.deque()
         self._cooldown_until = 0.0
         self._quiet_until = 0.0
+        self.crossings = CrossingCounter()
+        self._second = SecondFactors()
         self._vision_down = False
         self._worker_started = False
         self._keypad_hash = ""
         self._started = False
         self._stopped = False
+        # The access rules' clock (an aware instant); tests set their own.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,6 +167,7 @@ class DoorService:
         self.event_spool.close()
         if self.source is not None:
             await self.source.stop()
+        await self.mesh_worker.stop()
         await self.worker.stop()
         await self.vault.close()
 
@@ -174,10 +192,19 @@ class DoorService:
 
     # -- templates ---------------------------------------------------------------------
     async def reload_templates(self) -> int:
+        """Load the templates into the worker's 1:N gallery (matching runs there,
+        never on the loop).  A worker that cannot take them now gets them when it
+        restarts: the gallery is kept by :class:`VisionWorker`."""
         ids, matrix = await self.vault.load_templates()
-        self.decider.matcher = Matcher(ids, matrix, self.config.match)
         self.decider.reset()
-        return self.decider.matcher.member_count
+        try:
+            self.enrolled_members = await self.worker.set_gallery(ids, matrix, self.config.match)
+        except WorkerError as exc:
+            self.enrolled_members = len(set(ids))
+            log.warning(
+                "vision worker did not take the templates now (%s); it loads them on restart", exc
+            )
+        return self.enrolled_members
 
     async def _reload_loop(self) -> None:
         while True:
@@ -214,32 +241,55 @@ class DoorService:
         while True:
             try:
                 await self.ensure_worker()
+                await self.mesh_worker.start()
                 break
             except VisionError as exc:
                 attempt += 1
                 await self._vision_outage(str(exc))
                 await asyncio.sleep(backoff_delay(attempt, 0.5, 60.0))
-        async for frame in self.source.frames():
-            now = time.time()
-            if now < self._quiet_until or now < self._cooldown_until:
-                continue
-            try:
-                result = await self.worker.analyze(frame)
-            except WorkerError as exc:
-                self.decider.reset()
-                await self._vision_outage(str(exc))
-                continue
-            if self._vision_down:
-                self._vision_down = False
-                log.info("door vision recovered")
-            self._camera_error = None
-            outcome = self.decider.feed(result, time.time())
-            if outcome is not None:
-                latency = {
-                    **outcome.latency_ms,
-                    "frame_to_decision": (time.time() - frame.ts) * 1e3,
-                }
-                await self.handle_attempt(outcome, latency)
+        steps = FrameSteps(self.decider, self.worker, self.mesh_worker)
+        try:
+            async for frame in self.source.frames():
+                now = time.time()
+                try:
+                    if self.crossings.watching:
+                        await self._count_crossings(frame, now)
+                        if self.crossings.watching:
+                            continue  # the door is open: count people, decide nothing
+                    if now < self._quiet_until or now < self._cooldown_until:
+                        continue
+                    decided = await steps.step(frame)
+                except WorkerError as exc:
+                    self.decider.reset()
+                    await self._vision_outage(str(exc))
+                    continue
+                if self._vision_down:
+                    self._vision_down = False
+                    log.info("door vision recovered")
+                self._camera_error = None
+                prompt = self.decider.take_prompt()
+                if prompt is not None:  # "challenge" mode: for the door display
+                    await self._record(DoorEvent("face", "challenge", prompt, actor="door"))
+                if decided is not None:
+                    await self._decided(*decided)
+        finally:
+            await steps.close()
+
+    async def _count_crossings(self, frame: Frame, now: float) -> None:
+        result = await self.mesh_worker.analyze(frame, embed=False)
+        tailgate = self.crossings.feed(result, now)
+        if tailgate is None:
+            return
+        message = f"{tailgate.people} people at the door on one unlock for {tailgate.granted}"
+        log.warning("tailgating: %s (member %s)", message, tailgate.member_id)
+        await self._record(
+            DoorEvent("system", "tailgate", message, member_id=tailgate.member_id, actor="door")
+        )
+        self._alert("door_tailgate", f"tailgating at the door: {message}")
+
+    async def _decided(self, outcome: Attempt, frame_ts: float) -> None:
+        latency = {**outcome.latency_ms, "frame_to_decision": (time.time() - frame_ts) * 1e3}
+        await self.handle_attempt(outcome, latency)
 
     async def _vision_outage(self, detail: str) -> None:
         """First failure of an outage: one event and one alert; the door stays locked."""
@@ -266,20 +316,48 @@ class DoorService:
         latency["member_check"] = (time.perf_counter() - t0) * 1e3
         if refusal is not None:
             return await self._deny("face", refusal, latency, **base)
+        if self._security_mode() == "face_and_pin":
+            if not self._second.complete(
+                attempt.member_id, "face", time.time(), self.config.security.second_factor_s
+            ):
+                return await self._pending("face", "awaiting_pin", latency, **base)
+            return await self._unlock("face+pin", Actor("door", attempt.member_id), latency, **base)
         return await self._unlock("face", Actor("door", attempt.member_id), latency, **base)
 
+    def _security_mode(self) -> str:
+        return self.config.security.mode_at(self.clock(), ZoneInfo(self.core.config.site.timezone))
+
+    async def _pending(
+        self, method: str, reason: str, latency: dict[str, float] | None, **fields: Any
+    ) -> DoorEvent:
+        """face_and_pin: one factor is in; the door stays locked until the other comes."""
+        self._quiet_until = time.time() + 3.0  # not the same face again while they type
+        return await self._record(
+            DoorEvent(method, "pending", reason, latency_ms=_rounded(latency), **fields)
+        )
+
     async def _member_refusal(self, member_id: str) -> str | None:
+        return await self._access_refusal(member_id, needs_consent=True)
+
+    async def _access_refusal(self, member_id: str, needs_consent: bool) -> str | None:
+        """The access rule (edge/door/rules.py) that refuses this member now, or None."""
         try:
             member = await self.core.run_shop(lambda shop: shop.get_member(member_id))
         except ShopNotFound:
             return "not_a_member"
         except NotFound:
             return "shop_unavailable"
-        if not member.active:
-            return "membership_inactive"
-        if await self.vault.active_consent(member_id) is None:
-            return "no_consent"
-        return None
+        consent = not needs_consent or await self.vault.active_consent(member_id) is not None
+        site = self.core.config
+        return access_refusal(
+            self.config.access,
+            site.opening_hours,
+            ZoneInfo(site.site.timezone),
+            active=member.active,
+            tier=member.tier,
+            consent=consent,
+            at=self.clock(),
+        )
 
     async def _unlock(
         self,
@@ -318,6 +396,9 @@ class DoorService:
         latency["lock"] = (time.perf_counter() - t0) * 1e3
         if outcome.ok:
             self._quiet_until = time.time() + self.config.relock_s
+            if method in ("face", "pin", "face+pin") and self.config.tailgate_window_s > 0:
+                member = actor.id if actor.kind == "door" else None
+                self.crossings.start(1, member, time.time() + self.config.tailgate_window_s)
         else:
             self.relock.now()  # it may have opened before failing to confirm
         decision = "unlock" if outcome.ok else "error"
@@ -410,6 +491,9 @@ class DoorService:
         await self.vault.set_pin(member_id, pin_hash, by)
 
     async def pin_unlock(self, member_id: str, pin: str, keypad: str) -> DoorEvent:
+        mode = self._security_mode()
+        if mode == "face_only":
+            return await self._deny("pin", "pin_not_allowed", None, member_id=member_id)
         keys = [f"member:{member_id}", f"keypad:{keypad}"]
         locked_until = await self.vault.pin_locked_until(keys)
         if locked_until > time.time():
@@ -430,6 +514,11 @@ class DoorService:
         refusal = await self._member_refusal_pin(member_id)
         if refusal is not None:
             return await self._deny("pin", refusal, None, member_id=member_id)
+        if mode == "face_and_pin":
+            window = self.config.security.second_factor_s
+            if not self._second.complete(member_id, "pin", time.time(), window):
+                return await self._pending("pin", "awaiting_face", None, member_id=member_id)
+            return await self._unlock("face+pin", Actor("door", member_id), {}, member_id=member_id)
         return await self._unlock("pin", Actor("door", member_id), {}, member_id=member_id)
 
     def _verify_pin(self, stored: str | None, pin: str) -> bool:
@@ -437,11 +526,8 @@ class DoorService:
         return self.hasher.verify(stored, pin)
 
     async def _member_refusal_pin(self, member_id: str) -> str | None:
-        try:
-            member = await self.core.run_shop(lambda shop: shop.get_member(member_id))
-        except (ShopNotFound, NotFound):
-            return "not_a_member"
-        return None if member.active else "membership_inactive"
+        # A PIN is not biometric: no consent needed; every other rule applies.
+        return await self._access_refusal(member_id, needs_consent=False)
 
     async def _require_member(self, member_id: str) -> None:
         try:
@@ -531,10 +617,10 @@ class DoorService:
             "spooled_events": self.event_spool.pending,
             "relock_armed": self.relock.armed,
             "relock": self.relock.failing or "ok",
-            "enrolled_members": self.decider.matcher.member_count,
+            "enrolled_members": self.enrolled_members,
             "liveness": self.config.liveness.mode,
             "cooling_down": self.cooling_down,
-            "worker_restarts": self.worker.restarts,
+            "worker_restarts": self.worker.restarts + self.mesh_worker.restarts,
         }
 
 
@@ -547,9 +633,3 @@ def door_or_unavailable(core: EdgeCore) -> DoorService:
 
 def _rounded(latency: dict[str, float] | None) -> dict[str, float] | None:
     return None if latency is None else {k: round(v, 2) for k, v in latency.items()}
-
-
-def _empty() -> Any:
-    import numpy as np
-
-    return np.empty((0, 128), dtype=np.float32)

@@ -1,0 +1,135 @@
+"""Blinks at the camera's rate, and embedding once per track.
+
+There is no recording of a live person blinking in the shared data, so the
+blink is rendered from a dev photo (bench/bench_vision_attacks.py): the face
+mesh finds the eyelids, and each upper lid is lowered over the eye by a
+per-column remap that stretches the lid skin down (0.5, 1, 1, 0.5 of the
+opening on four frames: ~270 ms at 15 fps), written as an MJPG clip and read
+back as the door's file camera would.  The iris model's lid gap (vision.eyes)
+sees it; the face mesh's own eye ratio moved < 5 % on the same frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from bench.bench_vision_attacks import blink_frames, camera_frame, write_clip
+from edge.door.decision import DoorDecider
+from vision.detect import Detection
+from vision.liveness import LivenessConfig, LivenessTracker
+from vision.matcher import AgreementConfig, MatchResult
+from vision.mesh import MeshFeatures
+from vision.pipeline import FaceAnalysis, FaceAnalyzer, FrameResult
+
+Image = npt.NDArray[np.uint8]
+FPS = 15.0
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Iterator[FaceAnalyzer]:
+    yield FaceAnalyzer(descriptor=False)
+
+
+def _clip_frames(path: Path) -> list[Image]:
+    cap = cv2.VideoCapture(str(path))
+    frames: list[Image] = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            return frames
+        frames.append(np.asarray(image, np.uint8))
+
+
+def _verdict(analyzer: FaceAnalyzer, frames: list[Image]) -> tuple[bool, float]:
+    tracker = LivenessTracker(LivenessConfig(mode="blink"))
+    for i, frame in enumerate(frames):
+        mesh = analyzer.analyze(frame, embed=False).faces[0].mesh
+        assert mesh is not None and mesh.openness is not None
+        tracker.add(i / FPS, mesh)
+    verdict = tracker.verdict(len(frames) / FPS)
+    return verdict.blink, verdict.min_ear_ratio
+
+
+@pytest.mark.parametrize("photo", ["barack_obama/4.jpg", "joe_biden/1.jpg", "rose_leslie/2.jpg"])
+def test_rendered_blink_at_15_fps_is_seen(
+    shared_faces: Path, analyzer: FaceAnalyzer, tmp_path: Path, photo: str
+) -> None:
+    image = camera_frame(np.asarray(cv2.imread(str(shared_faces / "dev" / photo)), np.uint8))
+    points = analyzer.analyze(image, embed=False).faces[0].points
+    assert points is not None
+    clip = write_clip(blink_frames(image, points, before=3, after=3), tmp_path / "b.avi", FPS)
+    frames = _clip_frames(clip)
+    assert len(frames) == 10
+    blinked, lowest = _verdict(analyzer, frames)
+    assert blinked and lowest < 0.7, lowest
+    # The same clip without the blink: nothing.
+    still = write_clip([frames[0]] * 10, tmp_path / "s.avi", FPS)
+    assert _verdict(analyzer, _clip_frames(still)) == (False, pytest.approx(1.0, abs=0.05))
+
+
+def _face(box: tuple[float, float, float, float], member: str | None, seq: int) -> FrameResult:
+    detection = Detection(box, 0.9, np.zeros((6, 2), np.float32), "test")
+    mesh = MeshFeatures(ear=0.3, yaw=0.0, pitch=0.0, presence=1.0, openness=0.07)
+    match = MatchResult(member, member, 0.3, 1.0, "match") if member else None
+    return FrameResult([FaceAnalysis(detection, None, mesh, match)], {}, seq, 100.0 + seq / FPS)
+
+
+def test_embedding_once_per_track_until_agreed() -> None:
+    decider = DoorDecider(None, AgreementConfig(), LivenessConfig(), 6.0, 8)
+    box = (100.0, 100.0, 280.0, 300.0)
+    assert decider.wants_embedding()
+    for seq in range(3):
+        assert decider.feed(_face(box, None, seq * 2)) is None  # mesh-only frames
+        assert decider.feed_match(_face(box, "m1", seq * 2), 100.0 + seq) is None
+    assert not decider.wants_embedding()  # agreed: mesh frames only until the decision
+    # Somebody else steps in (the box jumps): a new track, embedding again.
+    assert decider.feed(_face((400.0, 100.0, 580.0, 300.0), None, 10)) is None
+    assert decider.wants_embedding()
+    # A match from a frame taken before this track began does not vote for it.
+    for _ in range(3):
+        decider.feed_match(_face((400.0, 100.0, 580.0, 300.0), "m1", 9), 101.0)
+    assert decider.wants_embedding()
+
+
+def _sample(yaw: float, openness: float = 0.07) -> MeshFeatures:
+    return MeshFeatures(ear=0.3, yaw=yaw, pitch=0.0, presence=1.0, openness=openness)
+
+
+def test_challenge_counts_only_the_asked_evidence_after_the_prompt() -> None:
+    config = LivenessConfig(mode="challenge")
+    turning_left = [0.0, 0.0, 0.05, 0.12, 0.2, 0.2]  # yaw grows: the head turns to its left
+    blink = [0.07, 0.07, 0.03, 0.02, 0.07, 0.07]
+
+    def verdict(challenge: str, yaws: list[float], lids: list[float], prompt_at: float) -> bool:
+        tracker = LivenessTracker(config)
+        for i, (yaw, lid) in enumerate(zip(yaws, lids, strict=True)):
+            tracker.add(float(i), _sample(yaw, lid))
+        assert not tracker.verdict(5.0).passed  # nothing counts before a prompt
+        tracker.start_challenge(challenge, prompt_at)  # type: ignore[arg-type]
+        return tracker.verdict(5.0).passed
+
+    assert verdict("turn_left", turning_left, [0.07] * 6, 0.0)
+    assert not verdict("turn_right", turning_left, [0.07] * 6, 0.0)
+    assert verdict("turn_right", [-y for y in turning_left], [0.07] * 6, 0.0)
+    assert verdict("blink", [0.0] * 6, blink, 0.0)
+    assert not verdict("blink", [0.0] * 6, blink, 4.0)  # the blink came before the prompt
+    assert not verdict("turn_left", [0.0] * 6, blink, 0.0)  # a blink is not a turn
+
+
+def test_challenge_mode_prompts_once_the_member_is_agreed() -> None:
+    decider = DoorDecider(None, AgreementConfig(), LivenessConfig(mode="challenge"), 6.0, 8)
+    box = (100.0, 100.0, 280.0, 300.0)
+    for seq in range(3):
+        decider.feed(_face(box, None, seq))
+        assert decider.take_prompt() is None
+        decider.feed_match(_face(box, "m1", seq), 100.0 + seq)
+    prompt = decider.take_prompt()
+    assert prompt in ("blink", "turn_left", "turn_right")
+    assert decider.take_prompt() is None  # shown once
+    assert decider.liveness.challenge == prompt
