@@ -399,15 +399,15 @@ async def test_an_unexpected_send_error_is_kept_and_retried_not_a_crash(site: Al
 
 
 async def test_a_tailgate_door_event_is_alerted(site: AlertSite) -> None:
-    # The door's access rules publish a door event of type tailgate; the shape
-    # is the door's own (edge/door/store.py DoorEvent.as_dict).
+    # What the door publishes when more people cross than it let in
+    # (edge/door/service.py; tests/test_door_tailgate.py sees it come from a clip).
     site.core.events.publish(
-        "door",
-        {"method": "face", "decision": "tailgate", "reason": "two_people_one_unlock",
-         "door": "entrance/door"},
+        "alert",
+        {"kind": "tailgate", "door": "entrance/door",
+         "message": "tailgating at the door: 2 people at the door on one unlock for 1"},
     )  # fmt: skip
     await wait_until(lambda: len(site.hook.posts) == 1)
     _, body = site.hook.posts[0]
     assert body["coresync"]["kind"] == "tailgate"
     assert body["coresync"]["subject"] == "entrance/door"
-    assert body["message"] == "entrance/door: two people one unlock"
+    assert "2 people at the door on one unlock for 1" in body["message"]

@@ -116,23 +116,6 @@ class Channel:
         }
 
 
-def tailgate_alert(event: Event) -> Event | None:
-    """A door event of type ``tailgate`` (the door's access rules record one
-    when more people pass than were let in) as a ``tailgate`` alert."""
-    data = event.data
-    if "tailgate" not in (data.get("decision"), data.get("method"), data.get("type")):
-        return None
-    door = data.get("door")
-    reason = str(data.get("reason") or "more people passed than were let in").replace("_", " ")
-    return Event(
-        "alert",
-        {"severity": "critical", "kind": "tailgate", "door": door, "message": f"{door}: {reason}"},
-        event.room_id,
-        event.seq,
-        event.ts,
-    )
-
-
 def subject_of(data: dict[str, Any], room_id: str | None) -> str | None:
     for key in ("device_id", "door", "component"):
         if data.get(key):
@@ -168,8 +151,6 @@ class AlertDispatcher:
         _DISPATCHERS[core] = self
 
     def _on_event(self, event: Event) -> None:
-        if event.type == "door":
-            event = tailgate_alert(event) or event
         if event.type == "alert":
             self._inbox.append(event)
             self._wake.set()

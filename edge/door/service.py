@@ -285,7 +285,7 @@ class DoorService:
         await self._record(
             DoorEvent("system", "tailgate", message, member_id=tailgate.member_id, actor="door")
         )
-        self._alert("door_tailgate", f"tailgating at the door: {message}")
+        self._alert("tailgate", f"tailgating at the door: {message}")
 
     async def _decided(self, outcome: Attempt, frame_ts: float) -> None:
         latency = {**outcome.latency_ms, "frame_to_decision": (time.time() - frame_ts) * 1e3}
