@@ -8,6 +8,7 @@ through ``Shop.record_change`` so every edge learns it (docs/sync.md).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,6 +37,7 @@ class Change:
     payload: dict[str, Any]
     created_at: str
     incarnation: str = ""  # "" for changes from before incarnations (and the cloud's own)
+    site: str | None = None  # cloud: the pushing node's site (its orders' and stock's site)
 
     @property
     def key(self) -> str:
@@ -160,14 +162,18 @@ class Applier:
         p = c.payload
         product_id, delta = str(p["product_id"]), int(p["delta"])
         actor = f"sync:{c.origin}"
+        # Cloud: a site's node moves that site's stock; an edge has one stock.
+        site = self.shop.stock_site(tx, c.site) if self.role == "cloud" else None
         if (
             c.op == "cancellation"
             and p.get("order_id")
             and self._returned_by_other(tx, product_id, str(p["order_id"]), c.origin)
         ):
             return  # the order's stock came back once already, by another node's cancel
-        if add_to_stock(tx, product_id, delta, allow_short=False):
-            insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+        order_id, why = p.get("order_id"), p.get("note")
+        move = functools.partial(self.shop.write_movement, tx, product_id, delta, c.op, actor,
+                                 order_id=order_id, note=why, site=site)  # fmt: skip
+        if move():
             note = str(p.get("note") or "")
             held_here = has_attention(tx, "oversell_held", product_id, open_only=True)
             if (self.role == "edge" and c.op == "adjustment" and note.startswith(HOLD_NOTE)
@@ -177,8 +183,7 @@ class Applier:
             return
         if tx.one("SELECT id FROM products WHERE id = ?", (product_id,)) is None:
             raise NotFound("product", product_id)
-        stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (product_id,)))
-        short = -(stock + delta)
+        short = -(self.shop.stock_of(tx, product_id, site) + delta)
         if self.role == "edge":
             # Hold it until the cloud's compensation (or a restock) arrives.
             tx.execute(
@@ -192,9 +197,8 @@ class Applier:
         # Cloud: hold the shortfall with a compensating adjustment first (stock
         # never dips below zero), then record the sale as it happened.
         note = f"{HOLD_NOTE} {short} unit(s) owed, see attention"
-        self.compensate(tx, product_id, short, p.get("order_id"), note)
-        add_to_stock(tx, product_id, delta, allow_short=False)
-        insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+        self.compensate(tx, product_id, short, p.get("order_id"), note, site)
+        move()
         raise_oversell(tx, "oversell", product_id, short, c.origin, p.get("order_id"))
 
     def _returned_by_other(self, tx: Tx, product_id: str, order_id: str, origin: str) -> bool:
@@ -215,15 +219,19 @@ class Applier:
         return bool(sources - {origin})
 
     def compensate(
-        self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str
-    ) -> None:
-        """Cloud only: a movement every node must learn, so it enters the outbox."""
-        add_to_stock(tx, product_id, delta, allow_short=True)
-        insert_movement(tx, product_id, "adjustment", delta, order_id, "sync:cloud", note)
-        self.shop.record_change(
-            tx, "stock_movement", product_id, "adjustment",
-            {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note},
+        self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str,
+        site: str | None = None,
+    ) -> None:  # fmt: skip
+        """Cloud only: a movement every node (of ``site``) must learn, so it enters the outbox."""
+        self.shop.write_movement(
+            tx, product_id, delta, "adjustment", "sync:cloud",
+            order_id=order_id, note=note, site=site, allow_short=True,
         )  # fmt: skip
+        payload = {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note}
+        if site is not None:
+            payload["site"] = site
+        self.shop.record_change(tx, "stock_movement", product_id, "adjustment", payload,
+                                site=site)  # fmt: skip
 
     # ---- orders and requests: upsert, then merge ---------------------------------
     def _order(self, tx: Tx, c: Change) -> None:
@@ -234,7 +242,7 @@ class Applier:
             (c.entity_id,),
         )
         if row is None:
-            insert_order(tx, c)
+            insert_order(tx, c, self._record_site(c))
             return
         out = merge.merge_record(merge.ORDER_RANK, row, p, merge.ORDER_SET_ONCE, merge.ORDER_TEXT)
         synced = int(bool(row["accounting_synced"]) or bool(p.get("accounting_synced")))
@@ -251,6 +259,12 @@ class Applier:
             if flag == "cancelled_vs_completed" and self.role == "cloud":
                 self._reverse_cancellation(tx, c.entity_id, str(row["number"]))
 
+    @staticmethod
+    def _record_site(c: Change) -> str | None:
+        """A site's node's orders are of its site (the cloud's binding decides); else as sent."""
+        site = c.site or c.payload.get("site")
+        return None if site is None else str(site)
+
     def _reverse_cancellation(self, tx: Tx, order_id: str, number: str) -> None:
         """The cancel returned stock that was in fact handed over: take it back, once."""
         if has_attention(tx, "cancellation_reversed", order_id):
@@ -259,13 +273,15 @@ class Applier:
             "SELECT product_id, quantity FROM order_items WHERE order_id = ? ORDER BY product_id",
             (order_id,),
         )
+        site = self.shop.stock_site(tx, tx.scalar("SELECT site FROM orders WHERE id = ?",
+                                                  (order_id,)))  # fmt: skip
         for item in items:
             pid, qty = item["product_id"], int(item["quantity"])
-            stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (pid,)))
+            stock = self.shop.stock_of(tx, pid, site)
             take = min(qty, stock)  # units resold since the cancel stay owed: flagged
             note = f"order {number} was picked up although cancelled: cancellation reversed"
             if take:
-                self.compensate(tx, pid, -take, order_id, note)
+                self.compensate(tx, pid, -take, order_id, note, site)
             if take < qty:
                 raise_attention(
                     tx, "oversell", "product", pid, "cloud",
@@ -286,7 +302,7 @@ class Applier:
             (c.entity_id,),
         )
         if row is None:
-            insert_request(tx, c)
+            insert_request(tx, c, self._record_site(c))
             return
         out = merge.merge_record(
             merge.REQUEST_RANK, row, p, merge.REQUEST_SET_ONCE, merge.REQUEST_TEXT
@@ -332,35 +348,19 @@ def tx_stamp() -> str:
     return utc_stamp()
 
 
-def add_to_stock(tx: Tx, product_id: str, delta: int, *, allow_short: bool) -> bool:
-    guard = "" if allow_short else " AND stock + ? >= 0"
-    params: tuple[Any, ...] = (delta, product_id) + (() if allow_short else (delta,))
-    return tx.execute(f"UPDATE products SET stock = stock + ? WHERE id = ?{guard}", params) == 1
-
-
-def insert_movement(
-    tx: Tx, product_id: str, kind: str, delta: int, order_id: Any, actor: str, note: Any
-) -> None:
-    tx.execute(
-        "INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (product_id, kind, delta, order_id, actor, note, tx_stamp()),
-    )
-
-
-def insert_order(tx: Tx, c: Change) -> None:
+def insert_order(tx: Tx, c: Change, site: str | None) -> None:
     p = c.payload
     tx.execute(
         "INSERT INTO orders (id, number, member_id, status, pickup_date, booking_ref,"
         " subtotal_cents, tax_cents, total_cents, tax_rate, payment_ref, paid_at,"
         " customer_notes, staff_notes, accounting_synced, invoice_id, accounting_error,"
-        " origin_node, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " origin_node, created_at, updated_at, site)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (c.entity_id, p["number"], p["member_id"], p["status"], p["pickup_date"],
          p["booking_ref"], _cents(p["subtotal"]), _cents(p["tax"]), _cents(p["total"]),
          str(p["tax_rate"]), p["payment_ref"], p["paid_at"], p["customer_notes"],
          p["staff_notes"], int(bool(p["accounting_synced"])), p["invoice_id"],
-         p["accounting_error"], c.origin, p["created_at"], p["updated_at"]),
+         p["accounting_error"], c.origin, p["created_at"], p["updated_at"], site),
     )  # fmt: skip
     for position, item in enumerate(p["items"]):
         tx.execute(
@@ -373,18 +373,18 @@ def insert_order(tx: Tx, c: Change) -> None:
         )  # fmt: skip
 
 
-def insert_request(tx: Tx, c: Change) -> None:
+def insert_request(tx: Tx, c: Change, site: str | None) -> None:
     p = c.payload
     tx.execute(
         "INSERT INTO concierge_requests (id, number, member_id, request_type, title,"
         " description, product_link, budget_min_cents, budget_max_cents, actual_cost_cents,"
         " preferred_pickup_date, booking_ref, status, decline_reason, staff_notes,"
         " age_verified_at, age_verified_by, submitted_at, reviewed_at, completed_at,"
-        " updated_at, origin_node)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " updated_at, origin_node, site)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (c.entity_id, p["number"], p["member_id"], p["request_type"], p["title"],
          p["description"], p["product_link"], _cents(p["budget_min"]), _cents(p["budget_max"]),
          _cents(p["actual_cost"]), p["preferred_pickup_date"], p["booking_ref"], p["status"],
          p["decline_reason"], p["staff_notes"], p["age_verified_at"], p["age_verified_by"],
-         p["submitted_at"], p["reviewed_at"], p["completed_at"], c.created_at, c.origin),
+         p["submitted_at"], p["reviewed_at"], p["completed_at"], c.created_at, c.origin, site),
     )  # fmt: skip

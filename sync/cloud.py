@@ -10,12 +10,12 @@ never skip a change that commits late.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edge.shop import Shop
 from edge.shop.db import Tx
-from edge.shop.errors import Forbidden
+from edge.shop.errors import Forbidden, NotFound
 from edge.shop.numbering import Kind, lease_block
 from sync import sites
 from sync.apply import Applier, Change
@@ -84,9 +84,33 @@ def _same_site(tx: Tx, c: Change, site: str | None) -> None:
         raise Forbidden(f"entity_id: {c.entity} {c.entity_id} belongs to another site")
 
 
+# A site's node reads the chain-wide rows (catalogue) and its own site's
+# partition: its orders, requests and stock, and only the members who are of
+# the site (sync.sites.link_member).  The chain's unsited stock and orders of
+# no site stay in the cloud.
+_PARTITION = (
+    " AND (site IS NULL OR site = ?)"
+    " AND NOT (site IS NULL AND entity IN ('stock_movement', 'order', 'concierge_request'))"
+    " AND (entity NOT IN ('member', 'consent') OR EXISTS (SELECT 1 FROM member_sites m"
+    " WHERE m.member_id = sync_changes.entity_id AND m.site = ?))"
+)
+
+
+def _member_of(c: Change) -> str | None:
+    """The member a change makes a site's business, if any."""
+    if c.entity in ("member", "consent"):
+        return c.entity_id
+    if c.entity in _SITE_OWNED:
+        value = c.payload.get("member_id")
+        return None if value is None else str(value)
+    return None
+
+
 class CloudSync:
     def __init__(self, shop: Shop) -> None:
         self.shop = shop
+        # The cloud is the chain's shop: orders name a site, sites have their stock.
+        shop.site_book = sites.SiteBook()
         self.applier = Applier(shop, "cloud")
 
     def migrate(self) -> int:
@@ -98,7 +122,7 @@ class CloudSync:
         with self.shop.db.write() as tx:
             _feed_lock(tx)
             site = sites.site_of(tx, node)
-            for c in changes:
+            for c in (replace(c, site=site) for c in changes):
                 seen = tx.one(
                     "SELECT seq, status, reason FROM sync_changes WHERE origin = ?"
                     " AND incarnation = ? AND origin_seq = ?",
@@ -111,6 +135,8 @@ class CloudSync:
                     continue
                 status, reason = self._apply_one(tx, c, site)
                 kept = c if status == "applied" else storable(c)
+                if status == "applied" and site is not None:
+                    self._share_member(tx, _member_of(c), site)
                 seq = _insert_feed(tx, kept, status, reason, site)
                 acks.append(Ack(c.key, seq, status, reason))
             _set_state(tx, f"node:{node}:last_push", utc_stamp())
@@ -135,6 +161,36 @@ class CloudSync:
         tx.execute("RELEASE SAVEPOINT sync_change")
         return "applied", None
 
+    def _share_member(self, tx: Tx, member_id: str | None, site: str) -> None:
+        """First time ``member_id`` is of ``site``: its record (and consent) enter the site's
+        partition of the feed, ahead of the change that linked them."""
+        if member_id is None or not sites.link_member(tx, member_id, site):
+            return
+        row = tx.one("SELECT id FROM members WHERE id = ?", (member_id,))
+        if row is None:
+            return
+        now = utc_stamp()
+        shared = [("member", self.shop._member(tx, member_id).to_json())]
+        consent = tx.one("SELECT biometric FROM member_consent WHERE member_id = ?", (member_id,))
+        if consent is not None:
+            shared.append(("consent", {"member_id": member_id,
+                                       "biometric": bool(consent["biometric"])}))  # fmt: skip
+        for entity, payload in shared:
+            share = f"share:{site}:{member_id}:{entity}"  # once per (site, member, entity)
+            c = Change("cloud", 1, entity, member_id, "share", payload, now, share)
+            _insert_feed(tx, c, "applied", None, site)
+
+    def enroll(self, member_id: str, site: str, actor: str) -> dict[str, Any]:
+        """Enrol a member at ``site`` (a spa they may visit): its nodes learn the member."""
+        with self.shop.db.write() as tx:
+            _feed_lock(tx)
+            self.shop._member(tx, member_id)
+            if not sites.SiteBook().known(tx, site):
+                raise NotFound("site", site)
+            self._share_member(tx, member_id, site)
+            sites.audit(tx, actor, "member.enroll", member_id, {"site": site})
+        return {"member_id": member_id, "site": site}
+
     def ingest_outbox(self) -> int:
         """Copy the cloud's own outbox into the feed; returns how many rows were new.
 
@@ -150,8 +206,8 @@ class CloudSync:
                     tx.scalar("SELECT value FROM sync_state WHERE key = 'outbox_ingested'") or 0
                 )
                 rows = tx.all(
-                    "SELECT o.seq, o.entity, o.entity_id, o.op, o.payload, o.node, o.created_at"
-                    " FROM outbox o LEFT JOIN sync_changes s"
+                    "SELECT o.seq, o.entity, o.entity_id, o.op, o.payload, o.node, o.created_at,"
+                    " o.site FROM outbox o LEFT JOIN sync_changes s"
                     " ON s.origin = o.node AND s.incarnation = '' AND s.origin_seq = o.seq"
                     " WHERE o.seq > ? AND s.seq IS NULL ORDER BY o.seq LIMIT ?",
                     (cursor - INGEST_LOOKBACK, INGEST_BATCH),
@@ -159,7 +215,9 @@ class CloudSync:
                 for r in rows:
                     c = Change(r["node"], int(r["seq"]), r["entity"], r["entity_id"], r["op"],
                                json.loads(r["payload"]), r["created_at"])  # fmt: skip
-                    _insert_feed(tx, c, "applied", None)
+                    if r["site"] is not None:
+                        self._share_member(tx, _member_of(c), r["site"])
+                    _insert_feed(tx, c, "applied", None, r["site"])
                 if rows:
                     _set_state(tx, "outbox_ingested", str(max(cursor, int(rows[-1]["seq"]))))
             total += len(rows)
@@ -174,14 +232,13 @@ class CloudSync:
             # visible to the next statement even under READ COMMITTED.
             head = int(tx.scalar("SELECT COALESCE(MAX(seq), 0) AS h FROM sync_changes"))
             site = sites.site_of(tx, node)
-            # A site's node gets the chain-wide rows and its own site's partition.
-            partition = "" if site is None else " AND (site IS NULL OR site = ?)"
+            partition = "" if site is None else _PARTITION
             rows = tx.all(
                 "SELECT seq, origin, origin_seq, entity, entity_id, op, payload, created_at"
                 " FROM sync_changes WHERE seq > ? AND seq <= ? AND origin <> ?"
                 f" AND status = 'applied' AND entity <> 'attendance'{partition}"
                 " ORDER BY seq LIMIT ?",
-                (after, head, node, *(() if site is None else (site,)), limit),
+                (after, head, node, *(() if site is None else (site, site)), limit),
             )
         full = len(rows) == limit
         cursor = int(rows[-1]["seq"]) if full else max(head, after)

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.config import ID_PATTERN
+from edge.shop.base import SiteRules
 from edge.shop.db import Database, Tx
 from edge.shop.errors import Conflict, NotFound, ValidationFailed
 from sync.attention import utc_stamp
@@ -90,6 +91,24 @@ def list_sites(db: Database) -> list[Site]:
     return [Site(**{**r, "block_quota": int(r["block_quota"])}) for r in rows]
 
 
+class SiteBook:
+    """The cloud shop's view of the sites (``edge.shop.base.SiteBook``): read per order,
+    so a site added by another worker counts at once (no state outside the database)."""
+
+    def rules(self, tx: Tx, site: str | None) -> SiteRules | None:
+        if site is None:
+            if tx.one("SELECT id FROM sites LIMIT 1") is None:
+                return None  # a chain without sites: one shop, one stock
+            raise ValidationFailed("site", "choose the pickup site")
+        row = tx.one("SELECT id, tax_rate, timezone FROM sites WHERE id = ?", (site,))
+        if row is None:
+            raise ValidationFailed("site", f"no such site {site!r}")
+        return SiteRules(str(row["id"]), Decimal(row["tax_rate"]), str(row["timezone"]), True)
+
+    def known(self, tx: Tx, site: str) -> bool:
+        return tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is not None
+
+
 def bind_node(tx: Tx, node_id: str, site_id: str) -> None:
     """Inside the caller's transaction (the one creating the credential)."""
     if tx.one("SELECT id FROM sites WHERE id = ?", (site_id,)) is None:
@@ -102,6 +121,21 @@ def site_of(tx: Tx, node_id: str) -> str | None:
     """The node's site; None for a chain-wide node (registered before sites)."""
     value = tx.scalar("SELECT site_id FROM site_nodes WHERE node_id = ?", (node_id,))
     return None if value is None else str(value)
+
+
+def link_member(tx: Tx, member_id: str, site: str) -> bool:
+    """``member_id`` is of ``site`` from now on (enrolled or ordered there); True if new.
+
+    A node reads the members of its own site only (``CloudSync.pull``).
+    """
+    return (
+        tx.execute(
+            "INSERT INTO member_sites (member_id, site, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (member_id, site, utc_stamp()),
+        )
+        == 1
+    )
 
 
 def list_nodes(db: Database) -> list[dict[str, Any]]:

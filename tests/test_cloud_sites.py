@@ -27,6 +27,7 @@ from edge.shop import NotFound, Shop
 from edge.shop.testing import make_shop, postgres_unreachable
 from sync import sites
 from sync.client import SyncClient
+from sync.cloud import CloudSync
 from tests.parts import missing
 from tests.sync_helpers import edge_config, make_edge, off_loop, prepare_cloud
 
@@ -96,6 +97,13 @@ def chain(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         sites.add_site(shop.db, "paris", "Paris", "0.20", "Europe/Paris")
         secrets = {"soho-1": cloud.auth.register_node("soho-1", "soho"),
                    "paris-1": cloud.auth.register_node("paris-1", "paris")}  # fmt: skip
+        # Each site has its own stock; ava is a member of both spas, ben of soho only.
+        for site in ("soho", "paris"):
+            shop.restock("serum", {"quantity": 5, "site": site})
+        sync = CloudSync(shop)
+        sync.enroll(cloud.members["ava"], "paris", "test")
+        sync.enroll(cloud.members["ava"], "soho", "test")
+        sync.enroll(cloud.members["ben"], "soho", "test")
         cloud.auth.create_staff("chief@example.com", "Chief", "pw-123456", "admin")
         cloud.auth.create_staff("desk@example.com", "Desk", "pw-123456", "staff")
         yield {"cloud": cloud, "secrets": secrets, "tmp": tmp_path}
@@ -269,7 +277,9 @@ async def test_chain_admin_over_http_is_audited(
     audit = await asyncio.to_thread(_audit, cloud.shop)
     assert [(a["action"], a["target"]) for a in audit] == [
         ("site.add", "soho"), ("site.add", "paris"), ("node.add", "soho-1"),
-        ("node.add", "paris-1"), ("site.add", "tokyo"), ("node.add", "tokyo-1"),
+        ("node.add", "paris-1"), ("member.enroll", cloud.members["ava"]),
+        ("member.enroll", cloud.members["ava"]), ("member.enroll", ben), ("site.add", "tokyo"),
+        ("node.add", "tokyo-1"),
         ("node.revoke", "tokyo-1"), ("member.end", ben),
     ]  # fmt: skip
     assert audit[-1]["actor"].startswith("staff:")

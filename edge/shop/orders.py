@@ -12,7 +12,6 @@ from edge.shop.errors import Conflict, InvalidTransition, NotFound, OutOfStock, 
 from edge.shop.inputs import OrderInput, OrderStatusInput, PaymentInput
 from edge.shop.members import MembersMixin
 from edge.shop.money import round_cents, to_cents
-from edge.shop.numbering import allocate
 from edge.shop.records import Order, Page, Product
 
 _NEXT_STATUS = {"processing": "pending", "ready": "processing", "completed": "ready"}
@@ -20,7 +19,7 @@ CANCELLABLE = ("pending", "processing")
 _ORDER_COLUMNS = (
     "id, number, member_id, status, pickup_date, booking_ref, subtotal_cents, tax_cents,"
     " total_cents, tax_rate, payment_ref, paid_at, customer_notes, staff_notes,"
-    " accounting_synced, invoice_id, accounting_error, created_at, updated_at"
+    " accounting_synced, invoice_id, accounting_error, created_at, updated_at, site"
 )
 
 
@@ -30,10 +29,12 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
     ) -> Order:
         """All of it or none of it: number, order row, items, stock and ledger rows."""
         order = self._input(OrderInput, data)
-        if order.pickup_date is not None and order.pickup_date < self.today():
-            raise ValidationFailed("pickup_date", "must not be in the past")
-        oid, now, rate = new_id(), self.stamp(), self.config.tax_rate
+        oid, now = new_id(), self.stamp()
         with self.db.write() as tx:
+            site = self.site_rules(tx, order.site)
+            today, rate, at = self.today_at(site), site.tax_rate, self.stock_site(tx, site.id)
+            if order.pickup_date is not None and order.pickup_date < today:
+                raise ValidationFailed("pickup_date", "must not be in the past")
             member = self._member(tx, member_id)
             lines: list[tuple[int, Product, int, Decimal, str | None]] = []
             for i, item in enumerate(order.items):
@@ -49,14 +50,11 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 lines.append((i, product, item.quantity, unit, item.note))
             subtotal = sum((unit * qty for _, _, qty, unit, _ in lines), Decimal("0.00"))
             tax = round_cents(subtotal * rate)
-            number = allocate(
-                tx, "PO", self.today().year, self.config.node_id,
-                authority=self.config.number_authority,
-            )  # fmt: skip
+            number = self.next_number(tx, "PO", today.year)
             tx.execute(
                 f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES"
                 " (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, NULL, NULL, ?, '', 0, NULL, NULL,"
-                " ?, ?, ?)",
+                " ?, ?, ?, ?)",
                 (
                     oid,
                     number,
@@ -70,19 +68,21 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                     order.customer_notes,
                     now,
                     now,
+                    site.id,
                     self.config.node_id,
                 ),
             )
             # Lock products in id order so concurrent orders cannot deadlock.
             for i, product, qty, unit, note in sorted(lines, key=lambda line: line[1].id):
                 try:
-                    self._move_stock(tx, product.id, -qty, "sale", actor or member.id, order_id=oid)
+                    self._move_stock(tx, product.id, -qty, "sale", actor or member.id,
+                                     order_id=oid, site=at)  # fmt: skip
                 except OutOfStock as exc:
                     exc.field = f"items[{i}].quantity"
                     raise
                 self._insert_item(tx, oid, i, product, qty, unit, note)
             result = self._order(tx, oid)
-            self.record_change(tx, "order", oid, "create", result.to_json())
+            self.record_change(tx, "order", oid, "create", result.to_json(), site=result.site)
         return result
 
     def _insert_item(
@@ -96,11 +96,16 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
              to_cents(unit), to_cents(unit * qty), note),
         )  # fmt: skip
 
-    def get_order(self, order_id: str, *, member_id: str | None = None) -> Order:
-        """``member_id`` restricts to that member's orders (others look absent)."""
+    def get_order(
+        self, order_id: str, *, member_id: str | None = None, site: str | None = None
+    ) -> Order:
+        """``member_id`` / ``site`` restrict to that member's / site's orders (others look
+        absent)."""
         with self.db.read() as tx:
             order = self._order(tx, order_id)
-        if member_id is not None and order.member_id != member_id:
+        if (member_id is not None and order.member_id != member_id) or (
+            site is not None and order.site != site
+        ):
             raise NotFound("order", order_id)
         return order
 
@@ -109,10 +114,12 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
         *,
         member_id: str | None = None,
         status: str | None = None,
+        site: str | None = None,
         page: int = 1,
         page_size: int = 20,
     ) -> Page[Order]:
-        clause, params = where_equal(member_id=member_id, status=status)
+        """``site`` keeps to one site's orders (site-bound staff)."""
+        clause, params = where_equal(member_id=member_id, status=status, site=site)
         with self.db.read() as tx:
             total = int(tx.scalar(f"SELECT COUNT(*) AS n FROM orders{clause}", params))
             rows = tx.all(
@@ -145,14 +152,14 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 " AND kind = 'cancellation'",
                 (order_id,),
             )}  # fmt: skip
+            at = self.stock_site(tx, order.site)
             for item in sorted(order.items, key=lambda it: it.product_id):
                 if item.product_id in returned:
                     continue
-                self._move_stock(
-                    tx, item.product_id, item.quantity, "cancellation", actor, order_id=order_id
-                )
+                self._move_stock(tx, item.product_id, item.quantity, "cancellation", actor,
+                                 order_id=order_id, site=at)  # fmt: skip
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "cancel", result.to_json())
+            self.record_change(tx, "order", order_id, "cancel", result.to_json(), site=result.site)
         return result
 
     def set_order_status(
@@ -169,7 +176,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             if changed != 1:
                 raise InvalidTransition(f"order {order.number}", order.status, s.status)
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "status", result.to_json())
+            self.record_change(tx, "order", order_id, "status", result.to_json(), site=result.site)
         return result
 
     def record_payment(self, order_id: str, data: PaymentInput | dict[str, Any]) -> Order:
@@ -184,7 +191,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 self._order(tx, order_id)
                 raise Conflict("order is already paid or cancelled", field="payment_ref")
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "payment", result.to_json())
+            self.record_change(tx, "order", order_id, "payment", result.to_json(), site=result.site)
         return result
 
     def record_accounting(
@@ -199,7 +206,9 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 (int(error is None), invoice_id, error, self.stamp(), order_id),
             )
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "accounting", result.to_json())
+            self.record_change(
+                tx, "order", order_id, "accounting", result.to_json(), site=result.site
+            )
         return result
 
     @staticmethod
