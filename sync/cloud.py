@@ -191,6 +191,13 @@ class CloudSync:
             sites.audit(tx, actor, "member.enroll", member_id, {"site": site})
         return {"member_id": member_id, "site": site}
 
+    def member_of_site(self, member_id: str, site: str) -> None:
+        """NotFound unless ``member_id`` is of ``site`` (what a site's staff may touch)."""
+        with self.shop.db.read() as tx:
+            if tx.one("SELECT 1 AS x FROM member_sites WHERE member_id = ? AND site = ?",
+                      (member_id, site)) is None:  # fmt: skip
+                raise NotFound("member", member_id)
+
     def ingest_outbox(self) -> int:
         """Copy the cloud's own outbox into the feed; returns how many rows were new.
 
