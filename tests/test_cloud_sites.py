@@ -319,7 +319,7 @@ def _paris_state(shop: Shop, order_id: str, request_id: str, cleo: str) -> Any:
             tx.one(
                 "SELECT status, actual_cost_cents FROM concierge_requests WHERE id = ?",
                 (request_id,),
-            ),  # fmt: skip
+            ),
             tx.all("SELECT site, stock FROM site_stock ORDER BY site, product_id"),
             tx.all("SELECT * FROM member_consent WHERE member_id = ?", (cleo,)),
             tx.all("SELECT site FROM member_sites WHERE member_id = ?", (cleo,)),
