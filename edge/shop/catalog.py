@@ -246,15 +246,16 @@ class CatalogMixin(ShopBase):
                 (delta, self.stamp(), product_id, *extra),
             )
         else:
-            tx.execute(
+            update = (
+                f"UPDATE site_stock SET stock = stock + ? WHERE site = ? AND product_id = ?{guard}"
+            )
+            moved = tx.execute(update, (delta, site, product_id, *extra))
+            if moved == 0 and tx.execute(
                 "INSERT INTO site_stock (site, product_id, stock) VALUES (?, ?, 0)"
                 " ON CONFLICT DO NOTHING",
                 (site, product_id),
-            )
-            moved = tx.execute(
-                f"UPDATE site_stock SET stock = stock + ? WHERE site = ? AND product_id = ?{guard}",
-                (delta, site, product_id, *extra),
-            )
+            ):  # the site's first movement of this product: its row starts at 0
+                moved = tx.execute(update, (delta, site, product_id, *extra))
         if moved != 1:
             return False
         tx.execute(

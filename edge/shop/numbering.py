@@ -94,6 +94,20 @@ def accept_lease(tx: Tx, kind: Kind, year: int, block: int, node: str) -> None:
         raise Conflict(f"{kind} block {block} of {year} belongs to {owner!r}", field="block")
 
 
+def retire_blocks(tx: Tx, node: str) -> None:
+    """A restored disk: every block it holds may already be spent past its offset."""
+    tx.execute("UPDATE number_blocks SET next_offset = ? WHERE node = ?", (BLOCK_SIZE, node))
+
+
+def record_spent_block(tx: Tx, kind: Kind, year: int, block: int, node: str) -> None:
+    """A block leased to this node that the disk no longer holds: used up, never spent."""
+    tx.execute(
+        "INSERT INTO number_blocks (kind, year, block, node, next_offset)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (kind, year, block, node, BLOCK_SIZE),
+    )
+
+
 def spare_numbers(tx: Tx, kind: Kind, year: int, node: str) -> int:
     """Numbers this node can still issue for ``year`` without asking anyone."""
     left = tx.scalar(

@@ -32,14 +32,17 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
         oid, now = new_id(), self.stamp()
         with self.db.write() as tx:
             site = self.site_rules(tx, order.site)
-            today, rate, at = self.today_at(site), site.tax_rate, self.stock_site(tx, site.id)
+            today, rate = self.today_at(site), site.tax_rate
+            at = site.id if site.own_stock else None  # the site's stock row, or products.stock
             if order.pickup_date is not None and order.pickup_date < today:
                 raise ValidationFailed("pickup_date", "must not be in the past")
             member = self._member(tx, member_id)
             lines: list[tuple[int, Product, int, Decimal, str | None]] = []
             for i, item in enumerate(order.items):
-                row = tx.one("SELECT id FROM products WHERE slug = ?", (item.product,))
-                product = None if row is None else self._product_by(tx, "id", row["id"])
+                try:
+                    product: Product | None = self._product_by(tx, "slug", item.product)
+                except NotFound:
+                    product = None
                 if product is None or not product.active:
                     raise ValidationFailed(
                         f"items[{i}].product", f"no such product {item.product!r}"
