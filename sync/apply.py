@@ -140,10 +140,9 @@ class Applier:
         move = functools.partial(self.shop.write_movement, tx, product_id, delta, c.op, actor,
                                  order_id=order_id, note=why, site=site)  # fmt: skip
         if move():
-            note = str(p.get("note") or "")
-            held_here = has_attention(tx, "oversell_held", product_id, open_only=True)
-            if (self.role == "edge" and c.op == "adjustment" and note.startswith(HOLD_NOTE)
-                    and not held_here):  # fmt: skip
+            hold = self.role == "edge" and c.op == "adjustment"
+            hold = hold and str(p.get("note") or "").startswith(HOLD_NOTE)
+            if hold and not has_attention(tx, "oversell_held", product_id, open_only=True):
                 # The cloud found an oversell: staff here must see it until they fix it.
                 raise_oversell(tx, "oversell", product_id, delta, "cloud", p.get("order_id"))
             return

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edge.shop import Shop
-from edge.shop.db import Tx
+from edge.shop.db import Row, Tx
 from edge.shop.errors import Forbidden, NotFound
 from edge.shop.numbering import Kind, lease_block
 from sync import sites
@@ -106,6 +106,25 @@ def _member_of(c: Change) -> str | None:
     return None
 
 
+class _Poisoned(Exception):
+    """A change of the batch can never apply: redo the batch change by change."""
+
+
+def _seen(tx: Tx, node: str, batch: list[Change]) -> dict[tuple[str, int], Row]:
+    """The feed rows this node's batch already has, by (incarnation, origin seq): one query."""
+    if not batch:
+        return {}
+    incarnations = sorted({c.incarnation for c in batch})
+    marks = ", ".join("?" for _ in incarnations)
+    seqs = [c.origin_seq for c in batch]
+    rows = tx.all(
+        "SELECT incarnation, origin_seq, seq, status, reason FROM sync_changes"
+        f" WHERE origin = ? AND incarnation IN ({marks}) AND origin_seq BETWEEN ? AND ?",
+        (node, *incarnations, min(seqs), max(seqs)),
+    )
+    return {(str(r["incarnation"]), int(r["origin_seq"])): r for r in rows}
+
+
 class CloudSync:
     def __init__(self, shop: Shop) -> None:
         self.shop = shop
@@ -117,37 +136,66 @@ class CloudSync:
         return migrate_sync(self.shop.db)
 
     def push(self, node: str, changes: list[Change]) -> list[Ack]:
-        """Apply a node's batch in one transaction; a key seen before changes nothing."""
-        acks: list[Ack] = []
+        """Apply a node's batch in one transaction; a key seen before changes nothing.
+
+        The batch is first applied as a whole; only when one of its changes is
+        poison is it rolled back and applied again change by change, each in a
+        savepoint of its own, so the poison one is refused and the rest apply.
+        """
         with self.shop.db.write() as tx:
             _feed_lock(tx)
             site = sites.site_of(tx, node)
-            for c in (replace(c, site=site) for c in changes):
-                seen = tx.one(
-                    "SELECT seq, status, reason FROM sync_changes WHERE origin = ?"
-                    " AND incarnation = ? AND origin_seq = ?",
-                    (c.origin, c.incarnation, c.origin_seq),
-                )
-                if seen is not None:
-                    # A retry of a refused change hears the reason again (quarantine).
-                    why = seen["reason"] if seen["status"] == "rejected" else None
-                    acks.append(Ack(c.key, int(seen["seq"]), "duplicate", why))
-                    continue
-                status, reason = self._apply_one(tx, c, site)
-                kept = c if status == "applied" else storable(c)
-                if status == "applied" and site is not None:
-                    self._share_member(tx, _member_of(c), site)
-                seq = _insert_feed(tx, kept, status, reason, site)
-                acks.append(Ack(c.key, seq, status, reason))
+            batch = [replace(c, site=site) for c in changes]
+            seen = _seen(tx, node, batch)
+            tx.execute("SAVEPOINT sync_batch")
+            try:
+                acks = self._apply_batch(tx, batch, dict(seen), site, isolate=False)
+            except _Poisoned:
+                tx.execute("ROLLBACK TO SAVEPOINT sync_batch")
+                acks = self._apply_batch(tx, batch, dict(seen), site, isolate=True)
+            tx.execute("RELEASE SAVEPOINT sync_batch")
             _set_state(tx, f"node:{node}:last_push", utc_stamp())
         return acks
+
+    def _apply_batch(
+        self, tx: Tx, batch: list[Change], seen: dict[tuple[str, int], Row], site: str | None,
+        *, isolate: bool,
+    ) -> list[Ack]:  # fmt: skip
+        acks: list[Ack] = []
+        for c in batch:
+            before = seen.get((c.incarnation, c.origin_seq))
+            if before is not None:
+                # A retry of a refused change hears the reason again (quarantine).
+                why = before["reason"] if before["status"] == "rejected" else None
+                acks.append(Ack(c.key, int(before["seq"]), "duplicate", why))
+                continue
+            if isolate:
+                status, reason = self._apply_one(tx, c, site)
+            else:
+                try:
+                    self._apply(tx, c, site)
+                except Exception as exc:
+                    if is_poison(exc):
+                        raise _Poisoned from exc
+                    raise  # transient: the batch answers 5xx and is sent again
+                status, reason = "applied", None
+            kept = c if status == "applied" else storable(c)
+            if status == "applied" and site is not None:
+                self._share_member(tx, _member_of(c), site)
+            seq = _insert_feed(tx, kept, status, reason, site)
+            seen[(c.incarnation, c.origin_seq)] = {"seq": seq, "status": status, "reason": reason}
+            acks.append(Ack(c.key, seq, status, reason))
+        return acks
+
+    def _apply(self, tx: Tx, c: Change, site: str | None) -> None:
+        refuse_nul(("entity_id", c.entity_id), ("op", c.op), ("payload", c.payload))
+        _same_site(tx, c, site)
+        self.applier.apply(tx, c)
 
     def _apply_one(self, tx: Tx, c: Change, site: str | None) -> tuple[str, str | None]:
         tx.execute("SAVEPOINT sync_change")
         try:
-            refuse_nul(("entity_id", c.entity_id), ("op", c.op), ("payload", c.payload))
-            _same_site(tx, c, site)
-            self.applier.apply(tx, c)
+            self._apply(tx, c, site)
         except Exception as exc:
             if not is_poison(exc):
                 raise  # transient: the batch answers 5xx and is sent again

@@ -92,20 +92,34 @@ def list_sites(db: Database) -> list[Site]:
 
 
 class SiteBook:
-    """The cloud shop's view of the sites (``edge.shop.base.SiteBook``): read per order,
-    so a site added by another worker counts at once (no state outside the database)."""
+    """The cloud shop's view of the sites (``edge.shop.base.SiteBook``).
+
+    Sites are added, never changed or removed, so a site once read is kept
+    (per process); a site this process has not seen yet is read from the
+    database, so one added by another worker counts at once.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, SiteRules] = {}
 
     def rules(self, tx: Tx, site: str | None) -> SiteRules | None:
         if site is None:
-            if tx.one("SELECT id FROM sites LIMIT 1") is None:
+            if not self._rules and tx.one("SELECT id FROM sites LIMIT 1") is None:
                 return None  # a chain without sites: one shop, one stock
             raise ValidationFailed("site", "choose the pickup site")
+        known = self._rules.get(site)
+        if known is not None:
+            return known
         row = tx.one("SELECT id, tax_rate, timezone FROM sites WHERE id = ?", (site,))
         if row is None:
             raise ValidationFailed("site", f"no such site {site!r}")
-        return SiteRules(str(row["id"]), Decimal(row["tax_rate"]), str(row["timezone"]), True)
+        rules = SiteRules(str(row["id"]), Decimal(row["tax_rate"]), str(row["timezone"]), True)
+        self._rules[site] = rules
+        return rules
 
     def known(self, tx: Tx, site: str) -> bool:
+        if site in self._rules:
+            return True
         return tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is not None
 
 

@@ -262,12 +262,18 @@ class PostgresDatabase(Database):
     def _tx(self, read_only: bool) -> Iterator[Tx]:
         import psycopg
 
+        # BEGIN by hand on the autocommit connection: a read-only transaction is
+        # one round trip shorter than BEGIN + SET TRANSACTION READ ONLY.
         with self.connection() as conn:
             try:
-                with conn.transaction():
-                    if read_only:
-                        conn.execute("SET TRANSACTION READ ONLY")
+                conn.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+                try:
                     yield _PgTx(conn)
+                except BaseException:
+                    if not conn.closed:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
             except psycopg.OperationalError as exc:
                 raise StorageFailure(str(exc)) from exc
 
