@@ -166,24 +166,22 @@ class Auth:
         return token
 
     def authenticate(self, token: str) -> Principal:
-        with self.db.read() as tx:
-            row = tx.one(
-                "SELECT kind, subject, expires_at FROM api_tokens WHERE token_hash = ?",
-                (_digest(token),),
-            )
-            if row is None:
-                raise Unauthenticated("unknown or revoked token")
-            if row["expires_at"] and datetime.fromisoformat(row["expires_at"]) < _now():
-                raise Unauthenticated("token expired")
-            if row["kind"] == "member":
-                return Principal("member", row["subject"])
-            staff = tx.one(
-                "SELECT role, site FROM staff_accounts WHERE id = ? AND active = 1",
-                (row["subject"],),
-            )
-        if staff is None:
+        """One statement (no transaction round trips): every request pays for it."""
+        row = self.db.query_one(
+            "SELECT t.kind, t.subject, t.expires_at, s.role, s.site, s.active"
+            " FROM api_tokens t LEFT JOIN staff_accounts s"
+            " ON t.kind = 'staff' AND s.id = t.subject WHERE t.token_hash = ?",
+            (_digest(token),),
+        )
+        if row is None:
+            raise Unauthenticated("unknown or revoked token")
+        if row["expires_at"] and datetime.fromisoformat(row["expires_at"]) < _now():
+            raise Unauthenticated("token expired")
+        if row["kind"] == "member":
+            return Principal("member", row["subject"])
+        if not row["active"]:  # no such account (NULL) or disabled (0)
             raise Unauthenticated("staff account disabled")
-        return Principal("staff", row["subject"], staff["role"], staff["site"])
+        return Principal("staff", row["subject"], row["role"], row["site"])
 
     # ---- edge nodes ---------------------------------------------------------
     def register_node(self, node_id: str, site: str | None = None, actor: str = "cli") -> str:

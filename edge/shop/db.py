@@ -72,6 +72,12 @@ class Database(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        """One row of one read-only statement (its own snapshot; no transaction needed)."""
+        with self.read() as tx:
+            row: Row | None = tx.one(sql, params)
+        return row
+
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: \w+\.(\w+)")
 _PG_UNIQUE = re.compile(r"Key \(([^)]*)\)")
@@ -282,6 +288,16 @@ class PostgresDatabase(Database):
 
     def read(self) -> Any:
         return self._tx(read_only=True)
+
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        """Autocommit: one round trip instead of BEGIN, the statement and COMMIT."""
+        import psycopg
+
+        with self.connection() as conn:
+            try:
+                return _PgTx(conn).one(sql, params)
+            except psycopg.OperationalError as exc:
+                raise StorageFailure(str(exc)) from exc
 
     def close(self) -> None:
         with self._lock:

@@ -54,26 +54,21 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             subtotal = sum((unit * qty for _, _, qty, unit, _ in lines), Decimal("0.00"))
             tax = round_cents(subtotal * rate)
             number = self.next_number(tx, "PO", today.year)
+            row = {
+                "id": oid, "number": number, "member_id": member.id, "status": "pending",
+                "pickup_date": None if order.pickup_date is None else order.pickup_date.isoformat(),
+                "booking_ref": order.booking_ref, "subtotal_cents": to_cents(subtotal),
+                "tax_cents": to_cents(tax), "total_cents": to_cents(subtotal + tax),
+                "tax_rate": str(rate), "payment_ref": None, "paid_at": None,
+                "customer_notes": order.customer_notes, "staff_notes": "",
+                "accounting_synced": 0, "invoice_id": None, "accounting_error": None,
+                "created_at": now, "updated_at": now, "site": site.id,
+            }  # fmt: skip
+            names = [c.strip() for c in _ORDER_COLUMNS.split(",")]
+            marks = ", ".join("?" for _ in names)
             tx.execute(
-                f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES"
-                " (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, NULL, NULL, ?, '', 0, NULL, NULL,"
-                " ?, ?, ?, ?)",
-                (
-                    oid,
-                    number,
-                    member.id,
-                    None if order.pickup_date is None else order.pickup_date.isoformat(),
-                    order.booking_ref,
-                    to_cents(subtotal),
-                    to_cents(tax),
-                    to_cents(subtotal + tax),
-                    str(rate),
-                    order.customer_notes,
-                    now,
-                    now,
-                    site.id,
-                    self.config.node_id,
-                ),
+                f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES ({marks}, ?)",
+                (*(row[n] for n in names), self.config.node_id),
             )
             # Lock products in id order so concurrent orders cannot deadlock.
             for i, product, qty, unit, note in sorted(lines, key=lambda line: line[1].id):
@@ -84,7 +79,11 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                     exc.field = f"items[{i}].quantity"
                     raise
                 self._insert_item(tx, oid, i, product, qty, unit, note)
-            result = self._order(tx, oid)
+            # The order as written (no read-back: two round trips fewer per order).
+            items = [{"product_id": product.id, "product_name": product.name, "quantity": qty,
+                      "unit_price_cents": to_cents(unit), "line_total_cents": to_cents(unit * qty),
+                      "note": note} for _, product, qty, unit, note in lines]  # fmt: skip
+            result = Order.from_row(row, items)
             self.record_change(tx, "order", oid, "create", result.to_json(), site=result.site)
         return result
 
