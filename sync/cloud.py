@@ -76,10 +76,12 @@ def _same_site(tx: Tx, c: Change, site: str | None) -> None:
     table = _SITE_OWNED.get(c.entity)
     if table is None or site is None:
         return
-    row = tx.one(f"SELECT origin_node FROM {table} WHERE id = ?", (c.entity_id,))
+    row = tx.one(f"SELECT site, origin_node FROM {table} WHERE id = ?", (c.entity_id,))
     if row is None:
         return
-    owner = sites.site_of(tx, str(row["origin_node"]))
+    # The record's pickup site (a web order's too); a record from before sites:
+    # the site of the node that made it.
+    owner = row["site"] if row["site"] is not None else sites.site_of(tx, str(row["origin_node"]))
     if owner is not None and owner != site:
         raise Forbidden(f"entity_id: {c.entity} {c.entity_id} belongs to another site")
 

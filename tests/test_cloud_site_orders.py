@@ -20,6 +20,7 @@ from cloud_api.app import build_app
 from edge.shop import NotFound, OutOfStock, Shop, ShopConfig, SqliteDatabase, ValidationFailed
 from edge.shop.testing import MutableClock, make_shop, postgres_unreachable
 from sync import sites
+from sync.apply import Change
 from sync.client import SyncClient
 from sync.cloud import CloudSync
 from tests.parts import missing
@@ -164,6 +165,12 @@ async def test_a_node_reads_its_sites_members_orders_and_stock(
         with pytest.raises(NotFound):
             await off_loop(lambda: soho.get_order(web.id))
         assert await off_loop(lambda: _members(soho)) == {ben}
+        # A soho node cannot complete paris's web order by pushing a change to it.
+        forged = Change("soho-1", 10_000, "order", web.id, "status",
+                        {**web.to_json(), "status": "completed"}, web.created_at)  # fmt: skip
+        [ack] = await off_loop(lambda: sync.push("soho-1", [forged]))
+        assert ack.status == "rejected" and "another site" in str(ack.reason), ack
+        assert (await off_loop(lambda: cloud.get_order(web.id))).status == "pending"
         # Ben's order at the soho counter lands in soho's stock in the cloud, not paris's.
         counter = await off_loop(lambda: soho.create_order(ben, _order(None, 1)))
         await _sync(soho, http, "soho-1", secrets["soho"])
