@@ -68,6 +68,30 @@ def _insert_feed(
     return int(rows[0]["seq"])
 
 
+def _insert_feed_many(
+    tx: Tx, rows: list[tuple[Change, str, str | None]], site: str | None
+) -> dict[tuple[str, int], int]:
+    """A batch's feed rows in one statement per 200 (in order, under the feed lock);
+    their seqs by (incarnation, origin seq)."""
+    seqs: dict[tuple[str, int], int] = {}
+    stamp = utc_stamp()
+    for start in range(0, len(rows), 200):
+        chunk = rows[start : start + 200]
+        values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
+        params = [v for c, status, reason in chunk
+                  for v in (c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
+                            json.dumps(c.payload, sort_keys=True), c.created_at, stamp, status,
+                            reason, site)]  # fmt: skip
+        for r in tx.all(
+            "INSERT INTO sync_changes (origin, incarnation, origin_seq, entity, entity_id, op,"
+            f" payload, created_at, received_at, status, reason, site) VALUES {values}"
+            " RETURNING seq, incarnation, origin_seq",
+            params,
+        ):
+            seqs[(str(r["incarnation"]), int(r["origin_seq"]))] = int(r["seq"])
+    return seqs
+
+
 _SITE_OWNED = {"order": "orders", "concierge_request": "concierge_requests"}
 
 
@@ -163,13 +187,9 @@ class CloudSync:
         self, tx: Tx, batch: list[Change], seen: dict[tuple[str, int], Row], site: str | None,
         *, isolate: bool,
     ) -> list[Ack]:  # fmt: skip
-        acks: list[Ack] = []
+        done: list[tuple[Change, str, str | None]] = []  # in order; feed rows written last
         for c in batch:
-            before = seen.get((c.incarnation, c.origin_seq))
-            if before is not None:
-                # A retry of a refused change hears the reason again (quarantine).
-                why = before["reason"] if before["status"] == "rejected" else None
-                acks.append(Ack(c.key, int(before["seq"]), "duplicate", why))
+            if (c.incarnation, c.origin_seq) in seen:
                 continue
             if isolate:
                 status, reason = self._apply_one(tx, c, site)
@@ -183,10 +203,24 @@ class CloudSync:
                 status, reason = "applied", None
             kept = c if status == "applied" else storable(c)
             if status == "applied" and site is not None:
+                # Its share rows go first: a member reaches a site before its order.
                 self._share_member(tx, _member_of(c), site)
-            seq = _insert_feed(tx, kept, status, reason, site)
-            seen[(c.incarnation, c.origin_seq)] = {"seq": seq, "status": status, "reason": reason}
-            acks.append(Ack(c.key, seq, status, reason))
+            done.append((kept, status, reason))
+            seen[(c.incarnation, c.origin_seq)] = {"seq": None, "status": status,
+                                                   "reason": reason}  # fmt: skip
+        seqs = _insert_feed_many(tx, done, site)
+        mine = {(c.incarnation, c.origin_seq) for c, _, _ in done}
+        acks: list[Ack] = []
+        for c in batch:
+            at = (c.incarnation, c.origin_seq)
+            if at in mine:
+                mine.discard(at)  # the first of a key sent twice applied; the rest duplicate
+                acks.append(Ack(c.key, seqs[at], seen[at]["status"], seen[at]["reason"]))
+                continue
+            before = seen[at]
+            # A retry of a refused change hears the reason again (quarantine).
+            why = before["reason"] if before["status"] == "rejected" else None
+            acks.append(Ack(c.key, seqs.get(at) or int(before["seq"]), "duplicate", why))
         return acks
 
     def _apply(self, tx: Tx, c: Change, site: str | None) -> None:
