@@ -240,6 +240,25 @@ class CatalogMixin(ShopBase):
         """
         guard = "" if allow_short else " AND stock + ? >= 0"
         extra: tuple[Any, ...] = () if allow_short else (delta,)
+        row = (kind, delta, order_id, actor, note, self.stamp(), site)
+        if tx.dialect == "postgres":
+            # One round trip: the stock update and its ledger row in one statement.
+            target = ("products SET stock = stock + ?, updated_at = ? WHERE id = ?", (
+                delta, self.stamp(), product_id)) if site is None else (
+                "site_stock SET stock = stock + ? WHERE site = ? AND product_id = ?",
+                (delta, site, product_id))  # fmt: skip
+            if tx.execute(
+                f"WITH moved AS (UPDATE {target[0]}{guard} RETURNING 1 AS x)"
+                " INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note,"
+                " created_at, site) SELECT ?, ?, ?, ?, ?, ?, ?, ? FROM moved",
+                (*target[1], *extra, product_id, *row),
+            ):
+                return True
+            if site is None or tx.one(
+                "SELECT 1 AS x FROM site_stock WHERE site = ? AND product_id = ?",
+                (site, product_id),
+            ):
+                return False  # short of stock (or no such product)
         if site is None:
             moved = tx.execute(
                 f"UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?{guard}",
@@ -261,7 +280,7 @@ class CatalogMixin(ShopBase):
         tx.execute(
             "INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note,"
             " created_at, site) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (product_id, kind, delta, order_id, actor, note, self.stamp(), site),
+            (product_id, *row),
         )
         return True
 
