@@ -11,11 +11,13 @@ cache of node credential checks.
 
 A worker that dies is started again after the shared backoff
 (``drivers/backoff.py``); SIGTERM or SIGINT to the parent stops every worker
-and waits for them.  See docs/cloud.md "Several workers".
+and waits for them; a parent killed outright takes its workers with it (no
+orphan keeps the port).  See docs/cloud.md "Several workers".
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import subprocess
@@ -37,6 +39,13 @@ def worker_owner(index: int) -> str:
     return f"cloud-w{index}"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies, even by SIGKILL, so no
+    orphan worker keeps the port (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 class WorkerSet:
     def __init__(self, argv: list[str], workers: int) -> None:
         self.argv, self.workers = argv, workers
@@ -47,7 +56,7 @@ class WorkerSet:
 
     def _start(self, index: int) -> None:
         cmd = [sys.executable, "-m", "cloud_api.cli", *self.argv, "--worker-index", str(index)]
-        self.children[index] = subprocess.Popen(cmd)
+        self.children[index] = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
         self.started[index] = time.monotonic()
         log.info("cloud worker %d started (pid %d)", index, self.children[index].pid)
 

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,31 @@ async def test_two_workers_three_edges_two_sites_survive_faults_and_kills(
             await off_loop(job.wait)
         for shop in edges.values():
             await off_loop(shop.db.close)
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(
+    pg_chain: tuple[Cloud, CloudProcess, dict[str, str]],
+) -> None:
+    """SIGKILL to the parent: its workers get SIGTERM from the kernel and leave the port."""
+    _, proc, _ = pg_chain
+    assert proc.proc is not None
+    parent = proc.proc.pid
+    deadline = time.monotonic() + 30
+    while len(_workers(parent)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _workers(parent)
+    assert len(workers) == 2
+    os.kill(parent, signal.SIGKILL)
+    proc.proc.wait()
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "a worker outlived its supervisor"
+    assert _listening(proc.port) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
