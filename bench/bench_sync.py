@@ -3,13 +3,17 @@
 1. drain 10,000 queued edge changes (5,000 counter orders) to the cloud;
 2. catch up 10,000 remote changes on a fresh edge;
 3. an idle cycle: requests and bytes when nothing changed;
-4. the same drain with 20 % of connections dropped/cut, with proof of no duplicates.
+4. the same drain with 20 % of connections dropped/cut, with proof of no duplicates;
+5. the 10,000-change drain to a PostgreSQL cloud (``coresync-cloud serve``, 2 workers);
+6. a chain-sized run on PostgreSQL: 50 sites x 2 nodes, 100 counter orders each, every
+   node syncing at once; checks every order arrived once and each site's ledger.
 
-Run: .venv/bin/python bench/bench_sync.py
+Run: .venv/bin/python bench/bench_sync.py [--only sqlite|postgres|chain]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import sys
@@ -19,8 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.shop import Shop, SqliteDatabase
+from edge.shop import PostgresDatabase, Shop, ShopConfig, SqliteDatabase
+from edge.shop.testing import PG_DSN, postgres_schema, postgres_unreachable
+from sync import sites
 from sync.client import SyncClient
+from sync.cloud import CloudSync
 from sync.edge import EdgeSync
 from sync.testing import CloudProcess, FaultProxy
 from tests.conftest import free_port
@@ -133,5 +140,112 @@ async def main() -> None:
     shutil.rmtree(tmp)
 
 
+async def drain_postgres(workers: int = 2) -> None:
+    with postgres_schema() as schema:
+        db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
+        cloud = prepare_cloud(Shop(db), ("edge-1",))
+        cloud.shop.restock("gua-sha", {"quantity": 1_000_000})
+        proc = CloudProcess(PG_DSN, free_port(), schema=schema, workers=workers)
+        proc.start()
+        tmp = Path(tempfile.mkdtemp(prefix="bench-sync-pg-"))
+        edge = make_edge(tmp / "edge.db")
+        try:
+            cfg = edge_config(proc.url, numbers_low_water=ORDERS + 1000)
+            c = SyncClient(edge, cfg, secret=cloud.secrets["edge-1"])
+            await c.sync_once()
+            await c.stop()
+            for _ in range(ORDERS):
+                edge.create_order(cloud.members["ben"],
+                                  {"items": [{"product": "gua-sha", "quantity": 1}]})  # fmt: skip
+            queued = EdgeSync(edge).queue_depth()
+            t = await drain(edge, proc.url, cloud.secrets["edge-1"])
+            print(f"drain {queued} changes to PostgreSQL ({workers} workers): {t:.2f} s "
+                  f"({queued / t:.0f} changes/s)")  # fmt: skip
+            assert fed(cloud.shop, "edge-1") == queued
+        finally:
+            proc.stop()
+            edge.db.close()
+            db.close()
+            shutil.rmtree(tmp)
+
+
+async def chain(n_sites: int = 50, per_site: int = 2, orders: int = 100, workers: int = 2) -> None:
+    """Every node of a 50-spa chain pushes its day's counter orders at once."""
+    with postgres_schema() as schema:
+        db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
+        cloud = prepare_cloud(Shop(db), ())
+        sync = CloudSync(cloud.shop)
+        nodes: dict[str, str] = {}
+        for i in range(n_sites):
+            site = f"s{i:02d}"
+            sites.add_site(db, site, f"Spa {i}", "0.08", "America/New_York")
+            cloud.shop.restock("gua-sha", {"quantity": 10_000, "site": site})
+            sync.enroll(cloud.members["ben"], site, "bench")
+            for n in range(per_site):
+                nodes[f"{site}-{n}"] = site
+        secrets = {n: cloud.auth.register_node(n, s) for n, s in nodes.items()}
+        proc = CloudProcess(PG_DSN, free_port(), schema=schema, workers=workers)
+        proc.start()
+        tmp = Path(tempfile.mkdtemp(prefix="bench-chain-"))
+        edges = {}
+        try:
+            for n, site in nodes.items():
+                shop = Shop(SqliteDatabase(str(tmp / f"{n}.db")),
+                            ShopConfig(node_id=n, number_authority=False, site=site))  # fmt: skip
+                shop.migrate()
+                edges[n] = shop
+            gate = asyncio.Semaphore(10)
+
+            async def once(n: str) -> int:
+                async with gate:
+                    cfg = edge_config(proc.url, n, batch_size=200, request_timeout_s=60)
+                    c = SyncClient(edges[n], cfg, secret=secrets[n])
+                    try:
+                        return (await c.sync_once()).pushed
+                    finally:
+                        await c.stop()
+
+            await asyncio.gather(*(once(n) for n in nodes))  # catalogue, members, numbers
+            body = {"items": [{"product": "gua-sha", "quantity": 1}]}
+            for shop in edges.values():
+                for _ in range(orders):
+                    shop.create_order(cloud.members["ben"], body)
+            queued = sum(EdgeSync(s).queue_depth() for s in edges.values())
+            gate = asyncio.Semaphore(len(nodes))  # everyone at once
+            t0 = time.perf_counter()
+            await asyncio.gather(*(once(n) for n in nodes))
+            t = time.perf_counter() - t0
+            print(f"chain {n_sites} sites x {per_site} nodes x {orders} orders: {queued} changes"
+                  f" pushed by {len(nodes)} nodes at once in {t:.2f} s ({queued / t:.0f}"
+                  f" changes/s, {workers} workers)")  # fmt: skip
+            with db.read() as tx:
+                n_orders = int(tx.scalar("SELECT COUNT(*) AS n FROM orders"))
+                dup = int(tx.scalar("SELECT COUNT(*) - COUNT(DISTINCT number) AS d FROM orders"))
+                low = tx.all("SELECT site, stock FROM site_stock WHERE stock <> ?",
+                             (10_000 - per_site * orders,))  # fmt: skip
+            check = Shop(db)
+            check.site_book = sites.SiteBook()
+            assert n_orders == len(nodes) * orders and dup == 0 and not low
+            assert check.ledger_mismatches() == []
+            print(f"  {n_orders} orders in the cloud, 0 duplicate numbers, every site's stock"
+                  f" {10_000 - per_site * orders}, ledger exact")  # fmt: skip
+        finally:
+            proc.stop()
+            for shop in edges.values():
+                shop.db.close()
+            db.close()
+            shutil.rmtree(tmp)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    p = argparse.ArgumentParser()
+    p.add_argument("--only", choices=["sqlite", "postgres", "chain"])
+    a = p.parse_args()
+    if a.only in (None, "sqlite"):
+        asyncio.run(main())
+    if a.only != "sqlite" and (why := postgres_unreachable()):
+        raise SystemExit(f"PostgreSQL needed: {why}")
+    if a.only in (None, "postgres"):
+        asyncio.run(drain_postgres())
+    if a.only in (None, "chain"):
+        asyncio.run(chain())

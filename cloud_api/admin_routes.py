@@ -12,7 +12,9 @@ from pydantic import Field
 
 from cloud_api.metrics import metrics
 from cloud_api.spec import Ctx, EmptyInput, Route
+from cloud_api.sync_routes import SYNC_KEY
 from drivers.config import ID_PATTERN
+from edge.shop import Forbidden
 from edge.shop.inputs import Input
 from edge.shop.statuses import Tier
 from sync import sites
@@ -67,6 +69,18 @@ def _end_membership(c: Ctx, member_id: str) -> dict[str, Any]:
     return ended.to_json()
 
 
+class EnrollInput(Input):
+    site: str = Field(pattern=ID_PATTERN, description="The site the member may now visit.")
+
+
+async def enroll_member(c: Ctx) -> Any:
+    """A member of the chain may visit any spa: enrolling shares them with its nodes."""
+    b: EnrollInput = c.body
+    if c.site_scope not in (None, b.site):
+        raise Forbidden(f"site: staff of {c.site_scope!r} enrol members at their own site")
+    return await c.run(c.request.app[SYNC_KEY].enroll, c.param("id"), b.site, c.me.actor)
+
+
 async def end_membership(c: Ctx) -> Any:
     return await c.run(_end_membership, c, c.param("id"))
 
@@ -82,6 +96,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
           status=201),
     Route("POST", "nodes/{id}/revoke", revoke_node, "admin", "Revoke a node (audited)",
           EmptyInput),
+    Route("POST", "members/{id}/enroll", enroll_member, "manager",
+          "Enrol a member at a site (audited); its nodes learn the member", EnrollInput),
     Route("POST", "members/{id}/end", end_membership, "admin",
           "End a membership (audited); edges learn it by sync", EmptyInput),
 )  # fmt: skip

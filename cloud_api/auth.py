@@ -17,7 +17,7 @@ from typing import Literal
 from edge.migrations import migrate
 from edge.passwords import Passwords
 from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
-from edge.shop.errors import Conflict, ShopError
+from edge.shop.errors import Conflict, ShopError, ValidationFailed
 from edge.shop.schema import migrate_postgres
 from sync import sites
 
@@ -49,7 +49,9 @@ CREATE TABLE edge_nodes (
     active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
     created_at TEXT NOT NULL
 );
-"""
+""",
+    # Site-bound staff (docs/cloud.md "Staff of a site"): NULL = the chain's staff.
+    "ALTER TABLE staff_accounts ADD COLUMN site TEXT;",
 ]
 
 _passwords = Passwords()
@@ -67,6 +69,12 @@ class Principal:
     kind: Literal["member", "staff", "node"]
     subject: str  # member id, staff account id or node id
     role: str | None = None  # staff role
+    site: str | None = None  # staff bound to one site; None: the chain's staff
+
+    @property
+    def site_scope(self) -> str | None:
+        """The one site this caller's staff work is limited to (None: not limited)."""
+        return self.site if self.kind == "staff" else None
 
     def has_role(self, needed: str) -> bool:
         return self.kind == "staff" and ROLE_RANK.get(self.role or "", 0) >= ROLE_RANK[needed]
@@ -96,20 +104,22 @@ class Auth:
         raise TypeError(type(self.db).__name__)
 
     # ---- staff --------------------------------------------------------------
-    def create_staff(self, email: str, name: str, password: str, role: Role) -> str:
+    def create_staff(
+        self, email: str, name: str, password: str, role: Role, site: str | None = None
+    ) -> str:
+        """``site`` binds the account to one site's orders, requests and stock; the
+        chain admin is never bound."""
+        if site is not None and role == "admin":
+            raise ValidationFailed("site", "an admin is the chain's; bind staff or managers")
         staff_id = secrets.token_hex(16)
+        hashed = _passwords.hash(password)
         with self.db.write() as tx:
+            if site is not None and tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is None:
+                raise ValidationFailed("site", f"no such site {site!r}")
             tx.execute(
-                "INSERT INTO staff_accounts (id, email, name, password_hash, role, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    staff_id,
-                    email.lower(),
-                    name,
-                    _passwords.hash(password),
-                    role,
-                    _now().isoformat(),
-                ),
+                "INSERT INTO staff_accounts (id, email, name, password_hash, role, created_at,"
+                " site) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (staff_id, email.lower(), name, hashed, role, _now().isoformat(), site),
             )
         return staff_id
 
@@ -152,23 +162,22 @@ class Auth:
         return token
 
     def authenticate(self, token: str) -> Principal:
-        with self.db.read() as tx:
-            row = tx.one(
-                "SELECT kind, subject, expires_at FROM api_tokens WHERE token_hash = ?",
-                (_digest(token),),
-            )
-            if row is None:
-                raise Unauthenticated("unknown or revoked token")
-            if row["expires_at"] and datetime.fromisoformat(row["expires_at"]) < _now():
-                raise Unauthenticated("token expired")
-            if row["kind"] == "member":
-                return Principal("member", row["subject"])
-            staff = tx.one(
-                "SELECT role FROM staff_accounts WHERE id = ? AND active = 1", (row["subject"],)
-            )
-        if staff is None:
+        """One statement (no transaction round trips): every request pays for it."""
+        row = self.db.query_one(
+            "SELECT t.kind, t.subject, t.expires_at, s.role, s.site, s.active"
+            " FROM api_tokens t LEFT JOIN staff_accounts s"
+            " ON t.kind = 'staff' AND s.id = t.subject WHERE t.token_hash = ?",
+            (_digest(token),),
+        )
+        if row is None:
+            raise Unauthenticated("unknown or revoked token")
+        if row["expires_at"] and datetime.fromisoformat(row["expires_at"]) < _now():
+            raise Unauthenticated("token expired")
+        if row["kind"] == "member":
+            return Principal("member", row["subject"])
+        if not row["active"]:  # no such account (NULL) or disabled (0)
             raise Unauthenticated("staff account disabled")
-        return Principal("staff", row["subject"], staff["role"])
+        return Principal("staff", row["subject"], row["role"], row["site"])
 
     # ---- edge nodes ---------------------------------------------------------
     def register_node(self, node_id: str, site: str | None = None, actor: str = "cli") -> str:

@@ -1,7 +1,7 @@
 """``coresync-cloud``: the thin cloud API.
 
 coresync-cloud demo [--port 8600] [--data-dir DIR]
-coresync-cloud serve --db postgresql://user@host/db --port 8600
+coresync-cloud serve --db postgresql://user@host/db --port 8600 [--workers N]
 coresync-cloud sites add SITE_ID --name NAME --tax-rate 0.08 --timezone America/New_York
                      [--db DSN | --data-dir DIR]
 coresync-cloud sites list [--db DSN | --data-dir DIR]
@@ -26,7 +26,10 @@ from cloud_api.app import build_app
 from cloud_api.auth import Auth
 from cloud_api.demo import MEMBER_LOGIN, STAFF, seed
 from cloud_api.site import cli as site_cli
+from cloud_api.workers import serve_workers, worker_owner
 from edge.shop import Shop, ShopConfig, open_database
+from edge.shop.numbering import NumberReserve
+from sync.schema import migrate_sync
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--tax-rate", type=Decimal, default=Decimal("0.08"))
     serve.add_argument("--pool-size", type=int, default=16)
+    serve.add_argument("--schema", default=None, help="PostgreSQL schema (search_path)")
+    serve.add_argument(
+        "--workers", type=int, default=1,
+        help="worker processes on one port (SO_REUSEPORT; PostgreSQL only; docs/cloud.md)",
+    )  # fmt: skip
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     _admin_commands(sub)
     site_cli.add_commands(sub)
     return p
@@ -84,23 +93,41 @@ def _admin(args: argparse.Namespace) -> int:
     return admin_cli.run(args)
 
 
+def _is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(raw)
     if args.command in ("sites", "nodes"):
         return _admin(args)
     if args.command == "website":
         return site_cli.run(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    workers = getattr(args, "workers", 1)
+    if workers < 1 or (workers > 1 and not _is_postgres(args.db)):
+        print("--workers: 1, or more on PostgreSQL (SQLite has one writer)", file=sys.stderr)
+        return 2
     if args.command == "demo":
         args.data_dir.mkdir(parents=True, exist_ok=True)
         db = open_database(str(args.data_dir / "cloud.db"))
         config = ShopConfig()
     else:
-        db = open_database(args.db, pool_size=args.pool_size)
+        db = open_database(args.db, schema=args.schema, pool_size=args.pool_size)
         config = ShopConfig(tax_rate=args.tax_rate)
     shop, auth = Shop(db, config), Auth(db)
     shop.migrate()
     auth.migrate()
+    if args.command == "serve" and workers > 1 and args.worker_index is None:
+        migrate_sync(db)  # once, before the workers start
+        db.close()
+        return serve_workers(raw, workers)
+    own = None
+    if args.command == "serve" and _is_postgres(args.db):
+        # Numbers from this worker's own blocks, reserved outside order transactions.
+        own = open_database(args.db, schema=args.schema, pool_size=1)
+        shop.numbers = NumberReserve(own, worker_owner(args.worker_index or 0))
     if args.command == "demo":
         tokens = seed(shop, auth)
         print(f"coresync-cloud demo on http://{args.host}:{args.port}/api/v1/")
@@ -113,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"member login: {MEMBER_LOGIN[0]} password {MEMBER_LOGIN[1]}")
         sys.stdout.flush()
     try:
-        web.run_app(build_app(shop, auth), host=args.host, port=args.port, print=None)
+        web.run_app(build_app(shop, auth), host=args.host, port=args.port, print=None,
+                    reuse_port=workers > 1)  # fmt: skip
     finally:
         db.close()
+        if own is not None:
+            own.close()
     return 0
 
 

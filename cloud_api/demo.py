@@ -52,8 +52,17 @@ def seed(shop: Shop, auth: Auth) -> list[tuple[str, str]]:
         auth.create_staff(STAFF[0], STAFF[1], STAFF[2], "admin")
     migrate_sync(shop.db)
     site_store.migrate_site(shop.db)
+    if shop.site_book is None:
+        shop.site_book = sites.SiteBook()  # the cloud's shop, as CloudSync sets it up
+    # A chain with sites sells each site's own stock: the new site gets the
+    # seeded catalogue's figures, read before it exists (once: a second seed
+    # finds the site there).
+    catalogue = shop.list_products({"page_size": 100}, include_inactive=True).items
     with contextlib.suppress(Conflict):
         sites.add_site(shop.db, *SITE, actor="demo")
+        for product in catalogue:
+            if product.stock > 0:
+                shop.restock(product.slug, {"quantity": product.stock, "site": SITE[0]})
     site_store.set_contact(shop.db, SITE[0], SITE_ADDRESS, SITE_PHONE)
     for email, member in members.items():
         if site_store.password_hash(shop.db, member.id) is None:

@@ -13,6 +13,8 @@ from cloud_api.spec import (
     RequestListQuery,
     Route,
 )
+from cloud_api.sync_routes import SYNC_KEY
+from edge.shop import Forbidden
 from edge.shop.inputs import (
     AdjustInput,
     CatalogueQuery,
@@ -32,7 +34,7 @@ from edge.shop.inputs import (
 
 # ---- catalogue ----------------------------------------------------------------
 async def list_products(c: Ctx) -> Any:
-    return (await c.run(c.shop.list_products, c.query)).to_json()
+    return (await c.run(c.shop.list_products, c.query, site=c.site_scope)).to_json()
 
 
 async def list_categories(c: Ctx) -> Any:
@@ -41,27 +43,45 @@ async def list_categories(c: Ctx) -> Any:
 
 async def get_product(c: Ctx) -> Any:
     staff = c.me.kind == "staff"
-    return (await c.run(c.shop.get_product, c.param("slug"), include_inactive=staff)).to_json()
+    product = await c.run(
+        c.shop.get_product, c.param("slug"), include_inactive=staff, site=c.site_scope
+    )
+    return product.to_json()
 
 
 async def create_product(c: Ctx) -> Any:
+    c.chain_only("the catalogue")
     return (await c.run(c.shop.create_product, c.body, actor=c.me.actor)).to_json()
 
 
 async def update_product(c: Ctx) -> Any:
+    c.chain_only("the catalogue")
     return (await c.run(c.shop.update_product, c.param("slug"), c.body, actor=c.me.actor)).to_json()
 
 
 async def deactivate_product(c: Ctx) -> Any:
+    c.chain_only("the catalogue")
     return (await c.run(c.shop.deactivate_product, c.param("slug"), actor=c.me.actor)).to_json()
 
 
+def _own_site(c: Ctx, body: Any) -> Any:
+    """Site-bound staff move their own site's stock (naming another is refused)."""
+    scope = c.site_scope
+    if scope is None:
+        return body
+    if body.site not in (None, scope):
+        raise Forbidden(f"site: staff of {scope!r} may not move another site's stock")
+    return body.model_copy(update={"site": scope})
+
+
 async def restock(c: Ctx) -> Any:
-    return (await c.run(c.shop.restock, c.param("slug"), c.body, actor=c.me.actor)).to_json()
+    body = _own_site(c, c.body)
+    return (await c.run(c.shop.restock, c.param("slug"), body, actor=c.me.actor)).to_json()
 
 
 async def adjust(c: Ctx) -> Any:
-    return (await c.run(c.shop.adjust_stock, c.param("slug"), c.body, actor=c.me.actor)).to_json()
+    body = _own_site(c, c.body)
+    return (await c.run(c.shop.adjust_stock, c.param("slug"), body, actor=c.me.actor)).to_json()
 
 
 # ---- orders -------------------------------------------------------------------
@@ -75,6 +95,7 @@ def _list_args(c: Ctx) -> dict[str, Any]:
     return {
         "member_id": scope if scope is not None else q.member_id,
         "status": q.status,
+        "site": c.site_scope,
         "page": q.page,
         "page_size": q.page_size,
     }
@@ -85,10 +106,25 @@ async def list_orders(c: Ctx) -> Any:
 
 
 async def get_order(c: Ctx) -> Any:
-    return (await c.run(c.shop.get_order, c.param("id"), member_id=c.member_scope)).to_json()
+    order = await c.run(
+        c.shop.get_order, c.param("id"), member_id=c.member_scope, site=c.site_scope
+    )
+    return order.to_json()
+
+
+async def _order_in_scope(c: Ctx) -> None:
+    """Another site's order looks absent to a site's staff (404), before any change."""
+    if c.site_scope is not None:
+        await c.run(c.shop.get_order, c.param("id"), site=c.site_scope)
+
+
+async def _request_in_scope(c: Ctx) -> None:
+    if c.site_scope is not None:
+        await c.run(c.shop.get_request, c.param("id"), site=c.site_scope)
 
 
 async def cancel_order(c: Ctx) -> Any:
+    await _order_in_scope(c)
     order = await c.run(
         c.shop.cancel_order, c.param("id"), member_id=c.member_scope, actor=c.me.actor
     )
@@ -96,10 +132,12 @@ async def cancel_order(c: Ctx) -> Any:
 
 
 async def order_status(c: Ctx) -> Any:
+    await _order_in_scope(c)
     return (await c.run(c.shop.set_order_status, c.param("id"), c.body, actor=c.me.actor)).to_json()
 
 
 async def order_payment(c: Ctx) -> Any:
+    await _order_in_scope(c)
     return (await c.run(c.shop.record_payment, c.param("id"), c.body)).to_json()
 
 
@@ -113,33 +151,42 @@ async def list_requests(c: Ctx) -> Any:
 
 
 async def get_request(c: Ctx) -> Any:
-    return (await c.run(c.shop.get_request, c.param("id"), member_id=c.member_scope)).to_json()
+    req = await c.run(
+        c.shop.get_request, c.param("id"), member_id=c.member_scope, site=c.site_scope
+    )
+    return req.to_json()
 
 
 async def cancel_request(c: Ctx) -> Any:
+    await _request_in_scope(c)
     req = await c.run(c.shop.cancel_request, c.param("id"), member_id=c.member_scope)
     return req.to_json()
 
 
 async def approve_request(c: Ctx) -> Any:
+    await _request_in_scope(c)
     notes = c.body.staff_notes
     req = await c.run(c.shop.approve_request, c.param("id"), staff_notes=notes, actor=c.me.actor)
     return req.to_json()
 
 
 async def decline_request(c: Ctx) -> Any:
+    await _request_in_scope(c)
     return (await c.run(c.shop.decline_request, c.param("id"), c.body, actor=c.me.actor)).to_json()
 
 
 async def request_cost(c: Ctx) -> Any:
+    await _request_in_scope(c)
     return (await c.run(c.shop.set_actual_cost, c.param("id"), c.body, actor=c.me.actor)).to_json()
 
 
 async def verify_age(c: Ctx) -> Any:
+    await _request_in_scope(c)
     return (await c.run(c.shop.verify_age, c.param("id"), actor=c.me.actor)).to_json()
 
 
 async def request_status(c: Ctx) -> Any:
+    await _request_in_scope(c)
     req = await c.run(c.shop.set_request_status, c.param("id"), c.body, actor=c.me.actor)
     return req.to_json()
 
@@ -152,12 +199,14 @@ async def login(c: Ctx) -> Any:
 
 async def create_member(c: Ctx) -> Any:
     member = await c.run(c.shop.create_member, c.body)
+    if c.site_scope is not None:  # a site's manager signs a member up at their spa
+        await c.run(c.request.app[SYNC_KEY].enroll, member.id, c.site_scope, c.me.actor)
     token = await c.run(c.auth.issue_member_token, member.id)
     return {"member": member.to_json(), "token": token}
 
 
 async def whoami(c: Ctx) -> Any:
-    return {"kind": c.me.kind, "subject": c.me.subject, "role": c.me.role}
+    return {"kind": c.me.kind, "subject": c.me.subject, "role": c.me.role, "site": c.me.site}
 
 
 PRODUCT = "shop/products/{slug}"

@@ -87,6 +87,16 @@ class Ctx:
         """A member sees only their own records; staff see everyone's."""
         return self.me.subject if self.me.kind == "member" else None
 
+    @property
+    def site_scope(self) -> str | None:
+        """Staff bound to a site see and change only that site's records."""
+        return None if self.principal is None else self.principal.site_scope
+
+    def chain_only(self, what: str) -> None:
+        """Refuse site-bound staff what belongs to the whole chain."""
+        if self.site_scope is not None:
+            raise Forbidden(f"{what} is the chain's: staff of site {self.site_scope!r} may not")
+
 
 Handler = Callable[[Ctx], Awaitable[Any]]
 

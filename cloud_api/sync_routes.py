@@ -175,12 +175,14 @@ async def sync_recover(c: Ctx) -> Any:
 
 
 async def sync_attention(c: Ctx) -> Any:
+    c.chain_only("the chain's attention list")
     q: AttentionQuery = c.query
     items = await c.run(list_attention, c.shop.db, include_resolved=q.include_resolved)
     return {"items": [i.to_json() for i in items]}
 
 
 async def sync_resolve(c: Ctx) -> Any:
+    c.chain_only("the chain's attention list")
     raw = c.param("id")
     if not raw.isdigit() or len(raw) > 18:
         raise ValidationFailed("id", "must be a positive integer")
@@ -188,6 +190,7 @@ async def sync_resolve(c: Ctx) -> Any:
 
 
 async def sync_nodes(c: Ctx) -> Any:
+    c.chain_only("the node list")
     return {"nodes": await c.run(_sync(c).node_status)}
 
 
@@ -198,6 +201,8 @@ async def member_consent(c: Ctx) -> Any:
     if c.me.kind == "node":
         raise Forbidden("nodes may not change consent")
     body: ConsentInput = c.body
+    if c.site_scope is not None:
+        await c.run(_sync(c).member_of_site, member_id, c.site_scope)
     return await c.run(_sync(c).set_consent, member_id, body.biometric)
 
 

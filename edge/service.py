@@ -75,6 +75,7 @@ def open_shop(config: SiteConfig, data_dir: Path) -> Shop:
             # spends the number blocks the cloud leases it (docs/numbering.md).
             number_authority=config.cloud is None,
             timezone=config.site.timezone,
+            site=config.site.id,
         ),
     )
 

@@ -1,22 +1,22 @@
 """Applying one remote change inside the caller's transaction.
 
-Remote changes are written with plain SQL and never through the shop's
-public methods, so they do not enter this node's outbox (no echo).  The only
+This module decides what a remote change does (merge rules, oversells, site
+checks); the shop writes it (``edge/shop/replica.py``,
+``Shop.write_movement``), without an outbox row so nothing echoes.  The only
 exception is a compensating stock movement the *cloud* creates; it goes
 through ``Shop.record_change`` so every edge learns it (docs/sync.md).
 """
 
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Literal
 
 from edge.shop import Shop
 from edge.shop.db import Tx
 from edge.shop.errors import Conflict, NotFound, ValidationFailed
-from edge.shop.money import to_cents
+from edge.shop.replica import ORDER_MERGED, REQUEST_MERGED, cents
 from sync import merge
 from sync.attention import has_attention, raise_attention
 from sync.oversell import HOLD_NOTE, raise_oversell
@@ -36,6 +36,7 @@ class Change:
     payload: dict[str, Any]
     created_at: str
     incarnation: str = ""  # "" for changes from before incarnations (and the cloud's own)
+    site: str | None = None  # cloud: the pushing node's site (its orders' and stock's site)
 
     @property
     def key(self) -> str:
@@ -59,8 +60,10 @@ INCARNATION_PATTERN = r"[0-9a-f]{16}"
 KEY_PATTERN = rf"^[a-z0-9][a-z0-9_-]{{0,62}}(:{INCARNATION_PATTERN})?:[0-9]{{1,18}}$"
 
 
-def _cents(value: Any) -> int | None:
-    return None if value is None else to_cents(Decimal(str(value)))
+# The merge rules (sync/merge.py) and the shop's writer (edge/shop/replica.py) name the
+# same fields: checked here once, at import.
+assert set(ORDER_MERGED) == {"status", *merge.ORDER_SET_ONCE, *merge.ORDER_TEXT}
+assert set(REQUEST_MERGED) == {"status", *merge.REQUEST_SET_ONCE, *merge.REQUEST_TEXT}
 
 
 class Applier:
@@ -82,49 +85,14 @@ class Applier:
     def _product(self, tx: Tx, c: Change) -> None:
         if self.role == "cloud":
             raise Conflict("products are managed in the cloud", field="entity")
-        p = c.payload
-        values = (
-            p["slug"], p["name"], p["category"], p["description"], p["short_description"],
-            _cents(p["price"]), _cents(p["member_price"]), p["low_stock_threshold"],
-            p["image_url"], json.dumps(list(p["gallery"])), int(p["active"]),
-            int(p["featured"]), p["accounting_item_id"],
-        )  # fmt: skip
-        updated = tx.execute(
-            "UPDATE products SET slug = ?, name = ?, category = ?, description = ?,"
-            " short_description = ?, price_cents = ?, member_price_cents = ?,"
-            " low_stock_threshold = ?, image_url = ?, gallery = ?, active = ?, featured = ?,"
-            " accounting_item_id = ?, updated_at = ? WHERE id = ?",
-            (*values, c.created_at, c.entity_id),
-        )
-        if updated == 0:
-            # Stock is never copied: it arrives as the product's movements.
-            tx.execute(
-                "INSERT INTO products (slug, name, category, description, short_description,"
-                " price_cents, member_price_cents, low_stock_threshold, image_url, gallery,"
-                " active, featured, accounting_item_id, id, stock, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (*values, c.entity_id, c.created_at, c.created_at),
-            )
+        self.shop.store_remote_product(tx, c.entity_id, c.payload, c.created_at)
 
     def _member(self, tx: Tx, c: Change) -> list[tuple[str, bool, bool]]:
         p = c.payload
-        before = tx.one("SELECT active FROM members WHERE id = ?", (c.entity_id,))
+        before = self.shop.remote_member_state(tx, c.entity_id)
         if before is not None and self.role == "cloud":
             return []  # the cloud owns memberships; an edge only introduces new members
-        values = (p["name"], p["email"].lower(), p["phone"], p["date_of_birth"], p["tier"],
-                  int(p["active"]))  # fmt: skip
-        if before is None:
-            tx.execute(
-                "INSERT INTO members (name, email, phone, date_of_birth, tier, active, id,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, c.entity_id, c.created_at, c.created_at),
-            )
-        else:
-            tx.execute(
-                "UPDATE members SET name = ?, email = ?, phone = ?, date_of_birth = ?, tier = ?,"
-                " active = ?, updated_at = ? WHERE id = ?",
-                (*values, c.created_at, c.entity_id),
-            )
+        self.shop.store_remote_member(tx, c.entity_id, p, c.created_at, exists=before is not None)
         if self.role == "edge" and (before is None or bool(before["active"]) != bool(p["active"])):
             return [self._member_event(tx, c.entity_id)]
         return []
@@ -160,25 +128,27 @@ class Applier:
         p = c.payload
         product_id, delta = str(p["product_id"]), int(p["delta"])
         actor = f"sync:{c.origin}"
+        # Cloud: a site's node moves that site's stock; an edge has one stock.
+        site = self.shop.stock_site(tx, c.site) if self.role == "cloud" else None
         if (
             c.op == "cancellation"
             and p.get("order_id")
             and self._returned_by_other(tx, product_id, str(p["order_id"]), c.origin)
         ):
             return  # the order's stock came back once already, by another node's cancel
-        if add_to_stock(tx, product_id, delta, allow_short=False):
-            insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
-            note = str(p.get("note") or "")
-            held_here = has_attention(tx, "oversell_held", product_id, open_only=True)
-            if (self.role == "edge" and c.op == "adjustment" and note.startswith(HOLD_NOTE)
-                    and not held_here):  # fmt: skip
+        order_id, why = p.get("order_id"), p.get("note")
+        move = functools.partial(self.shop.write_movement, tx, product_id, delta, c.op, actor,
+                                 order_id=order_id, note=why, site=site)  # fmt: skip
+        if move():
+            hold = self.role == "edge" and c.op == "adjustment"
+            hold = hold and str(p.get("note") or "").startswith(HOLD_NOTE)
+            if hold and not has_attention(tx, "oversell_held", product_id, open_only=True):
                 # The cloud found an oversell: staff here must see it until they fix it.
                 raise_oversell(tx, "oversell", product_id, delta, "cloud", p.get("order_id"))
             return
         if tx.one("SELECT id FROM products WHERE id = ?", (product_id,)) is None:
             raise NotFound("product", product_id)
-        stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (product_id,)))
-        short = -(stock + delta)
+        short = -(self.shop.stock_of(tx, product_id, site) + delta)
         if self.role == "edge":
             # Hold it until the cloud's compensation (or a restock) arrives.
             tx.execute(
@@ -192,9 +162,8 @@ class Applier:
         # Cloud: hold the shortfall with a compensating adjustment first (stock
         # never dips below zero), then record the sale as it happened.
         note = f"{HOLD_NOTE} {short} unit(s) owed, see attention"
-        self.compensate(tx, product_id, short, p.get("order_id"), note)
-        add_to_stock(tx, product_id, delta, allow_short=False)
-        insert_movement(tx, product_id, c.op, delta, p.get("order_id"), actor, p.get("note"))
+        self.compensate(tx, product_id, short, p.get("order_id"), note, site)
+        move()
         raise_oversell(tx, "oversell", product_id, short, c.origin, p.get("order_id"))
 
     def _returned_by_other(self, tx: Tx, product_id: str, order_id: str, origin: str) -> bool:
@@ -215,41 +184,41 @@ class Applier:
         return bool(sources - {origin})
 
     def compensate(
-        self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str
-    ) -> None:
-        """Cloud only: a movement every node must learn, so it enters the outbox."""
-        add_to_stock(tx, product_id, delta, allow_short=True)
-        insert_movement(tx, product_id, "adjustment", delta, order_id, "sync:cloud", note)
-        self.shop.record_change(
-            tx, "stock_movement", product_id, "adjustment",
-            {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note},
+        self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str,
+        site: str | None = None,
+    ) -> None:  # fmt: skip
+        """Cloud only: a movement every node (of ``site``) must learn, so it enters the outbox."""
+        self.shop.write_movement(
+            tx, product_id, delta, "adjustment", "sync:cloud",
+            order_id=order_id, note=note, site=site, allow_short=True,
         )  # fmt: skip
+        payload = {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note}
+        if site is not None:
+            payload["site"] = site
+        self.shop.record_change(tx, "stock_movement", product_id, "adjustment", payload,
+                                site=site)  # fmt: skip
 
     # ---- orders and requests: upsert, then merge ---------------------------------
     def _order(self, tx: Tx, c: Change) -> None:
         p = c.payload
-        row = tx.one(
-            "SELECT status, payment_ref, paid_at, invoice_id, staff_notes, accounting_error,"
-            " accounting_synced, updated_at, number FROM orders WHERE id = ?",
-            (c.entity_id,),
-        )
+        row = self.shop.remote_order_state(tx, c.entity_id)
         if row is None:
-            insert_order(tx, c)
+            self.shop.insert_remote_order(tx, c.entity_id, p, c.origin, self._record_site(c))
             return
         out = merge.merge_record(merge.ORDER_RANK, row, p, merge.ORDER_SET_ONCE, merge.ORDER_TEXT)
-        synced = int(bool(row["accounting_synced"]) or bool(p.get("accounting_synced")))
+        synced = bool(row["accounting_synced"]) or bool(p.get("accounting_synced"))
         updated_at = max(str(row["updated_at"]), str(p.get("updated_at") or ""))
-        tx.execute(
-            "UPDATE orders SET status = ?, payment_ref = ?, paid_at = ?, invoice_id = ?,"
-            " staff_notes = ?, accounting_error = ?, accounting_synced = ?, updated_at = ?"
-            " WHERE id = ?",
-            (*(out.values[k] for k in ("status", *merge.ORDER_SET_ONCE, *merge.ORDER_TEXT)),
-             synced, updated_at, c.entity_id),
-        )  # fmt: skip
+        self.shop.store_merged_order(tx, c.entity_id, out.values, synced, updated_at)
         for flag in out.flags:
             self._flag(tx, "order", c, str(row["number"]), flag, row["status"], p["status"])
             if flag == "cancelled_vs_completed" and self.role == "cloud":
                 self._reverse_cancellation(tx, c.entity_id, str(row["number"]))
+
+    @staticmethod
+    def _record_site(c: Change) -> str | None:
+        """A site's node's orders are of its site (the cloud's binding decides); else as sent."""
+        site = c.site or c.payload.get("site")
+        return None if site is None else str(site)
 
     def _reverse_cancellation(self, tx: Tx, order_id: str, number: str) -> None:
         """The cancel returned stock that was in fact handed over: take it back, once."""
@@ -259,13 +228,15 @@ class Applier:
             "SELECT product_id, quantity FROM order_items WHERE order_id = ? ORDER BY product_id",
             (order_id,),
         )
+        site = self.shop.stock_site(tx, tx.scalar("SELECT site FROM orders WHERE id = ?",
+                                                  (order_id,)))  # fmt: skip
         for item in items:
             pid, qty = item["product_id"], int(item["quantity"])
-            stock = int(tx.scalar("SELECT stock FROM products WHERE id = ?", (pid,)))
+            stock = self.shop.stock_of(tx, pid, site)
             take = min(qty, stock)  # units resold since the cancel stay owed: flagged
             note = f"order {number} was picked up although cancelled: cancellation reversed"
             if take:
-                self.compensate(tx, pid, -take, order_id, note)
+                self.compensate(tx, pid, -take, order_id, note, site)
             if take < qty:
                 raise_attention(
                     tx, "oversell", "product", pid, "cloud",
@@ -278,29 +249,18 @@ class Applier:
         )  # fmt: skip
 
     def _concierge_request(self, tx: Tx, c: Change) -> None:
-        p = {**c.payload, "actual_cost": _cents(c.payload.get("actual_cost"))}
-        row = tx.one(
-            "SELECT status, actual_cost_cents AS actual_cost, age_verified_at, age_verified_by,"
-            " reviewed_at, completed_at, decline_reason, staff_notes, number"
-            " FROM concierge_requests WHERE id = ?",
-            (c.entity_id,),
-        )
+        p = {**c.payload, "actual_cost": cents(c.payload.get("actual_cost"))}
+        row = self.shop.remote_request_state(tx, c.entity_id)
         if row is None:
-            insert_request(tx, c)
+            self.shop.insert_remote_request(tx, c.entity_id, c.payload, c.origin,
+                                            self._record_site(c), c.created_at)  # fmt: skip
             return
         out = merge.merge_record(
             merge.REQUEST_RANK, row, p, merge.REQUEST_SET_ONCE, merge.REQUEST_TEXT
         )
-        names = ("status", *merge.REQUEST_SET_ONCE, *merge.REQUEST_TEXT)
         cost = out.values["actual_cost"]
-        values = [int(cost) if k == "actual_cost" and cost is not None else out.values[k]
-                  for k in names]  # fmt: skip
-        tx.execute(
-            "UPDATE concierge_requests SET status = ?, actual_cost_cents = ?,"
-            " age_verified_at = ?, age_verified_by = ?, reviewed_at = ?, completed_at = ?,"
-            " decline_reason = ?, staff_notes = ?, updated_at = ? WHERE id = ?",
-            (*values, c.created_at, c.entity_id),
-        )
+        values = {**out.values, "actual_cost": None if cost is None else int(cost)}
+        self.shop.store_merged_request(tx, c.entity_id, values, c.created_at)
         for flag in out.flags:
             self._flag(tx, "concierge_request", c, str(row["number"]), flag, row["status"],
                        p["status"])  # fmt: skip
@@ -330,61 +290,3 @@ def tx_stamp() -> str:
     from sync.attention import utc_stamp
 
     return utc_stamp()
-
-
-def add_to_stock(tx: Tx, product_id: str, delta: int, *, allow_short: bool) -> bool:
-    guard = "" if allow_short else " AND stock + ? >= 0"
-    params: tuple[Any, ...] = (delta, product_id) + (() if allow_short else (delta,))
-    return tx.execute(f"UPDATE products SET stock = stock + ? WHERE id = ?{guard}", params) == 1
-
-
-def insert_movement(
-    tx: Tx, product_id: str, kind: str, delta: int, order_id: Any, actor: str, note: Any
-) -> None:
-    tx.execute(
-        "INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (product_id, kind, delta, order_id, actor, note, tx_stamp()),
-    )
-
-
-def insert_order(tx: Tx, c: Change) -> None:
-    p = c.payload
-    tx.execute(
-        "INSERT INTO orders (id, number, member_id, status, pickup_date, booking_ref,"
-        " subtotal_cents, tax_cents, total_cents, tax_rate, payment_ref, paid_at,"
-        " customer_notes, staff_notes, accounting_synced, invoice_id, accounting_error,"
-        " origin_node, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (c.entity_id, p["number"], p["member_id"], p["status"], p["pickup_date"],
-         p["booking_ref"], _cents(p["subtotal"]), _cents(p["tax"]), _cents(p["total"]),
-         str(p["tax_rate"]), p["payment_ref"], p["paid_at"], p["customer_notes"],
-         p["staff_notes"], int(bool(p["accounting_synced"])), p["invoice_id"],
-         p["accounting_error"], c.origin, p["created_at"], p["updated_at"]),
-    )  # fmt: skip
-    for position, item in enumerate(p["items"]):
-        tx.execute(
-            "INSERT INTO order_items (id, order_id, position, product_id, product_name,"
-            " quantity, unit_price_cents, line_total_cents, note)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (f"{c.entity_id}-{position}", c.entity_id, position, item["product_id"],
-             item["product_name"], int(item["quantity"]), _cents(item["unit_price"]),
-             _cents(item["line_total"]), item["note"]),
-        )  # fmt: skip
-
-
-def insert_request(tx: Tx, c: Change) -> None:
-    p = c.payload
-    tx.execute(
-        "INSERT INTO concierge_requests (id, number, member_id, request_type, title,"
-        " description, product_link, budget_min_cents, budget_max_cents, actual_cost_cents,"
-        " preferred_pickup_date, booking_ref, status, decline_reason, staff_notes,"
-        " age_verified_at, age_verified_by, submitted_at, reviewed_at, completed_at,"
-        " updated_at, origin_node)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (c.entity_id, p["number"], p["member_id"], p["request_type"], p["title"],
-         p["description"], p["product_link"], _cents(p["budget_min"]), _cents(p["budget_max"]),
-         _cents(p["actual_cost"]), p["preferred_pickup_date"], p["booking_ref"], p["status"],
-         p["decline_reason"], p["staff_notes"], p["age_verified_at"], p["age_verified_by"],
-         p["submitted_at"], p["reviewed_at"], p["completed_at"], c.created_at, c.origin),
-    )  # fmt: skip

@@ -22,7 +22,7 @@ from edge.shop import Shop
 from edge.shop.db import Tx
 from edge.shop.numbering import Kind
 from sync import incarnation
-from sync.apply import Applier, Change, add_to_stock, insert_movement
+from sync.apply import Applier, Change
 from sync.attention import count_open, list_attention, raise_attention, utc_stamp
 from sync.poison import is_poison
 from sync.poison import reason as poison_reason
@@ -174,9 +174,11 @@ class EdgeSync:
         """Apply held remote stock movements that now fit; returns how many did."""
         done = 0
         for h in tx.all("SELECT * FROM sync_held_movements ORDER BY id"):
-            if add_to_stock(tx, h["product_id"], int(h["delta"]), allow_short=False):
-                insert_movement(tx, h["product_id"], h["kind"], int(h["delta"]), h["order_id"],
-                                h["actor"], h["note"])  # fmt: skip
+            moved = self.shop.write_movement(
+                tx, h["product_id"], int(h["delta"]), h["kind"], h["actor"],
+                order_id=h["order_id"], note=h["note"],
+            )  # fmt: skip
+            if moved:
                 tx.execute("DELETE FROM sync_held_movements WHERE id = ?", (h["id"],))
                 done += 1
         # The oversell_held items stay open: the shortfall is real until staff act on it

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.shop import numbering
 from edge.shop.db import Tx
-from edge.shop.numbering import BLOCK_SIZE
 from sync.attention import raise_attention, utc_stamp
 
 CURRENT = "incarnation"
@@ -139,7 +139,7 @@ def start(tx: Tx, node: str, reason: str) -> Incarnation:
     tx.execute("DELETE FROM sync_state WHERE key = ?", (RESTORED_AT,))
     if reason in ("restored", "rolled_back"):
         # The tail of every block this disk holds may already be on receipts.
-        tx.execute("UPDATE number_blocks SET next_offset = ? WHERE node = ?", (BLOCK_SIZE, node))
+        numbering.retire_blocks(tx, node)
         tx.execute("DELETE FROM sync_state WHERE key LIKE 'lease_key:%'")
     if reason != "legacy":
         _set_state(tx, RECOVERY, reason)
@@ -207,11 +207,7 @@ def accept_hello(tx: Tx, node: str, verdict: str, leases: list[dict[str, Any]]) 
             continue  # the lease in flight; the next top-up accepts it
         if lease["incarnation"] == inc.id:
             rolled = True
-        tx.execute(
-            "INSERT INTO number_blocks (kind, year, block, node, next_offset)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (kind, year, block, node, BLOCK_SIZE),
-        )
+        numbering.record_spent_block(tx, kind, year, block, node)
     if rolled:
         start(tx, node, "rolled_back")
     return rolled

@@ -185,7 +185,20 @@ CREATE TABLE admin_audit (
 ALTER TABLE sync_changes ADD COLUMN site TEXT;
 """
 
-STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (_STEP_1, _STEP_2, _STEP_3, _STEP_4)
+# Step 5: which members each site may read (enrolled there, or ordered there).
+_STEP_5 = """
+CREATE TABLE member_sites (
+    member_id TEXT NOT NULL,
+    site TEXT NOT NULL REFERENCES sites (id),
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (member_id, site)
+);
+CREATE INDEX sync_changes_site ON sync_changes (site, seq);
+"""
+
+STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (
+    _STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5,
+)  # fmt: skip
 
 
 def steps_for(dialect: str) -> list[str]:

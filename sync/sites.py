@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.config import ID_PATTERN
+from edge.shop.base import SiteRules
 from edge.shop.db import Database, Tx
 from edge.shop.errors import Conflict, NotFound, ValidationFailed
 from sync.attention import utc_stamp
@@ -90,6 +91,50 @@ def list_sites(db: Database) -> list[Site]:
     return [Site(**{**r, "block_quota": int(r["block_quota"])}) for r in rows]
 
 
+class SiteBook:
+    """The cloud shop's view of the sites (``edge.shop.base.SiteBook``).
+
+    Sites are added, never changed or removed, so a site once read is kept
+    (per process); a site this process has not seen yet is read from the
+    database, so one added by another worker counts at once.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, SiteRules] = {}
+
+    def rules(self, tx: Tx, site: str | None) -> SiteRules | None:
+        if site is None:
+            ids = self._first_two(tx)
+            if not ids:
+                return None  # a chain without sites: one shop, one stock
+            if len(ids) > 1:
+                raise ValidationFailed("site", "choose the pickup site")
+            site = ids[0]  # a chain of one spa: there is nothing to choose
+        known = self._rules.get(site)
+        if known is not None:
+            return known
+        row = tx.one("SELECT id, tax_rate, timezone FROM sites WHERE id = ?", (site,))
+        if row is None:
+            raise ValidationFailed("site", f"no such site {site!r}")
+        rules = SiteRules(str(row["id"]), Decimal(row["tax_rate"]), str(row["timezone"]), True)
+        self._rules[site] = rules
+        return rules
+
+    def sole(self, tx: Tx) -> str | None:
+        """The site of a chain of one spa; None with none or several."""
+        ids = self._first_two(tx)
+        return ids[0] if len(ids) == 1 else None
+
+    @staticmethod
+    def _first_two(tx: Tx) -> list[str]:
+        return [str(r["id"]) for r in tx.all("SELECT id FROM sites ORDER BY id LIMIT 2")]
+
+    def known(self, tx: Tx, site: str) -> bool:
+        if site in self._rules:
+            return True
+        return tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is not None
+
+
 def bind_node(tx: Tx, node_id: str, site_id: str) -> None:
     """Inside the caller's transaction (the one creating the credential)."""
     if tx.one("SELECT id FROM sites WHERE id = ?", (site_id,)) is None:
@@ -102,6 +147,21 @@ def site_of(tx: Tx, node_id: str) -> str | None:
     """The node's site; None for a chain-wide node (registered before sites)."""
     value = tx.scalar("SELECT site_id FROM site_nodes WHERE node_id = ?", (node_id,))
     return None if value is None else str(value)
+
+
+def link_member(tx: Tx, member_id: str, site: str) -> bool:
+    """``member_id`` is of ``site`` from now on (enrolled or ordered there); True if new.
+
+    A node reads the members of its own site only (``CloudSync.pull``).
+    """
+    return (
+        tx.execute(
+            "INSERT INTO member_sites (member_id, site, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (member_id, site, utc_stamp()),
+        )
+        == 1
+    )
 
 
 def list_nodes(db: Database) -> list[dict[str, Any]]:

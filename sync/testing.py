@@ -5,13 +5,12 @@ connection, can refuse, reset after N request or response bytes (a cut
 mid-request or mid-response), delay, or answer 503 itself.  Faults are queued
 (``fail_next``) for deterministic tests or drawn at random (``drop_rate``).
 
-``python -m sync.testing serve --db DSN --schema S --port P`` runs the cloud
-API on PostgreSQL inside schema ``S`` (``coresync-cloud`` has no schema option).
+``CloudProcess`` runs a real ``coresync-cloud serve`` (optionally inside a
+PostgreSQL schema, optionally as several workers).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import random
@@ -163,40 +162,6 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.close()
 
 
-def serve_cloud(db: str, schema: str | None, host: str, port: int) -> None:
-    from aiohttp import web
-
-    from cloud_api.app import build_app
-    from cloud_api.auth import Auth
-    from edge.shop import Shop, ShopConfig, open_database
-
-    database = open_database(db, schema=schema)
-    shop, auth = Shop(database, ShopConfig()), Auth(database)
-    shop.migrate()
-    auth.migrate()
-    try:
-        web.run_app(build_app(shop, auth), host=host, port=port, print=None)
-    finally:
-        database.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sync.testing")
-    sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the cloud API (optionally inside a PG schema)")
-    serve.add_argument("--db", required=True)
-    serve.add_argument("--schema", default=None)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, required=True)
-    args = p.parse_args(argv)
-    serve_cloud(args.db, args.schema, args.host, args.port)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 class CloudProcess:
     """A real ``coresync-cloud`` process (SQLite) or the PG launcher, on a free port.
 
@@ -204,17 +169,16 @@ class CloudProcess:
     data) through the same domain code, then starts and stops the process.
     """
 
-    def __init__(self, db: str, port: int, *, schema: str | None = None) -> None:
+    def __init__(self, db: str, port: int, *, schema: str | None = None, workers: int = 1) -> None:
         import sys
         from pathlib import Path
 
         self.db, self.port, self.schema = db, port, schema
         exe = Path(sys.executable).parent
-        if schema is None:
-            self.argv = [str(exe / "coresync-cloud"), "serve", "--db", db, "--port", str(port)]
-        else:
-            self.argv = [sys.executable, "-m", "sync.testing", "serve", "--db", db,
-                         "--schema", schema, "--port", str(port)]  # fmt: skip
+        self.argv = [str(exe / "coresync-cloud"), "serve", "--db", db, "--port", str(port),
+                     "--workers", str(workers)]  # fmt: skip
+        if schema is not None:
+            self.argv += ["--schema", schema]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

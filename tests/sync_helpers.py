@@ -18,6 +18,7 @@ from edge.shop.db import Database
 from edge.shop.testing import PG_DSN, MutableClock, postgres_schema, postgres_unreachable
 from sync.config import CloudSyncConfig
 from sync.schema import migrate_sync
+from sync.sites import SiteBook
 from sync.testing import CloudProcess
 from tests.conftest import free_port
 from tests.parts import missing
@@ -45,6 +46,7 @@ def prepare_cloud(shop: Shop, nodes: tuple[str, ...] = ("edge-1",)) -> Cloud:
     auth = Auth(shop.db)
     auth.migrate()
     migrate_sync(shop.db)
+    shop.site_book = SiteBook()  # the cloud's shop, as CloudSync sets it up
     secrets = {n: auth.register_node(n) for n in nodes}
     for slug, name, cat, price, stock in PRODUCTS:
         shop.create_product(

@@ -100,7 +100,7 @@ async def test_authentication_and_roles(client: TestClient[Any, Any], backend: B
     await error_of(r, 403)  # orders are placed by members
     node = {"Authorization": f"Node edge-1:{backend.node_secret}"}
     r = await client.get("/api/v1/sync/whoami", headers=node)
-    assert (await r.json()) == {"kind": "node", "subject": "edge-1", "role": None}
+    assert (await r.json()) == {"kind": "node", "subject": "edge-1", "role": None, "site": None}
     r = await client.get("/api/v1/sync/whoami", headers={"Authorization": "Node edge-1:bad"})
     await error_of(r, 401)
     await error_of(await client.get("/api/v1/sync/whoami", headers=bearer(AVA)), 401)

@@ -27,6 +27,7 @@ from edge.shop import NotFound, Shop
 from edge.shop.testing import make_shop, postgres_unreachable
 from sync import sites
 from sync.client import SyncClient
+from sync.cloud import CloudSync
 from tests.parts import missing
 from tests.sync_helpers import edge_config, make_edge, off_loop, prepare_cloud
 
@@ -96,8 +97,16 @@ def chain(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         sites.add_site(shop.db, "paris", "Paris", "0.20", "Europe/Paris")
         secrets = {"soho-1": cloud.auth.register_node("soho-1", "soho"),
                    "paris-1": cloud.auth.register_node("paris-1", "paris")}  # fmt: skip
+        # Each site has its own stock; ava is a member of both spas, ben of soho only.
+        for site in ("soho", "paris"):
+            shop.restock("serum", {"quantity": 5, "site": site})
+        sync = CloudSync(shop)
+        sync.enroll(cloud.members["ava"], "paris", "test")
+        sync.enroll(cloud.members["ava"], "soho", "test")
+        sync.enroll(cloud.members["ben"], "soho", "test")
         cloud.auth.create_staff("chief@example.com", "Chief", "pw-123456", "admin")
         cloud.auth.create_staff("desk@example.com", "Desk", "pw-123456", "staff")
+        cloud.auth.create_staff("soho-mgr@example.com", "Sam", "pw-123456", "manager", "soho")
         yield {"cloud": cloud, "secrets": secrets, "tmp": tmp_path}
 
 
@@ -272,7 +281,105 @@ async def test_chain_admin_over_http_is_audited(
     audit = await asyncio.to_thread(_audit, cloud.shop)
     assert [(a["action"], a["target"]) for a in audit] == [
         ("site.add", "soho"), ("site.add", "paris"), ("node.add", "soho-1"),
-        ("node.add", "paris-1"), ("site.add", "tokyo"), ("node.add", "tokyo-1"),
+        ("node.add", "paris-1"), ("member.enroll", cloud.members["ava"]),
+        ("member.enroll", cloud.members["ava"]), ("member.enroll", ben), ("site.add", "tokyo"),
+        ("node.add", "tokyo-1"),
         ("node.revoke", "tokyo-1"), ("member.end", ben),
     ]  # fmt: skip
     assert audit[-1]["actor"].startswith("staff:")
+
+
+# ---- a site's staff, through every route of the router ----------------------------------
+PARIS_BODIES: dict[tuple[str, str], Any] = {
+    # Bodies that pass validation, so the refusal is the site check and not a 422.
+    ("POST", "/api/v1/shop/orders/{id}/status"): {"status": "processing"},
+    ("POST", "/api/v1/shop/orders/{id}/payment"): {"payment_ref": "PAY-1"},
+    ("POST", "/api/v1/concierge/requests/{id}/decline"): {"reason": "no"},
+    ("POST", "/api/v1/concierge/requests/{id}/cost"): {"actual_cost": "20.00"},
+    ("POST", "/api/v1/concierge/requests/{id}/status"): {"status": "processing"},
+    ("POST", "/api/v1/shop/products/{slug}/restock"): {"quantity": 50, "site": "paris"},
+    ("POST", "/api/v1/shop/products/{slug}/adjust"): {"delta": 50, "reason": "x", "site": "paris"},
+    ("PATCH", "/api/v1/shop/products/{slug}"): {"name": "PARIS-RENAMED"},
+    ("POST", "/api/v1/members/{id}/consent"): {"biometric": False},
+    ("POST", "/api/v1/members/{id}/enroll"): {"site": "paris"},
+    ("POST", "/api/v1/sites"): {"id": "x", "name": "X", "tax_rate": "0.1", "timezone": "UTC"},
+    ("POST", "/api/v1/nodes"): {"node_id": "x-1", "site": "paris"},
+}
+# Routes with no record of another site to aim at; what they answer must hold no paris data.
+NOT_CROSS_SITE = {
+    ("POST", "/api/v1/auth/login"),  # public: the caller's own token
+    ("POST", "/api/v1/members"),  # a new member, enrolled at the manager's own site
+    ("POST", "/api/v1/shop/orders"),  # members only
+    ("POST", "/api/v1/concierge/requests"),  # members only
+    ("POST", "/api/v1/shop/products"),  # the chain's catalogue: refused (403) anyway
+}
+
+
+def _paris_state(shop: Shop, order_id: str, request_id: str, cleo: str) -> Any:
+    with shop.db.read() as tx:
+        return (
+            tx.one("SELECT status, paid_at, staff_notes FROM orders WHERE id = ?", (order_id,)),
+            tx.one(
+                "SELECT status, actual_cost_cents FROM concierge_requests WHERE id = ?",
+                (request_id,),
+            ),
+            tx.all("SELECT site, stock FROM site_stock ORDER BY site, product_id"),
+            tx.all("SELECT * FROM member_consent WHERE member_id = ?", (cleo,)),
+            tx.all("SELECT site FROM member_sites WHERE member_id = ?", (cleo,)),
+            tx.all("SELECT name FROM products ORDER BY id"),
+        )
+
+
+async def test_a_sites_staff_reach_nothing_of_another_site_through_any_route(
+    chain: dict[str, Any], http: TestClient[Any, Any]
+) -> None:
+    cloud = chain["cloud"]
+    shop = cloud.shop
+
+    def paris_records() -> tuple[str, str, str]:
+        cleo = shop.create_member({"name": "Cleo PARIS", "email": "cleo@example.com",
+                                   "phone": "+33 1 23 45 67 89", "date_of_birth": "1990-01-01",
+                                   "tier": "premium"})  # fmt: skip
+        CloudSync(shop).enroll(cleo.id, "paris", "test")
+        order = shop.create_order(
+            cleo.id, {"items": [{"product": "serum", "quantity": 1}], "site": "paris",
+                      "customer_notes": "PARIS-NOTE"},
+        )  # fmt: skip
+        request = shop.submit_request(cleo.id, {
+            "request_type": "gift_items", "title": "PARIS gift", "description": "PARIS",
+            "budget_min": "1.00", "budget_max": "90.00", "site": "paris",
+            "preferred_pickup_date": "2099-01-01"})  # fmt: skip
+        return order.id, request.id, cleo.id
+
+    order_id, request_id, cleo = await off_loop(paris_records)
+    before = await off_loop(lambda: _paris_state(shop, order_id, request_id, cleo))
+    me = await _login(http, "soho-mgr@example.com")
+    # The members' website pages take no staff token at all (tests/test_auth_coverage.py:
+    # every one redirects to /login); the API routes are what a site's staff can call.
+    app_routes = [(r.method, r.resource.canonical) for r in http.server.app.router.routes()
+                  if r.method != "HEAD" and r.resource is not None
+                  and r.resource.canonical.startswith("/api/")]  # fmt: skip
+    secret = ("PARIS", order_id, request_id, cleo)
+    for method, path in app_routes:
+        level = AUTH_OF.get((method, path))
+        if path == "/api/openapi.json":
+            continue
+        assert level is not None, f"classify the new route {method} {path} for isolation"
+        target = request_id if "/concierge/" in path else cleo if "/members/" in path else order_id
+        url = path.replace("{id}", target).replace("{slug}", "serum")
+        if path.startswith("/api/v1/sync/attention/"):
+            url = path.replace("{id}", "1")
+        body = PARIS_BODIES.get((method, path), {})
+        r = await http.request(method, url, headers=me, json=body)
+        text = (await r.text()).replace(target, "<the id asked for>")  # a 404 may echo it
+        assert r.status < 500, f"{method} {path}: {r.status} {text}"
+        assert not any(s in text for s in secret), f"{method} {path} leaked: {text}"
+        if level == "node":
+            assert r.status in (401, 403), f"{method} {path}: {r.status}"
+        elif method != "GET" and (method, path) not in NOT_CROSS_SITE:
+            assert r.status in (403, 404), f"{method} {path}: {r.status} {text}"
+    after = await off_loop(lambda: _paris_state(shop, order_id, request_id, cleo))
+    assert after == before, "a site's staff changed another site's data"
+    # Their own site works: the same manager restocks soho and sees soho's stock.
+    r = await http.post("/api/v1/shop/products/serum/restock", json={"quantity": 2}, headers=me)
+    assert r.status == 200 and (await r.json())["stock"] == 7, await r.text()

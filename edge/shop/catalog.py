@@ -31,6 +31,15 @@ _COLUMNS = (
 )
 
 
+def _columns_at(site: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The product columns, with ``stock`` read from ``site``'s row when one is given."""
+    if site is None:
+        return _COLUMNS, ()
+    at = ("(SELECT COALESCE(MAX(s.stock), 0) FROM site_stock s WHERE s.site = ?"
+          " AND s.product_id = products.id) AS stock")  # fmt: skip
+    return _COLUMNS.replace(" stock,", f" {at},"), (site,)
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -103,17 +112,23 @@ class CatalogMixin(ShopBase):
         """Products are never deleted (orders refer to them); they leave the catalogue."""
         return self.update_product(slug, {"active": False}, actor=actor)
 
-    def get_product(self, slug: str, *, include_inactive: bool = False) -> Product:
+    def get_product(
+        self, slug: str, *, include_inactive: bool = False, site: str | None = None
+    ) -> Product:
+        """``site`` (a multi-site cloud): the product with that site's stock."""
         with self.db.read() as tx:
-            product = self._product_by(tx, "slug", slug)
+            product = self._product_by(tx, "slug", slug, site=self.stock_site(tx, site))
         if not product.active and not include_inactive:
             raise NotFound("product", slug)
         return product
 
-    def _product_by(self, tx: Tx, column: str, value: str, *, lock: bool = False) -> Product:
+    def _product_by(
+        self, tx: Tx, column: str, value: str, *, lock: bool = False, site: str | None = None
+    ) -> Product:
+        columns, params = _columns_at(site)
         row = tx.one(
-            f"SELECT {_COLUMNS} FROM products WHERE {column} = ?" + (tx.for_update if lock else ""),
-            (value,),
+            f"SELECT {columns} FROM products WHERE {column} = ?" + (tx.for_update if lock else ""),
+            (*params, value),
         )
         if row is None:
             raise NotFound("product", value)
@@ -125,7 +140,9 @@ class CatalogMixin(ShopBase):
         query: CatalogueQuery | dict[str, Any] | None = None,
         *,
         include_inactive: bool = False,
+        site: str | None = None,
     ) -> Page[Product]:
+        """``site`` (a multi-site cloud): each product with that site's stock."""
         q = self._input(CatalogueQuery, query or {})
         where: list[str] = [] if include_inactive else ["active = 1"]
         params: list[Any] = []
@@ -146,9 +163,10 @@ class CatalogMixin(ShopBase):
         order = ("featured DESC, " if q.featured_first else "") + "category, name, id"
         with self.db.read() as tx:
             total = int(tx.scalar(f"SELECT COUNT(*) AS n FROM products{clause}", params))
+            columns, at = _columns_at(self.stock_site(tx, site))
             rows = tx.all(
-                f"SELECT {_COLUMNS} FROM products{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                [*params, q.page_size, (q.page - 1) * q.page_size],
+                f"SELECT {columns} FROM products{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*at, *params, q.page_size, (q.page - 1) * q.page_size],
             )
         return Page(tuple(Product.from_row(r) for r in rows), total, q.page, q.page_size)
 
@@ -166,21 +184,22 @@ class CatalogMixin(ShopBase):
         self, slug: str, data: RestockInput | dict[str, Any], *, actor: str = "system"
     ) -> Product:
         r = self._input(RestockInput, data)
-        return self._stock_change(slug, r.quantity, "restock", actor, r.note)
+        return self._stock_change(slug, r.quantity, "restock", actor, r.note, r.site)
 
     def adjust_stock(
         self, slug: str, data: AdjustInput | dict[str, Any], *, actor: str = "system"
     ) -> Product:
         a = self._input(AdjustInput, data)
-        return self._stock_change(slug, a.delta, "adjustment", actor, a.reason)
+        return self._stock_change(slug, a.delta, "adjustment", actor, a.reason, a.site)
 
     def _stock_change(
-        self, slug: str, delta: int, kind: str, actor: str, note: str | None
+        self, slug: str, delta: int, kind: str, actor: str, note: str | None, site: str | None
     ) -> Product:
         with self.db.write() as tx:
+            at = self.stock_site(tx, self.site_rules(tx, site).id)
             product = self._product_by(tx, "slug", slug)
-            self._move_stock(tx, product.id, delta, kind, actor, note=note)
-            return self._product_by(tx, "id", product.id)
+            self._move_stock(tx, product.id, delta, kind, actor, note=note, site=at)
+            return self._product_by(tx, "id", product.id, site=at)
 
     def _move_stock(
         self,
@@ -192,29 +211,87 @@ class CatalogMixin(ShopBase):
         *,
         order_id: str | None = None,
         note: str | None = None,
+        site: str | None = None,
     ) -> None:
         """Write one ledger row and move the cached stock; refuse to go below zero."""
-        moved = tx.execute(
-            "UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ? AND stock + ? >= 0",
-            (delta, self.stamp(), product_id, delta),
-        )
-        if moved != 1:
-            row = tx.one("SELECT slug, stock FROM products WHERE id = ?", (product_id,))
+        if not self.write_movement(tx, product_id, delta, kind, actor, order_id=order_id,
+                                   note=note, site=site):  # fmt: skip
+            row = tx.one("SELECT slug FROM products WHERE id = ?", (product_id,))
             if row is None:
                 raise NotFound("product", product_id)
-            raise OutOfStock(row["slug"], int(row["stock"]), -delta)
+            raise OutOfStock(row["slug"], self.stock_of(tx, product_id, site), -delta)
+        payload = {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note}
+        if site is not None:
+            payload["site"] = site
+        self.record_change(tx, "stock_movement", product_id, kind, payload, site=site)
+
+    def write_movement(
+        self, tx: Tx, product_id: str, delta: int, kind: str, actor: str, *,
+        order_id: str | None = None, note: str | None = None, site: str | None = None,
+        allow_short: bool = False,
+    ) -> bool:  # fmt: skip
+        """One ledger row and the cached stock it moves, without an outbox row.
+
+        The only writer of stock: the shop's own sales and restocks (which
+        then record the change) and changes applied by sync (which must not
+        echo).  ``site`` moves that site's ``site_stock`` row instead of
+        ``products.stock``.  False (nothing written) when it would take the
+        stock below zero, unless ``allow_short``.
+        """
+        guard = "" if allow_short else " AND stock + ? >= 0"
+        extra: tuple[Any, ...] = () if allow_short else (delta,)
+        row = (kind, delta, order_id, actor, note, self.stamp(), site)
+        if tx.dialect == "postgres":
+            # One round trip: the stock update and its ledger row in one statement.
+            target = ("products SET stock = stock + ?, updated_at = ? WHERE id = ?", (
+                delta, self.stamp(), product_id)) if site is None else (
+                "site_stock SET stock = stock + ? WHERE site = ? AND product_id = ?",
+                (delta, site, product_id))  # fmt: skip
+            if tx.execute(
+                f"WITH moved AS (UPDATE {target[0]}{guard} RETURNING 1 AS x)"
+                " INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note,"
+                " created_at, site) SELECT ?, ?, ?, ?, ?, ?, ?, ? FROM moved",
+                (*target[1], *extra, product_id, *row),
+            ):
+                return True
+            if site is None or tx.one(
+                "SELECT 1 AS x FROM site_stock WHERE site = ? AND product_id = ?",
+                (site, product_id),
+            ):
+                return False  # short of stock (or no such product)
+        if site is None:
+            moved = tx.execute(
+                f"UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?{guard}",
+                (delta, self.stamp(), product_id, *extra),
+            )
+        else:
+            update = (
+                f"UPDATE site_stock SET stock = stock + ? WHERE site = ? AND product_id = ?{guard}"
+            )
+            moved = tx.execute(update, (delta, site, product_id, *extra))
+            if moved == 0 and tx.execute(
+                "INSERT INTO site_stock (site, product_id, stock) VALUES (?, ?, 0)"
+                " ON CONFLICT DO NOTHING",
+                (site, product_id),
+            ):  # the site's first movement of this product: its row starts at 0
+                moved = tx.execute(update, (delta, site, product_id, *extra))
+        if moved != 1:
+            return False
         tx.execute(
             "INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (product_id, kind, delta, order_id, actor, note, self.stamp()),
+            " created_at, site) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (product_id, *row),
         )
-        self.record_change(
-            tx,
-            "stock_movement",
-            product_id,
-            kind,
-            {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note},
+        return True
+
+    @staticmethod
+    def stock_of(tx: Tx, product_id: str, site: str | None = None) -> int:
+        if site is None:
+            return int(tx.scalar("SELECT stock FROM products WHERE id = ?", (product_id,)) or 0)
+        value = tx.scalar(
+            "SELECT stock FROM site_stock WHERE site = ? AND product_id = ?", (site, product_id)
         )
+        return int(value or 0)
 
     def stock_ledger(self, slug: str) -> list[dict[str, Any]]:
         with self.db.read() as tx:
@@ -231,7 +308,14 @@ class CatalogMixin(ShopBase):
         with self.db.read() as tx:
             rows = tx.all(
                 "SELECT p.slug FROM products p LEFT JOIN (SELECT product_id, SUM(delta) AS s"
-                " FROM stock_movements GROUP BY product_id) m ON m.product_id = p.id"
-                " WHERE p.stock <> COALESCE(m.s, 0)"
+                " FROM stock_movements WHERE site IS NULL GROUP BY product_id) m"
+                " ON m.product_id = p.id WHERE p.stock <> COALESCE(m.s, 0)"
             )
-        return [r["slug"] for r in rows]
+            sited = tx.all(
+                "SELECT p.slug, k.site FROM (SELECT site, product_id, SUM(delta) AS s"
+                " FROM stock_movements WHERE site IS NOT NULL GROUP BY site, product_id) k"
+                " JOIN products p ON p.id = k.product_id LEFT JOIN site_stock ss"
+                " ON ss.site = k.site AND ss.product_id = k.product_id"
+                " WHERE COALESCE(ss.stock, 0) <> k.s"
+            )
+        return [r["slug"] for r in rows] + [f"{r['slug']}@{r['site']}" for r in sited]

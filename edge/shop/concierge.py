@@ -11,7 +11,6 @@ from edge.shop.errors import Conflict, Forbidden, InvalidTransition, NotFound, V
 from edge.shop.inputs import ConciergeInput, CostInput, DeclineInput, RequestStatusInput
 from edge.shop.members import MembersMixin
 from edge.shop.money import to_cents
-from edge.shop.numbering import allocate
 from edge.shop.records import ConciergeRequest, Page
 from edge.shop.statuses import (
     CONCIERGE_TIERS,
@@ -26,7 +25,7 @@ _COLUMNS = (
     "id, number, member_id, request_type, title, description, product_link, budget_min_cents,"
     " budget_max_cents, actual_cost_cents, preferred_pickup_date, booking_ref, status,"
     " decline_reason, staff_notes, age_verified_at, age_verified_by, submitted_at, reviewed_at,"
-    " completed_at"
+    " completed_at, site"
 )
 
 
@@ -35,27 +34,26 @@ class ConciergeMixin(MembersMixin, ShopBase):
         self, member_id: str, data: ConciergeInput | dict[str, Any]
     ) -> ConciergeRequest:
         r = self._input(ConciergeInput, data)
-        earliest = self.today() + timedelta(days=self.config.concierge_lead_days)
-        if r.preferred_pickup_date < earliest:
-            raise ValidationFailed(
-                "preferred_pickup_date", f"must be on or after {earliest.isoformat()}"
-            )
         rid, now = new_id(), self.stamp()
         with self.db.write() as tx:
+            site = self.site_rules(tx, r.site)
+            today = self.today_at(site)
+            earliest = today + timedelta(days=self.config.concierge_lead_days)
+            if r.preferred_pickup_date < earliest:
+                raise ValidationFailed(
+                    "preferred_pickup_date", f"must be on or after {earliest.isoformat()}"
+                )
             member = self._member(tx, member_id)
             if not member.active or member.tier not in CONCIERGE_TIERS:
                 raise Forbidden("the concierge is for active Premium and Unlimited members")
-            number = allocate(
-                tx, "CR", self.today().year, self.config.node_id,
-                authority=self.config.number_authority,
-            )  # fmt: skip
+            number = self.next_number(tx, "CR", today.year)
             tx.execute(
                 f"INSERT INTO concierge_requests ({_COLUMNS}, updated_at, origin_node) VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?,"
-                f" '{RequestStatus.PENDING}', NULL, '', NULL, NULL, ?, NULL, NULL, ?, ?)",
+                f" '{RequestStatus.PENDING}', NULL, '', NULL, NULL, ?, NULL, NULL, ?, ?, ?)",
                 (rid, number, member.id, r.request_type, r.title, r.description, r.product_link,
                  to_cents(r.budget_min), to_cents(r.budget_max),
-                 r.preferred_pickup_date.isoformat(), r.booking_ref, now, now,
+                 r.preferred_pickup_date.isoformat(), r.booking_ref, now, site.id, now,
                  self.config.node_id),
             )  # fmt: skip
             return self._changed(tx, rid, "create")
@@ -118,18 +116,22 @@ class ConciergeMixin(MembersMixin, ShopBase):
             request_id, "age_verified_at = ?, age_verified_by = ?", (self.stamp(), actor)
         )
 
-    def get_request(self, request_id: str, *, member_id: str | None = None) -> ConciergeRequest:
+    def get_request(
+        self, request_id: str, *, member_id: str | None = None, site: str | None = None
+    ) -> ConciergeRequest:
         with self.db.read() as tx:
             req = self._request(tx, request_id)
-        if member_id is not None and req.member_id != member_id:
+        if (member_id is not None and req.member_id != member_id) or (
+            site is not None and req.site != site
+        ):
             raise NotFound("concierge request", request_id)
         return req
 
     def list_requests(
         self, *, member_id: str | None = None, status: str | None = None,
-        page: int = 1, page_size: int = 20,
+        site: str | None = None, page: int = 1, page_size: int = 20,
     ) -> Page[ConciergeRequest]:  # fmt: skip
-        clause, params = where_equal(member_id=member_id, status=status)
+        clause, params = where_equal(member_id=member_id, status=status, site=site)
         with self.db.read() as tx:
             total = int(tx.scalar(f"SELECT COUNT(*) AS n FROM concierge_requests{clause}", params))
             rows = tx.all(
@@ -175,7 +177,7 @@ class ConciergeMixin(MembersMixin, ShopBase):
 
     def _changed(self, tx: Tx, request_id: str, op: str) -> ConciergeRequest:
         req = self._request(tx, request_id)
-        self.record_change(tx, "concierge_request", request_id, op, req.to_json())
+        self.record_change(tx, "concierge_request", request_id, op, req.to_json(), site=req.site)
         return req
 
     @staticmethod

@@ -15,7 +15,6 @@ loop.  Rows are always locked in product-id order, so orders do not deadlock.
 
 from __future__ import annotations
 
-import queue
 import re
 import sqlite3
 import threading
@@ -72,6 +71,12 @@ class Database(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        """One row of one read-only statement (its own snapshot; no transaction needed)."""
+        with self.read() as tx:
+            row: Row | None = tx.one(sql, params)
+        return row
 
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: \w+\.(\w+)")
@@ -209,58 +214,72 @@ class _PgTx(Tx):
 
 
 class PostgresDatabase(Database):
-    """PostgreSQL through psycopg 3, a small fixed pool, READ COMMITTED transactions."""
+    """PostgreSQL through psycopg 3 and a ``psycopg_pool`` pool, READ COMMITTED transactions.
+
+    The pool opens on first use (so building the object never blocks or
+    connects) and holds up to ``pool_size`` connections; a caller waits at
+    most ``POOL_WAIT_S`` for one, then gets a ``StorageFailure`` (HTTP 503).
+    Connections found broken are replaced by the pool.
+    """
 
     dialect: Dialect = "postgres"
+    POOL_WAIT_S = 30.0
 
     def __init__(self, dsn: str, schema: str | None = None, pool_size: int = 10) -> None:
         self.dsn = dsn
         self.schema = schema
-        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._sem = threading.BoundedSemaphore(pool_size)
-        self._all: list[Any] = []
+        self.pool_size = pool_size
+        self._pool: Any = None
         self._lock = threading.Lock()
+        self._closed = False
 
-    def _connect(self) -> Any:
-        import psycopg
+    def _open_pool(self) -> Any:
         from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
 
-        opts = f"-c search_path={self.schema}" if self.schema else ""
-        try:
-            conn = psycopg.connect(self.dsn, row_factory=dict_row, options=opts, autocommit=True)
-        except psycopg.Error as exc:
-            raise StorageFailure(f"cannot connect to PostgreSQL: {exc}") from exc
         with self._lock:
-            self._all.append(conn)
-        return conn
+            if self._closed:
+                raise StorageFailure("database is closed")
+            if self._pool is None:
+                opts = f"-c search_path={self.schema}" if self.schema else ""
+                self._pool = ConnectionPool(
+                    self.dsn,
+                    kwargs={"row_factory": dict_row, "options": opts, "autocommit": True},
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=self.POOL_WAIT_S,
+                    open=True,
+                    name="coresync",
+                )
+            return self._pool
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
-        self._sem.acquire()
+        from psycopg_pool import PoolTimeout
+
+        pool = self._pool or self._open_pool()
         try:
-            try:
-                conn = self._pool.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
-            if conn.closed:
-                conn = self._connect()
-            try:
+            with pool.connection() as conn:
                 yield conn
-            finally:
-                self._pool.put(conn)
-        finally:
-            self._sem.release()
+        except PoolTimeout as exc:
+            raise StorageFailure(f"cannot get a PostgreSQL connection: {exc}") from exc
 
     @contextmanager
     def _tx(self, read_only: bool) -> Iterator[Tx]:
         import psycopg
 
+        # BEGIN by hand on the autocommit connection: a read-only transaction is
+        # one round trip shorter than BEGIN + SET TRANSACTION READ ONLY.
         with self.connection() as conn:
             try:
-                with conn.transaction():
-                    if read_only:
-                        conn.execute("SET TRANSACTION READ ONLY")
+                conn.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+                try:
                     yield _PgTx(conn)
+                except BaseException:
+                    if not conn.closed:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
             except psycopg.OperationalError as exc:
                 raise StorageFailure(str(exc)) from exc
 
@@ -270,11 +289,22 @@ class PostgresDatabase(Database):
     def read(self) -> Any:
         return self._tx(read_only=True)
 
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        """Autocommit: one round trip instead of BEGIN, the statement and COMMIT."""
+        import psycopg
+
+        with self.connection() as conn:
+            try:
+                return _PgTx(conn).one(sql, params)
+            except psycopg.OperationalError as exc:
+                raise StorageFailure(str(exc)) from exc
+
     def close(self) -> None:
         with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
 
 def open_database(

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from drivers.config import ID_PATTERN
 from edge.shop.errors import ValidationFailed
 from edge.shop.statuses import OrderStatus, RequestStatus, Tier
 
@@ -34,6 +35,7 @@ Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s/$.?#][^\s]*
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 Name = Annotated[str, Field(min_length=1, max_length=200, description="Full name.")]
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9 ()\-]{7,20}$", description="Phone number.")]
+SiteId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
 class Input(BaseModel):
@@ -129,11 +131,17 @@ class ProductPatch(Input):
 class RestockInput(Input):
     quantity: int = Field(ge=1, le=1_000_000, description="Units received.")
     note: str | None = Field(None, max_length=255, description="Delivery note.")
+    site: SiteId | None = Field(
+        None, description="Site whose stock this is (a chain with sites: required)."
+    )
 
 
 class AdjustInput(Input):
     delta: int = Field(ge=-1_000_000, le=1_000_000, description="Signed correction, not 0.")
     reason: str = Field(min_length=1, max_length=255, description="Why (count, breakage).")
+    site: SiteId | None = Field(
+        None, description="Site whose stock this is (a chain with sites: required)."
+    )
 
     @model_validator(mode="after")
     def _not_zero(self) -> AdjustInput:
@@ -178,7 +186,11 @@ class OrderInput(Input):
     pickup_date: date | None = Field(None, description="Day the member picks up.")
     booking_ref: str | None = Field(None, max_length=100, description="Linked spa booking.")
     customer_notes: str = Field("", max_length=2000, description="Notes from the member.")
-    site: str | None = Field(None, max_length=64, description="Pickup site id.")
+    site: SiteId | None = Field(
+        None,
+        description="Pickup site id (sync.sites.list_sites); required where the chain has"
+        " sites. Its tax rate, stock and time zone apply. An edge takes its own site.",
+    )
 
     @model_validator(mode="after")
     def _distinct_products(self) -> OrderInput:
@@ -210,6 +222,9 @@ class ConciergeInput(Input):
     budget_max: Money = Field(description="Highest acceptable cost.")
     preferred_pickup_date: date = Field(description="At least 3 days after submission.")
     booking_ref: str | None = Field(None, max_length=100, description="Linked spa booking.")
+    site: SiteId | None = Field(
+        None, description="Pickup site id; required where the chain has sites."
+    )
 
     @model_validator(mode="after")
     def _budget_order(self) -> ConciergeInput:

@@ -9,9 +9,11 @@ they run out.  See docs/numbering.md.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from typing import Literal
 
-from edge.shop.db import Tx
+from edge.shop.db import Database, Tx
 from edge.shop.errors import Conflict, NumbersExhausted
 
 Kind = Literal["PO", "CR"]
@@ -92,6 +94,20 @@ def accept_lease(tx: Tx, kind: Kind, year: int, block: int, node: str) -> None:
         raise Conflict(f"{kind} block {block} of {year} belongs to {owner!r}", field="block")
 
 
+def retire_blocks(tx: Tx, node: str) -> None:
+    """A restored disk: every block it holds may already be spent past its offset."""
+    tx.execute("UPDATE number_blocks SET next_offset = ? WHERE node = ?", (BLOCK_SIZE, node))
+
+
+def record_spent_block(tx: Tx, kind: Kind, year: int, block: int, node: str) -> None:
+    """A block leased to this node that the disk no longer holds: used up, never spent."""
+    tx.execute(
+        "INSERT INTO number_blocks (kind, year, block, node, next_offset)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (kind, year, block, node, BLOCK_SIZE),
+    )
+
+
 def spare_numbers(tx: Tx, kind: Kind, year: int, node: str) -> int:
     """Numbers this node can still issue for ``year`` without asking anyone."""
     left = tx.scalar(
@@ -100,3 +116,50 @@ def spare_numbers(tx: Tx, kind: Kind, year: int, node: str) -> int:
         (BLOCK_SIZE, kind, year, node),
     )
     return int(left)
+
+
+class NumberReserve:
+    """A cloud worker's numbers, so concurrent orders do not queue on one row.
+
+    Numbers are reserved ``chunk`` at a time from this owner's blocks (leased
+    like an edge's) in a short transaction on a connection of the reserve's
+    own, then handed out from memory under a thread lock.  The order's
+    transaction never touches ``number_blocks``.  A number taken by an order
+    that then fails, and the unused rest of a chunk when the worker stops or
+    is killed, are gaps: numbers stay unique, not gapless (docs/numbering.md).
+    """
+
+    def __init__(self, db: Database, owner: str, chunk: int = 50) -> None:
+        self.db, self.owner, self.chunk = db, owner, chunk
+        self._lock = threading.Lock()
+        self._free: dict[tuple[str, int], deque[str]] = {}
+
+    def take(self, kind: Kind, year: int) -> str:
+        with self._lock:
+            free = self._free.get((kind, year))
+            if not free:
+                free = self._free[(kind, year)] = self._reserve(kind, year)
+            return free.popleft()
+
+    def _reserve(self, kind: Kind, year: int) -> deque[str]:
+        with self.db.write() as tx:
+            for _ in range(_MAX_RACES):
+                row = tx.one(
+                    "SELECT block, next_offset FROM number_blocks WHERE kind = ? AND year = ?"
+                    " AND node = ? AND next_offset < ? ORDER BY block LIMIT 1",
+                    (kind, year, self.owner, BLOCK_SIZE),
+                )
+                if row is None:
+                    lease_block(tx, kind, year, self.owner)
+                    continue
+                block, offset = int(row["block"]), int(row["next_offset"])
+                take = min(self.chunk, BLOCK_SIZE - offset)
+                won = tx.execute(
+                    "UPDATE number_blocks SET next_offset = next_offset + ?"
+                    " WHERE kind = ? AND year = ? AND block = ? AND next_offset = ?",
+                    (take, kind, year, block, offset),
+                )
+                if won == 1:
+                    first = block * BLOCK_SIZE + offset
+                    return deque(format_number(kind, year, n) for n in range(first, first + take))
+        raise Conflict(f"could not reserve {kind} numbers (contention)")

@@ -12,14 +12,13 @@ from edge.shop.errors import Conflict, InvalidTransition, NotFound, OutOfStock, 
 from edge.shop.inputs import OrderInput, OrderStatusInput, PaymentInput
 from edge.shop.members import MembersMixin
 from edge.shop.money import order_totals, to_cents
-from edge.shop.numbering import allocate
 from edge.shop.records import Order, Page, Product
 from edge.shop.statuses import ORDER_CANCELLABLE, ORDER_PREVIOUS, OrderStatus, sql_list
 
 _ORDER_COLUMNS = (
     "id, number, member_id, status, pickup_date, booking_ref, subtotal_cents, tax_cents,"
     " total_cents, tax_rate, payment_ref, paid_at, customer_notes, staff_notes,"
-    " accounting_synced, invoice_id, accounting_error, created_at, updated_at"
+    " accounting_synced, invoice_id, accounting_error, created_at, updated_at, site"
 )
 
 
@@ -29,15 +28,20 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
     ) -> Order:
         """All of it or none of it: number, order row, items, stock and ledger rows."""
         order = self._input(OrderInput, data)
-        if order.pickup_date is not None and order.pickup_date < self.today():
-            raise ValidationFailed("pickup_date", "must not be in the past")
-        oid, now, rate = new_id(), self.stamp(), self.config.tax_rate
+        oid, now = new_id(), self.stamp()
         with self.db.write() as tx:
+            site = self.site_rules(tx, order.site)
+            today, rate = self.today_at(site), site.tax_rate
+            at = site.id if site.own_stock else None  # the site's stock row, or products.stock
+            if order.pickup_date is not None and order.pickup_date < today:
+                raise ValidationFailed("pickup_date", "must not be in the past")
             member = self._member(tx, member_id)
             lines: list[tuple[int, Product, int, Decimal, str | None]] = []
             for i, item in enumerate(order.items):
-                row = tx.one("SELECT id FROM products WHERE slug = ?", (item.product,))
-                product = None if row is None else self._product_by(tx, "id", row["id"])
+                try:
+                    product: Product | None = self._product_by(tx, "slug", item.product)
+                except NotFound:
+                    product = None
                 if product is None or not product.active:
                     raise ValidationFailed(
                         f"items[{i}].product", f"no such product {item.product!r}"
@@ -45,40 +49,39 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 unit = product.price_for(member.active)
                 lines.append((i, product, item.quantity, unit, item.note))
             subtotal, tax, _ = order_totals(((unit, qty) for _, _, qty, unit, _ in lines), rate)
-            number = allocate(
-                tx, "PO", self.today().year, self.config.node_id,
-                authority=self.config.number_authority,
-            )  # fmt: skip
+            number = self.next_number(tx, "PO", today.year)
+            row = {
+                "id": oid, "number": number, "member_id": member.id,
+                "status": OrderStatus.PENDING.value,
+                "pickup_date": None if order.pickup_date is None else order.pickup_date.isoformat(),
+                "booking_ref": order.booking_ref, "subtotal_cents": to_cents(subtotal),
+                "tax_cents": to_cents(tax), "total_cents": to_cents(subtotal + tax),
+                "tax_rate": str(rate), "payment_ref": None, "paid_at": None,
+                "customer_notes": order.customer_notes, "staff_notes": "",
+                "accounting_synced": 0, "invoice_id": None, "accounting_error": None,
+                "created_at": now, "updated_at": now, "site": site.id,
+            }  # fmt: skip
+            names = [c.strip() for c in _ORDER_COLUMNS.split(",")]
+            marks = ", ".join("?" for _ in names)
             tx.execute(
-                f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES"
-                f" (?, ?, ?, '{OrderStatus.PENDING}', ?, ?, ?, ?, ?, ?, NULL, NULL, ?, '', 0,"
-                " NULL, NULL, ?, ?, ?)",
-                (
-                    oid,
-                    number,
-                    member.id,
-                    None if order.pickup_date is None else order.pickup_date.isoformat(),
-                    order.booking_ref,
-                    to_cents(subtotal),
-                    to_cents(tax),
-                    to_cents(subtotal + tax),
-                    str(rate),
-                    order.customer_notes,
-                    now,
-                    now,
-                    self.config.node_id,
-                ),
+                f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES ({marks}, ?)",
+                (*(row[n] for n in names), self.config.node_id),
             )
             # Lock products in id order so concurrent orders cannot deadlock.
             for i, product, qty, unit, note in sorted(lines, key=lambda line: line[1].id):
                 try:
-                    self._move_stock(tx, product.id, -qty, "sale", actor or member.id, order_id=oid)
+                    self._move_stock(tx, product.id, -qty, "sale", actor or member.id,
+                                     order_id=oid, site=at)  # fmt: skip
                 except OutOfStock as exc:
                     exc.field = f"items[{i}].quantity"
                     raise
                 self._insert_item(tx, oid, i, product, qty, unit, note)
-            result = self._order(tx, oid)
-            self.record_change(tx, "order", oid, "create", result.to_json())
+            # The order as written (no read-back: two round trips fewer per order).
+            items = [{"product_id": product.id, "product_name": product.name, "quantity": qty,
+                      "unit_price_cents": to_cents(unit), "line_total_cents": to_cents(unit * qty),
+                      "note": note} for _, product, qty, unit, note in lines]  # fmt: skip
+            result = Order.from_row(row, items)
+            self.record_change(tx, "order", oid, "create", result.to_json(), site=result.site)
         return result
 
     def _insert_item(
@@ -92,11 +95,16 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
              to_cents(unit), to_cents(unit * qty), note),
         )  # fmt: skip
 
-    def get_order(self, order_id: str, *, member_id: str | None = None) -> Order:
-        """``member_id`` restricts to that member's orders (others look absent)."""
+    def get_order(
+        self, order_id: str, *, member_id: str | None = None, site: str | None = None
+    ) -> Order:
+        """``member_id`` / ``site`` restrict to that member's / site's orders (others look
+        absent)."""
         with self.db.read() as tx:
             order = self._order(tx, order_id)
-        if member_id is not None and order.member_id != member_id:
+        if (member_id is not None and order.member_id != member_id) or (
+            site is not None and order.site != site
+        ):
             raise NotFound("order", order_id)
         return order
 
@@ -105,10 +113,12 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
         *,
         member_id: str | None = None,
         status: str | None = None,
+        site: str | None = None,
         page: int = 1,
         page_size: int = 20,
     ) -> Page[Order]:
-        clause, params = where_equal(member_id=member_id, status=status)
+        """``site`` keeps to one site's orders (site-bound staff)."""
+        clause, params = where_equal(member_id=member_id, status=status, site=site)
         with self.db.read() as tx:
             total = int(tx.scalar(f"SELECT COUNT(*) AS n FROM orders{clause}", params))
             rows = tx.all(
@@ -143,14 +153,14 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 " AND kind = 'cancellation'",
                 (order_id,),
             )}  # fmt: skip
+            at = self.stock_site(tx, order.site)
             for item in sorted(order.items, key=lambda it: it.product_id):
                 if item.product_id in returned:
                     continue
-                self._move_stock(
-                    tx, item.product_id, item.quantity, "cancellation", actor, order_id=order_id
-                )
+                self._move_stock(tx, item.product_id, item.quantity, "cancellation", actor,
+                                 order_id=order_id, site=at)  # fmt: skip
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "cancel", result.to_json())
+            self.record_change(tx, "order", order_id, "cancel", result.to_json(), site=result.site)
         return result
 
     def set_order_status(
@@ -167,7 +177,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             if changed != 1:
                 raise InvalidTransition(f"order {order.number}", order.status, s.status)
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "status", result.to_json())
+            self.record_change(tx, "order", order_id, "status", result.to_json(), site=result.site)
         return result
 
     def record_payment(self, order_id: str, data: PaymentInput | dict[str, Any]) -> Order:
@@ -182,7 +192,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 self._order(tx, order_id)
                 raise Conflict("order is already paid or cancelled", field="payment_ref")
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "payment", result.to_json())
+            self.record_change(tx, "order", order_id, "payment", result.to_json(), site=result.site)
         return result
 
     def record_accounting(
@@ -197,7 +207,9 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 (int(error is None), invoice_id, error, self.stamp(), order_id),
             )
             result = self._order(tx, order_id)
-            self.record_change(tx, "order", order_id, "accounting", result.to_json())
+            self.record_change(
+                tx, "order", order_id, "accounting", result.to_json(), site=result.site
+            )
         return result
 
     @staticmethod

@@ -163,6 +163,7 @@ class Order(_Jsonable):
     created_at: str
     updated_at: str
     items: tuple[OrderItem, ...] = field(default=())
+    site: str | None = None  # the pickup site (None: a one-site shop before sites)
 
     @classmethod
     def from_row(cls, r: Row, items: list[Row]) -> Order:
@@ -187,6 +188,7 @@ class Order(_Jsonable):
             created_at=r["created_at"],
             updated_at=r["updated_at"],
             items=tuple(OrderItem.from_row(i) for i in items),
+            site=r.get("site"),
         )
 
 
@@ -213,6 +215,7 @@ class ConciergeRequest(_Jsonable):
     reviewed_at: str | None
     completed_at: str | None
     within_budget: bool | None
+    site: str | None = None  # the pickup site
 
     @classmethod
     def from_row(cls, r: Row) -> ConciergeRequest:
@@ -241,6 +244,7 @@ class ConciergeRequest(_Jsonable):
             completed_at=r["completed_at"],
             # None while no cost is known: "within budget" is only defined with a cost.
             within_budget=None if cost is None else lo <= cost <= hi,
+            site=r.get("site"),
         )
 
 

@@ -156,7 +156,26 @@ CREATE TABLE outbox (
 );
 """
 
-STEPS_TEMPLATE: tuple[str, ...] = (_STEP_1,)
+# Step 2: sites (docs/cloud.md "Sites").  An order or request names the site it
+# is picked up at; a multi-site cloud keeps each site's stock in ``site_stock``
+# (its ledger rows carry the site), ``products.stock`` stays the stock of a
+# one-site shop (every edge) and the chain's unsited stock in the cloud.
+_STEP_2 = """
+ALTER TABLE orders ADD COLUMN site TEXT;
+ALTER TABLE concierge_requests ADD COLUMN site TEXT;
+ALTER TABLE stock_movements ADD COLUMN site TEXT;
+ALTER TABLE outbox ADD COLUMN site TEXT;
+CREATE TABLE site_stock (
+    site TEXT NOT NULL,
+    product_id TEXT NOT NULL REFERENCES products (id),
+    stock INTEGER NOT NULL DEFAULT 0 CHECK (stock >= 0),
+    PRIMARY KEY (site, product_id)
+);
+CREATE INDEX orders_site ON orders (site, created_at);
+CREATE INDEX concierge_site ON concierge_requests (site, submitted_at);
+"""
+
+STEPS_TEMPLATE: tuple[str, ...] = (_STEP_1, _STEP_2)
 
 
 def steps_for(dialect: str) -> list[str]:
