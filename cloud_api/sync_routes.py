@@ -1,18 +1,15 @@
 """Sync endpoints of the cloud API: push, pull, number leases, attention, consent.
 
-Node routes authenticate with ``Authorization: Node <id>:<secret>``.  The
-argon2 check is cached for a few minutes per credential (keyed by its SHA-256)
-so a drain of many batches is not dominated by deliberate password hashing.
-A push batch may exceed the API's general 64 KiB body limit, up to
-``MAX_SYNC_BODY``.
+Node routes authenticate with ``Authorization: Node <id>:<secret>``: one
+SHA-256 check per request (a node secret is random, not a password), so a
+revoked node is refused at its next request.  A push batch may exceed the
+API's general 64 KiB body limit, up to ``MAX_SYNC_BODY``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, Literal
@@ -20,8 +17,6 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from cloud_api import guard
-from cloud_api.auth import Auth, Principal, Unauthenticated
 from cloud_api.spec import (
     AUTH_KEY,
     EXECUTOR_KEY,
@@ -42,9 +37,7 @@ from sync.attention import list_attention, resolve_attention
 from sync.cloud import CloudSync
 
 MAX_SYNC_BODY = 8 * 1024 * 1024
-NODE_AUTH_TTL_S = 300.0
 SYNC_KEY = web.AppKey("cloud_sync", CloudSync)
-CACHE_KEY = web.AppKey("node_auth_cache", dict)
 _INCARNATION = f"^{INCARNATION_PATTERN}$"
 
 
@@ -228,22 +221,6 @@ SYNC_ROUTES: tuple[Route, ...] = (
 
 
 # ---- plumbing -----------------------------------------------------------------------
-async def _node_principal(request: web.Request, auth: Auth, ex: Any) -> Principal:
-    header = guard.header(request.headers.get("Authorization", ""), "Authorization")
-    cache: dict[str, tuple[Principal, float]] = request.app[CACHE_KEY]
-    digest = hashlib.sha256(header.encode()).hexdigest()
-    hit = cache.get(digest)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
-    who = await authenticate(request, "node", auth, ex)
-    if who is None:  # pragma: no cover - "node" level always yields a principal
-        raise Unauthenticated("node credentials required")
-    if len(cache) > 1000:
-        cache.clear()
-    cache[digest] = (who, time.monotonic() + NODE_AUTH_TTL_S)
-    return who
-
-
 async def _read_body(request: web.Request, model: type[BaseModel] | None) -> Any:
     if model is None:
         return None
@@ -266,10 +243,7 @@ def _make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
     async def handle(request: web.Request) -> web.StreamResponse:
         app = request.app
         ex = app[EXECUTOR_KEY]
-        if route.auth == "node":
-            principal: Principal | None = await _node_principal(request, app[AUTH_KEY], ex)
-        else:
-            principal = await authenticate(request, route.auth, app[AUTH_KEY], ex)
+        principal = await authenticate(request, route.auth, app[AUTH_KEY], ex)
         query = parse_query(request, route.query)
         body = await _read_body(request, route.body)
         ctx = Ctx(request, app[SHOP_KEY], app[AUTH_KEY], principal, body, query, ex)
@@ -283,7 +257,6 @@ def register_sync(app: web.Application) -> None:
     """Add the sync routes and the feed service to the cloud app."""
     sync = CloudSync(app[SHOP_KEY])
     app[SYNC_KEY] = sync
-    app[CACHE_KEY] = {}
 
     async def migrate(_: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sync.migrate)

@@ -1,11 +1,12 @@
-"""Hashing of passwords, PINs and node secrets: argon2id, in one place.
+"""Hashing of passwords and PINs: argon2id, in one place.
 
-Used by the LAN API's staff accounts, the door's PINs and the cloud's staff
-accounts and edge-node secrets.  Hashing is deliberately slow (tens of MiB,
-tens of ms): callers run it off the event loop, in an executor or a worker
-thread.  :meth:`Passwords.verify` spends the same work when nothing is stored
-(unknown user, member without a PIN), so timing does not tell whether an
-account exists.
+Used by the LAN API's staff accounts, the door's PINs, the cloud's staff
+accounts and members' website passwords.  (Edge-node secrets are 256 random
+bits, not passwords: the cloud stores them as SHA-256, cloud_api/auth.py.)
+Hashing is deliberately slow (tens of MiB, tens of ms): callers run it off
+the event loop, in an executor or a worker thread.  :meth:`Passwords.verify`
+spends the same work when nothing is stored (unknown user, member without a
+PIN), so timing does not tell whether an account exists.
 """
 
 from __future__ import annotations

@@ -266,6 +266,8 @@ async def test_chain_admin_over_http_is_audited(
     created = await r.json()
     assert r.status == 201 and created["secret"]
     assert await asyncio.to_thread(cloud.auth.authenticate_node, "tokyo-1", created["secret"])
+    tokyo_node = {"Authorization": f"Node tokyo-1:{created['secret']}"}
+    assert (await http.get("/api/v1/sync/whoami", headers=tokyo_node)).status == 200
     listed = (await (await http.get("/api/v1/nodes", headers=admin)).json())["nodes"]
     tokyo = next(n for n in listed if n["node_id"] == "tokyo-1")
     assert (tokyo["site"], tokyo["active"]) == ("tokyo", True)
@@ -273,6 +275,8 @@ async def test_chain_admin_over_http_is_audited(
     assert r.status == 200
     with pytest.raises(Unauthenticated):
         await asyncio.to_thread(cloud.auth.authenticate_node, "tokyo-1", created["secret"])
+    # Refused at its very next request: no credential cache outlives a revoke.
+    assert (await http.get("/api/v1/sync/whoami", headers=tokyo_node)).status == 401
     ben = cloud.members["ben"]
     assert (await http.post(f"/api/v1/members/{ben}/end", json={}, headers=desk)).status == 403
     r = await http.post(f"/api/v1/members/{ben}/end", json={}, headers=admin)

@@ -9,6 +9,7 @@ import grp
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -24,6 +25,9 @@ from edge.door.config import DoorConfig
 from edge.ops.checks import CREDENTIALS_FIX, Check
 from sync.config import CloudSyncConfig
 from vision.extra import vision_problem
+
+if TYPE_CHECKING:
+    from vision.camera import FrameSource
 
 
 # -- Modbus transports ------------------------------------------------------------------
@@ -150,14 +154,13 @@ async def check_camera(door: DoorConfig | None, timeout: float, *, daemon_runnin
             "skipped: the running daemon holds the camera",
             "see the door status on the dashboard, or stop the daemon to check",
         )
-    problem = vision_problem()
+    # Looking for the extra and importing OpenCV read files: off the loop.
+    problem = await asyncio.to_thread(vision_problem)
     if problem is not None:
         return Check(name, "FAIL", problem, "install the [vision] extra (docs/deploy.md)")
-    from vision.camera import from_uri
-
     try:
-        # from_uri looks at the path (stat): off the loop.
-        source = await asyncio.to_thread(from_uri, door.camera, False, door.camera_fps)
+        # from_uri looks at the path (stat): off the loop too.
+        source = await asyncio.to_thread(_open_camera, door)
     except ValueError as exc:
         return Check(name, "FAIL", str(exc), "set door.camera to a device, URL, file or folder")
     await source.start()
@@ -210,3 +213,10 @@ async def check_cloud(cloud: CloudSyncConfig | None, timeout: float) -> Check:
     if status != 200:
         return Check(name, "FAIL", f"HTTP {status} from the sync API", "check base_url")
     return Check(name, "OK", f"reachable, node {cloud.node_id} accepted")
+
+
+def _open_camera(door: DoorConfig) -> FrameSource:
+    """Imports OpenCV (the first time) and opens the door's camera source."""
+    from vision.camera import from_uri
+
+    return from_uri(door.camera or "", False, door.camera_fps)
