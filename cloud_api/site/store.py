@@ -207,6 +207,27 @@ def open_deletion_requests(db: Database) -> list[dict[str, Any]]:
     return rows
 
 
+def complete_deletion(db: Database, member_id: str, *, actor: str) -> int:
+    """The website's part of a carried-out deletion: the password, every
+    session and member token go, open requests are marked done (audited).
+    Returns how many requests were open."""
+    with db.write() as tx:
+        tx.execute("DELETE FROM member_credentials WHERE member_id = ?", (member_id,))
+        tx.execute("DELETE FROM site_sessions WHERE member_id = ?", (member_id,))
+        tx.execute("DELETE FROM api_tokens WHERE kind = 'member' AND subject = ?", (member_id,))
+        opened = tx.all(
+            "SELECT id FROM deletion_requests WHERE member_id = ? AND status = 'requested'",
+            (member_id,),
+        )
+        tx.execute(
+            "UPDATE deletion_requests SET status = 'done', handled_by = ?, handled_at = ?"
+            " WHERE member_id = ? AND status = 'requested'",
+            (actor, _now().isoformat(), member_id),
+        )
+        sites.audit(tx, actor, "member.erase", member_id, {"requests": len(opened)})
+    return len(opened)
+
+
 def consent_of(db: Database, member_id: str) -> dict[str, Any] | None:
     """The member's face-access consent as the cloud recorded it (sync's table)."""
     with db.read() as tx:
