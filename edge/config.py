@@ -43,6 +43,9 @@ DeviceConfig = Annotated[
 ]
 
 
+LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
+
+
 class SiteInfo(StrictModel):
     id: str = Field(pattern=ID_PATTERN, description="Site id, used in MQTT topics and sync.")
     name: str = Field(min_length=1, max_length=120, description="Name shown to staff.")
@@ -56,6 +59,18 @@ class SiteInfo(StrictModel):
     tax_rate: Decimal = Field(
         Decimal("0.08"), ge=0, lt=1, description="Sales tax rate for pickup orders (0.08 = 8 %)."
     )
+    logo: Path | None = Field(
+        None,
+        description="The spa's logo on the guest tablets: an .svg or .png file on the "
+        "controller (served at /site/logo, which needs no login); unset: the name alone.",
+    )
+
+    @field_validator("logo")
+    @classmethod
+    def _logo_kind(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in LOGO_TYPES:
+            raise ValueError(f"a logo is an {' or '.join(LOGO_TYPES)} file, not {value.name!r}")
+        return value
 
     @field_validator("timezone")
     @classmethod

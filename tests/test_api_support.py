@@ -153,10 +153,14 @@ class ApiSite:
         return paired
 
 
-async def start_api_site(broker: Broker, tmp: Path, **settings: Any) -> ApiSite:
+async def start_api_site(
+    broker: Broker, tmp: Path, *, site_lines: str = "", **settings: Any
+) -> ApiSite:
+    """``site_lines``: more keys of the ``[site]`` table (e.g. a logo)."""
     tag = uuid.uuid4().hex[:8]
+    text = SITE.format(site=f"api-{tag}", host=broker.host, port=broker.port, base=f"api-z2m-{tag}")
     cfg = parse_config(
-        SITE.format(site=f"api-{tag}", host=broker.host, port=broker.port, base=f"api-z2m-{tag}")
+        text.replace('name = "API test spa"\n', f'name = "API test spa"\n{site_lines}')
     )
     zigbee, service, core = await start_edge(cfg, broker, tmp)
     app = create_app(core, data_dir=tmp, settings=fast_settings(**settings))

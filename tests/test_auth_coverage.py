@@ -31,6 +31,7 @@ EDGE_PUBLIC = {
     ("GET", "/"): "the dashboard page shell; it holds no data and logs in through the API",
     ("GET", "/dashboard"): "the dashboard page shell, as /",
     ("GET", "/tablet"): "the tablet page shell; it pairs and authenticates through the API",
+    ("GET", "/site/logo"): "the spa's logo for the tablets' <img> (sends no token); no data",
     ("GET", "/static"): "scripts and styles of the pages (a static folder), no data",
     ("GET", "/healthz"): "liveness for systemd and a load balancer; states, no data",
     ("GET", "/api/openapi.json"): "the API's own description, the same for every site",

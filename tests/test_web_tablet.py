@@ -130,14 +130,19 @@ async def site(mqtt_broker: Broker, tmp_path: Path) -> AsyncIterator[TabletSite]
         await zigbee.stop()
 
 
-async def open_tablet(site: TabletSite, browser: Any, width: int, height: int) -> Any:
+async def open_tablet(
+    site: TabletSite, browser: Any, width: int, height: int, theme: str = "bright"
+) -> Any:
+    """The tablet in a known look: by default the look follows the hour of the
+    day, which would make what a test sees depend on when it runs."""
     page = await browser.new_page(viewport={"width": width, "height": height}, bypass_csp=True)
     await page.goto(site.url)
     await page.evaluate(
-        "([t]) => { localStorage.setItem('coresync.tablet.token', t);"
+        "([t, theme]) => { localStorage.setItem('coresync.tablet.token', t);"
         " localStorage.setItem('coresync.tablet.room', 'sauna');"
-        " localStorage.setItem('coresync.tablet.lang', 'en'); }",
-        [site.token],
+        " localStorage.setItem('coresync.tablet.lang', 'en');"
+        " localStorage.setItem('coresync.tablet.theme', theme); }",
+        [site.token, theme],
     )
     await page.reload()
     await page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
@@ -167,6 +172,9 @@ async def test_layout_fits_without_overflow_and_targets_are_48px(
     assert small == [], small
     assert await serious_violations(page) == []
     await shot(page, f"tablet-{width}x{height}")
+    await page.click("#theme")  # the dim look must pass too
+    await page.wait_for_function("document.body.classList.contains('dim')")
+    assert await serious_violations(page) == []
     await page.close()
 
 
@@ -197,6 +205,9 @@ async def test_sauna_ready_in_and_time_left_then_offline_pauses_controls(
     assert await page.locator('[data-device="glow"] button').is_enabled()  # only the heater
     assert await serious_violations(page) == []
     await shot(page, "tablet-sauna-offline")
+    await page.click("#theme")  # the sentence stays legible in the dim look
+    await page.wait_for_function("document.body.classList.contains('dim')")
+    assert await serious_violations(page) == []
     await site.zigbee.go_online("sauna_heater")
     await notice.wait_for(state="hidden")
     assert await sauna.locator('[data-role="power"]').is_enabled()

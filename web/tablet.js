@@ -238,6 +238,14 @@
     setTheme(hour >= 20 || hour < 7, false); // evenings and nights: the dim look
   }
 
+  // The spa's name, and its logo when the site config names one.
+  function showSite() {
+    $("site-name").textContent = site.name;
+    const logo = $("site-logo");
+    if (site.logo && logo.getAttribute("src") !== site.logo) logo.setAttribute("src", site.logo);
+    logo.classList.toggle("hidden", !site.logo);
+  }
+
   let guestTimer = null;
   async function refreshGuest() {
     clearTimeout(guestTimer);
@@ -249,7 +257,7 @@
       languages = data.languages.length ? data.languages : ["en"];
       heaters = data.heaters;
       sceneMoods = data.scene_moods || {};
-      $("site-name").textContent = site.name;
+      showSite();
       for (const [id, view] of Object.entries(heaters)) {
         const entry = cards[`${room.room_id}/${id}`];
         if (entry && entry.card.setGuest) entry.card.setGuest(view);
@@ -294,6 +302,7 @@
     }
     room = data;
     site = guest.site;
+    showSite();
     TabletI18n.setSiteLocale(site.locale);
     languages = guest.languages.length ? guest.languages : ["en"];
     heaters = guest.heaters;

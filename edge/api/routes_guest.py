@@ -12,8 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from edge.api.keys import CORE, SETTINGS
+from edge.config import LOGO_TYPES
 from edge.guest import HISTORY_ROWS, guard_of, heater_view, scene_mood
 from edge.serialize import snapshot_to_dict
+
+LOGO_PATH = "/site/logo"
 
 
 def _languages(i18n_dir: Path) -> list[str]:
@@ -39,9 +42,20 @@ async def guest_view(request: web.Request) -> web.Response:
                 "name": core.config.site.name,
                 "timezone": core.config.site.timezone,
                 "locale": core.config.site.locale,
+                "logo": None if core.config.site.logo is None else LOGO_PATH,
             },
             "languages": await asyncio.to_thread(_languages, i18n),
             "heaters": heaters,
             "scene_moods": {s.id: scene_mood(s) for s in room.config.scenes},
         }
     )
+
+
+async def site_logo(request: web.Request) -> web.StreamResponse:
+    """The spa's logo (``[site] logo``): public, as a tablet's <img> sends no token."""
+    logo = request.app[CORE].config.site.logo
+    if logo is None:
+        raise web.HTTPNotFound()
+    headers = {"Content-Type": LOGO_TYPES[logo.suffix.lower()], "Cache-Control": "max-age=300"}
+    # FileResponse reads the file in an executor; a file that is gone is a 404.
+    return web.FileResponse(logo, headers=headers)
