@@ -17,6 +17,16 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DeviceTimer = Literal["none", "on_time", "countdown_register"]
 
 
+# Analogue fields a deadband may name, per kind; a sensor's values are named
+# by its register map or payload, so any name goes (None).
+DEADBAND_FIELDS: dict[DeviceKind, frozenset[str] | None] = {
+    DeviceKind.LIGHT: frozenset({"brightness", "color_temp_k"}),
+    DeviceKind.CLIMATE: frozenset({"target_c", "current_c", "humidity"}),
+    DeviceKind.LOCK: frozenset(),
+    DeviceKind.SENSOR: None,
+}
+
+
 class LocatedError(ValueError):
     """A cross-field problem that knows where it is: ``loc`` is the key path
     (relative to the model whose validator raised it) of the offending value,
@@ -93,6 +103,16 @@ class DeviceConfigBase(StrictModel):
         default_factory=DeviceLimits,
         description="Bounds every caller is held to (see rooms.devices.limits).",
     )
+    deadband: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Analogue values: field -> smallest change that counts as news, e.g. "
+            "{ current_c = 0.2, humidity = 1.0 } (for a sensor, its value names). A "
+            "reading closer than this to the value last stored and sent is kept as the "
+            "device's current value but is not stored, sent to tablets or republished. "
+            "Fields without an entry count every change."
+        ),
+    )
     device_timer: DeviceTimer = Field(
         "none",
         description=(
@@ -103,6 +123,20 @@ class DeviceConfigBase(StrictModel):
             "the device has neither (validate-config warns; rely on the heater's own timer)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _deadband_fields(self) -> DeviceConfigBase:
+        allowed = DEADBAND_FIELDS.get(self.kind)
+        for name, value in self.deadband.items():
+            if allowed is not None and name not in allowed:
+                raise LocatedError(
+                    ("deadband", name),
+                    f"a {self.kind.value} has no analogue field {name!r} "
+                    f"(one of: {', '.join(sorted(allowed))})",
+                )
+            if not value >= 0:
+                raise LocatedError(("deadband", name), "a deadband is a number >= 0")
+        return self
 
     @model_validator(mode="after")
     def _heater_rules(self) -> DeviceConfigBase:

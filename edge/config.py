@@ -63,7 +63,13 @@ class StorageConfig(StrictModel):
         description="Directory for the SQLite database and keys; created if missing.",
     )
     state_history_limit: int = Field(
-        50_000, ge=100, le=10_000_000, description="Rows of device state history kept."
+        50_000,
+        ge=100,
+        le=10_000_000,
+        description=(
+            "Cap on raw device state history rows (the newest are kept); older history "
+            "is kept per minute, see retention.state_history_raw_hours."
+        ),
     )
 
 

@@ -66,6 +66,21 @@ CORE_MIGRATIONS = [
     CREATE INDEX command_log_device ON command_log (device_id, id);
     CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), ts TEXT NOT NULL);
     """,
+    # Older history at one row per device, minute and field (docs/operations.md).
+    """
+    CREATE TABLE state_history_minute (
+        device_id TEXT NOT NULL,
+        minute TEXT NOT NULL,
+        field TEXT NOT NULL,
+        min REAL,
+        max REAL,
+        mean REAL,
+        samples INTEGER NOT NULL,
+        last TEXT NOT NULL,
+        PRIMARY KEY (device_id, minute, field)
+    ) WITHOUT ROWID;
+    CREATE INDEX state_history_ts ON state_history (ts);
+    """,
 ]
 
 _PRUNE_EVERY = 500
@@ -200,6 +215,24 @@ class Store:
                 (device_id, limit),
             )
             return [{"ts": t, "availability": a, "state": json.loads(s)} for t, a, s in cur]
+
+        return await self.call(rows)
+
+    async def history_minutes(
+        self, device_id: str, *, since: str = "", limit: int = 1440
+    ) -> list[dict[str, Any]]:
+        """Per-minute history of one device (compacted rows), newest first:
+        ``minute`` (UTC, ``YYYY-MM-DDTHH:MM``), ``field``, ``min``/``max``/``mean``
+        of the stored readings (numbers only), ``samples`` and the ``last`` value."""
+
+        def rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            cur = conn.execute(
+                "SELECT minute, field, min, max, mean, samples, last FROM state_history_minute"
+                " WHERE device_id = ? AND minute >= ? ORDER BY minute DESC, field LIMIT ?",
+                (device_id, since, limit),
+            )
+            keys = ("minute", "field", "min", "max", "mean", "samples", "last")
+            return [{**dict(zip(keys, r, strict=True)), "last": json.loads(r[6])} for r in cur]
 
         return await self.call(rows)
 

@@ -36,7 +36,10 @@ from drivers.model import (
     DeviceSnapshot,
     DeviceState,
     LightState,
+    clamped_error,
     command_satisfied,
+    iter_fields,
+    unsatisfied_fields,
 )
 from drivers.mqtt.codec import (
     decode_ha_json_light,
@@ -52,6 +55,10 @@ from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.errors import MqttCodecError
 
 log = logging.getLogger(__name__)
+
+# After a device answered with other values than asked, how long a better
+# report may still come (a light reporting its way through a transition).
+CLAMP_SETTLE_S = 0.15
 
 StateDecoder: TypeAlias = Callable[[bytes, DeviceState], DeviceState]
 
@@ -76,18 +83,47 @@ class MqttDevice(Device):
 
     # -- commands ---------------------------------------------------------------------
     async def send(self, command: Command, *, timeout: float = 5.0, force: bool = False) -> None:
+        """Publish and wait for the device's answer: a report satisfying the
+        command confirms it; a report that shows other values for the asked
+        fields (a bulb clamping 5000 K to 4000 K) raises DeviceClamped once
+        no better report followed within :data:`CLAMP_SETTLE_S`; silence
+        raises DeviceTimeout after ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         reports_before = self._reports
         await self.publish_command(command, ack_timeout_s=timeout, force=force)
 
-        def confirmed(snap: DeviceSnapshot) -> bool:
-            return self._reports > reports_before and command_satisfied(snap.state, command)
+        def answered(snap: DeviceSnapshot) -> bool:
+            return self._reports > reports_before and self._answers(snap.state, command)
 
-        if not await self._wait_for(confirmed, max(0.0, deadline - loop.time())):
+        if not await self._wait_for(answered, max(0.0, deadline - loop.time())):
             raise DeviceTimeout(
                 f"{self.device_id}: no state confirming {command} within {timeout:g}s"
             )
+        if command_satisfied(self._snapshot.state, command):
+            return
+        # An answer, but not the values asked: a transition may still be
+        # reporting its way there, so give it a moment, then say what it holds.
+        answer_count = self._reports
+
+        def confirmed(snap: DeviceSnapshot) -> bool:
+            return self._reports > answer_count and command_satisfied(snap.state, command)
+
+        settle = min(CLAMP_SETTLE_S, max(0.0, deadline - loop.time()))
+        if not await self._wait_for(confirmed, settle):
+            raise clamped_error(self.device_id, self._snapshot.state, command)
+
+    @staticmethod
+    def _answers(state: DeviceState, command: Command) -> bool:
+        """The state reports every field the command asked for (satisfied or
+        not): an answer to it, not an unrelated report (battery, link quality)."""
+        if command_satisfied(state, command):
+            return True
+        return all(
+            getattr(state, name, None) is not None
+            for name, _ in iter_fields(command)
+            if hasattr(state, name)
+        ) and bool(unsatisfied_fields(state, command))
 
     async def publish_command(
         self, command: Command, *, ack_timeout_s: float = 5.0, force: bool = False

@@ -62,6 +62,9 @@ class SimulatedZigbeeDevice:
     # A heat command's on_time (Tasmota/Zigbee2MQTT style): the device's own
     # timer switches it off at this monotonic time, daemon or not.
     off_at: float | None = None
+    # A bulb's colour temperature range in mireds (a real one holds 153-500,
+    # some 250-454): asked for more, it clamps and reports what it holds.
+    color_temp_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.state:
@@ -76,7 +79,11 @@ class SimulatedZigbeeDevice:
                 if "state" not in command:
                     s["state"] = "ON" if s["brightness"] > 0 else "OFF"
             if "color_temp" in command:
-                s["color_temp"] = int(command["color_temp"])
+                mireds = int(command["color_temp"])
+                if self.color_temp_range is not None:
+                    low, high = self.color_temp_range
+                    mireds = max(low, min(high, mireds))
+                s["color_temp"] = mireds
             if command.get("state") in ("ON", "OFF"):
                 s["state"] = command["state"]
             elif command.get("state") == "TOGGLE":
