@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.matcher import DEFAULT_THRESHOLD
+from vision.config import DEFAULT_THRESHOLD
 from vision.pipeline import FaceAnalyzer
 
 DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "faces" / "dev"

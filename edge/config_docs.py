@@ -24,10 +24,7 @@ from edge.door.config import DoorConfig
 from edge.ops.retention import RetentionConfig
 from edge.supervisor import SupervisionConfig
 from sync.config import CloudSyncConfig
-from vision.liveness import LivenessConfig
-from vision.matcher import AgreementConfig, MatchConfig
-from vision.quality import QualityConfig
-from vision.worker import WorkerConfig
+from vision.config import AgreementConfig, LivenessConfig, MatchConfig, QualityConfig, WorkerConfig
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 

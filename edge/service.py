@@ -31,11 +31,10 @@ from edge.attendance import forward_attendance, init_cursor
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.door import registry
-from edge.door.vault import DOOR_DB
 from edge.events import EventBus
 from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
 from edge.mqtt_bridge import MqttBridge
-from edge.ops.layout import EDGE_DB, SHOP_DB, DataDirLock, check_data_files
+from edge.ops.layout import DOOR_DB, EDGE_DB, SHOP_DB, DataDirLock, check_data_files
 from edge.ops.retention import run_retention
 from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard

@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from drivers.model import DeviceSnapshot
 from edge.errors import StorageError
 from edge.migrations import migrate
@@ -157,9 +155,6 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise StorageError(f"{self.path}: {exc}") from exc
 
-    def _db(self, conn: sqlite3.Connection) -> sqlite_utils.Database:
-        return sqlite_utils.Database(conn)
-
     # -- device state ----------------------------------------------------------
     async def save_state(self, snap: DeviceSnapshot) -> None:
         record = snapshot_to_dict(snap)
@@ -199,9 +194,19 @@ class Store:
     async def load_states(self) -> dict[str, DeviceSnapshot]:
         def load(conn: sqlite3.Connection) -> dict[str, DeviceSnapshot]:
             out = {}
-            for row in self._db(conn)["device_state"].rows:
-                out[row["device_id"]] = snapshot_from_dict(
-                    {**row, "state": json.loads(row["state"])}
+            cur = conn.execute(
+                "SELECT device_id, kind, availability, last_seen, state FROM device_state"
+            )
+            # Plain sqlite3: sqlite_utils would pull in numpy (~15 MB) on import.
+            for device_id, kind, availability, last_seen, state in cur:
+                out[device_id] = snapshot_from_dict(
+                    {
+                        "device_id": device_id,
+                        "kind": kind,
+                        "availability": availability,
+                        "last_seen": last_seen,
+                        "state": json.loads(state),
+                    }
                 )
             return out
 

@@ -14,56 +14,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from drivers.config import StrictModel
+from vision.config import LivenessConfig
 from vision.mesh import MeshFeatures
-
-LivenessMode = Literal["off", "blink", "motion", "blink_or_motion", "blink_and_motion"]
-
-
-class LivenessConfig(StrictModel):
-    """What counts as a live face, and over how long."""
-
-    mode: LivenessMode = Field(
-        "blink_or_motion", description="Evidence required; 'off' always passes."
-    )
-    window_s: float = Field(
-        4.0, gt=0, le=60, description="Only samples this recent are considered, seconds."
-    )
-    min_samples: int = Field(
-        5, ge=3, description="Samples needed in the window before anything can pass."
-    )
-    blink_close_ratio: float = Field(
-        0.7,
-        gt=0,
-        lt=1,
-        description="A blink: eye ratio drops below this fraction of the open-eye baseline...",
-    )
-    blink_reopen_ratio: float = Field(
-        0.85, gt=0, le=1, description="...and later climbs back above this fraction."
-    )
-    min_yaw_change: float = Field(
-        0.10, gt=0, le=1, description="Head-turn evidence: yaw ratio range in the window."
-    )
-    min_pitch_change: float = Field(
-        0.08, gt=0, le=1, description="Nod evidence: pitch ratio range in the window."
-    )
-    min_presence: float = Field(
-        0.5, ge=0, le=1, description="Mesh samples with lower face confidence are ignored."
-    )
-
-    @model_validator(mode="after")
-    def _reopen_above_close(self) -> LivenessConfig:
-        if self.blink_reopen_ratio <= self.blink_close_ratio:
-            raise ValueError(
-                f"blink_reopen_ratio ({self.blink_reopen_ratio}) must be above "
-                f"blink_close_ratio ({self.blink_close_ratio})"
-            )
-        return self
 
 
 @dataclass(frozen=True)

@@ -17,29 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, model_validator
 
-from drivers.config import StrictModel
+from vision.config import AgreementConfig, MatchConfig
 
 FloatArray = npt.NDArray[np.float32]
-DEFAULT_THRESHOLD = 0.55
-
-
-class MatchConfig(StrictModel):
-    """When a probe counts as a member."""
-
-    threshold: float = Field(
-        DEFAULT_THRESHOLD,
-        gt=0,
-        lt=2,
-        description="Largest Euclidean distance to the member's nearest template.",
-    )
-    min_margin: float = Field(
-        0.05,
-        ge=0,
-        lt=2,
-        description="Second-best member must be at least this much farther than the best.",
-    )
 
 
 @dataclass(frozen=True)
@@ -111,19 +92,6 @@ class Matcher:
         if margin < self.config.min_margin:
             return MatchResult(None, member, d, margin, "ambiguous")
         return MatchResult(member, member, d, margin, "match")
-
-
-class AgreementConfig(StrictModel):
-    """How many recent frames must agree on one member before a decision."""
-
-    required: int = Field(3, ge=1, description="Frames that must name the same member (K).")
-    window: int = Field(3, ge=1, description="Recent frames considered (N); K of the last N.")
-
-    @model_validator(mode="after")
-    def _window_holds_required(self) -> AgreementConfig:
-        if self.window < self.required:
-            raise ValueError(f"window ({self.window}) must be at least required ({self.required})")
-        return self
 
 
 class FrameAgreement:

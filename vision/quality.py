@@ -19,32 +19,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
 
-from drivers.config import StrictModel
+from vision.config import QualityConfig
 from vision.detect import Detection
 
 FloatArray = npt.NDArray[np.float32]
 # Sharpness is measured on the face resized to this size, so it does not grow with resolution.
 SHARPNESS_SIZE = 128
-
-
-class QualityConfig(StrictModel):
-    """Thresholds of the enrollment quality gate."""
-
-    min_face_px: int = Field(
-        80, ge=16, le=4096, description="Smallest accepted face box side, in pixels."
-    )
-    min_sharpness: float = Field(
-        40.0,
-        ge=0,
-        description="Lowest variance of the Laplacian of the face (128x128 grey) accepted.",
-    )
-    max_yaw_deg: float = Field(25.0, gt=0, le=90, description="Largest head yaw accepted.")
-    max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest head roll accepted.")
-    edge_margin_px: int = Field(
-        2, ge=0, description="A face box this close to the image border counts as cut off."
-    )
 
 
 @dataclass(frozen=True)

@@ -25,31 +25,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
 
-from drivers.config import StrictModel
 from vision.camera import Frame
+from vision.config import WorkerConfig
 from vision.errors import WorkerCrashed, WorkerError, WorkerStopped, WorkerTimeout
 from vision.pipeline import FrameResult
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05
-
-
-class WorkerConfig(StrictModel):
-    """The inference worker process."""
-
-    call_timeout_s: float = Field(
-        10.0, gt=0, description="A frame not analysed in this time kills and restarts the worker."
-    )
-    start_timeout_s: float = Field(
-        120.0, gt=0, description="Time allowed for the worker to load its models."
-    )
-    max_faces: int = Field(1, ge=1, description="Faces per frame that get embedding and mesh.")
-    num_jitters: int = Field(
-        0, ge=0, le=10, description="dlib descriptor jitters (slower, a little more robust)."
-    )
-    mesh: bool = Field(True, description="Run the face mesh for liveness features.")
 
 
 def _child_main(conn: Connection, max_faces: int, num_jitters: int, mesh: bool) -> None:

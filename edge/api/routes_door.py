@@ -9,7 +9,7 @@ carries a template or an image.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 from pydantic import Field, StrictStr
@@ -22,7 +22,6 @@ from edge.api.models import Body, parse_body
 from edge.api.routes_auth import query_limit
 from edge.core import EdgeCore
 from edge.door import registry
-from edge.door.enroll import MAX_PHOTO_BYTES
 from edge.door.errors import (
     ConsentRequired,
     DoorRefused,
@@ -30,8 +29,10 @@ from edge.door.errors import (
     PinThrottled,
     UnknownMember,
 )
-from edge.door.service import DoorService
 from edge.shop.directory import search_members
+
+if TYPE_CHECKING:  # the door service loads numpy and OpenCV: only when a door runs
+    from edge.door.service import DoorService
 
 routes = web.RouteTableDef()
 KEYPAD_HEADER = "X-Keypad-Token"
@@ -247,10 +248,20 @@ async def _read_photos(request: web.Request) -> list[tuple[str, bytes]]:
     # Read part by part with our own limits: the app's 64 KiB body cap is for JSON.
     if not request.content_type.startswith("multipart/"):
         raise ApiError("bad_request", "send photos as multipart/form-data", field="photos")
-    reader = await request.multipart()
+    from edge.door.enroll import MAX_PHOTO_BYTES  # loads vision: only when a door enrolls
+
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:  # no boundary, or not a multipart type aiohttp reads
+        raise ApiError("bad_request", f"unreadable multipart body: {exc}", field="photos") from None
     photos: list[tuple[str, bytes]] = []
     while True:
-        part = await reader.next()
+        try:
+            part = await reader.next()
+        except ValueError as exc:  # a part without its boundary or headers
+            raise ApiError(
+                "bad_request", f"malformed multipart body: {exc}", field="photos"
+            ) from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader) or part.name != "photos":

@@ -24,15 +24,17 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.config import SiteConfig, load_config
 from edge.door.config import DoorConfig
 from edge.door.errors import ConsentRequired, DoorError, EnrollmentRejected
-from edge.door.vault import Vault
 from edge.errors import ConfigError
 from edge.shop.errors import NotFound as ShopNotFound
 from edge.shop.service import Shop
+
+if TYPE_CHECKING:  # the vault loads numpy and OpenCV: only for the door commands
+    from edge.door.vault import Vault
 
 # The daemon may hold a write transaction for a moment; wait for it, not fail.
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -121,7 +123,8 @@ class DoorFiles:
 
 @asynccontextmanager
 async def _opened(cfg: SiteConfig, door: DoorConfig, data_dir: Path) -> AsyncIterator[DoorFiles]:
-    from edge.service import open_shop  # heavy import, only for these commands
+    from edge.door.vault import Vault  # heavy imports, only for these commands
+    from edge.service import open_shop
 
     shop = open_shop(cfg, data_dir)
     vault = Vault(data_dir, door.master_key_file)

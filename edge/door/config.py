@@ -15,10 +15,15 @@ from pydantic import Field, model_validator
 
 from drivers.config import ID_PATTERN, LocatedError, StrictModel
 from drivers.model import DeviceKind
-from vision.liveness import LivenessConfig
-from vision.matcher import AgreementConfig, MatchConfig
-from vision.quality import QualityConfig
-from vision.worker import WorkerConfig
+
+# The settings models only: numpy and OpenCV load when a door starts.
+from vision.config import (
+    AgreementConfig,
+    LivenessConfig,
+    MatchConfig,
+    QualityConfig,
+    WorkerConfig,
+)
 
 THREE_YEARS_DAYS = 3 * 365
 

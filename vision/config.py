@@ -1,0 +1,122 @@
+"""The vision settings models (door.liveness, door.match, door.agreement,
+door.quality, door.worker), without numpy or OpenCV: the site config imports
+them on every start, and a daemon without a door must not load the image
+libraries (docs/benchmarks.md, idle RSS).  The code using them lives beside
+its algorithm (vision.liveness, vision.matcher, ...), which re-exports them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from drivers.config import StrictModel
+
+LivenessMode = Literal["off", "blink", "motion", "blink_or_motion", "blink_and_motion"]
+DEFAULT_THRESHOLD = 0.55
+
+
+class LivenessConfig(StrictModel):
+    """What counts as a live face, and over how long."""
+
+    mode: LivenessMode = Field(
+        "blink_or_motion", description="Evidence required; 'off' always passes."
+    )
+    window_s: float = Field(
+        4.0, gt=0, le=60, description="Only samples this recent are considered, seconds."
+    )
+    min_samples: int = Field(
+        5, ge=3, description="Samples needed in the window before anything can pass."
+    )
+    blink_close_ratio: float = Field(
+        0.7,
+        gt=0,
+        lt=1,
+        description="A blink: eye ratio drops below this fraction of the open-eye baseline...",
+    )
+    blink_reopen_ratio: float = Field(
+        0.85, gt=0, le=1, description="...and later climbs back above this fraction."
+    )
+    min_yaw_change: float = Field(
+        0.10, gt=0, le=1, description="Head-turn evidence: yaw ratio range in the window."
+    )
+    min_pitch_change: float = Field(
+        0.08, gt=0, le=1, description="Nod evidence: pitch ratio range in the window."
+    )
+    min_presence: float = Field(
+        0.5, ge=0, le=1, description="Mesh samples with lower face confidence are ignored."
+    )
+
+    @model_validator(mode="after")
+    def _reopen_above_close(self) -> LivenessConfig:
+        if self.blink_reopen_ratio <= self.blink_close_ratio:
+            raise ValueError(
+                f"blink_reopen_ratio ({self.blink_reopen_ratio}) must be above "
+                f"blink_close_ratio ({self.blink_close_ratio})"
+            )
+        return self
+
+
+class MatchConfig(StrictModel):
+    """When a probe counts as a member."""
+
+    threshold: float = Field(
+        DEFAULT_THRESHOLD,
+        gt=0,
+        lt=2,
+        description="Largest Euclidean distance to the member's nearest template.",
+    )
+    min_margin: float = Field(
+        0.05,
+        ge=0,
+        lt=2,
+        description="Second-best member must be at least this much farther than the best.",
+    )
+
+
+class AgreementConfig(StrictModel):
+    """How many recent frames must agree on one member before a decision."""
+
+    required: int = Field(3, ge=1, description="Frames that must name the same member (K).")
+    window: int = Field(3, ge=1, description="Recent frames considered (N); K of the last N.")
+
+    @model_validator(mode="after")
+    def _window_holds_required(self) -> AgreementConfig:
+        if self.window < self.required:
+            raise ValueError(f"window ({self.window}) must be at least required ({self.required})")
+        return self
+
+
+class QualityConfig(StrictModel):
+    """Thresholds of the enrollment quality gate."""
+
+    min_face_px: int = Field(
+        80, ge=16, le=4096, description="Smallest accepted face box side, in pixels."
+    )
+    min_sharpness: float = Field(
+        40.0,
+        ge=0,
+        description="Lowest variance of the Laplacian of the face (128x128 grey) accepted.",
+    )
+    max_yaw_deg: float = Field(25.0, gt=0, le=90, description="Largest head yaw accepted.")
+    max_roll_deg: float = Field(20.0, gt=0, le=90, description="Largest head roll accepted.")
+    edge_margin_px: int = Field(
+        2, ge=0, description="A face box this close to the image border counts as cut off."
+    )
+
+
+class WorkerConfig(StrictModel):
+    """The inference worker process."""
+
+    call_timeout_s: float = Field(
+        10.0, gt=0, description="A frame not analysed in this time kills and restarts the worker."
+    )
+    start_timeout_s: float = Field(
+        120.0, gt=0, description="Time allowed for the worker to load its models."
+    )
+    max_faces: int = Field(1, ge=1, description="Faces per frame that get embedding and mesh.")
+    num_jitters: int = Field(
+        0, ge=0, le=10, description="dlib descriptor jitters (slower, a little more robust)."
+    )
+    mesh: bool = Field(True, description="Run the face mesh for liveness features.")
