@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vision.config import LivenessConfig
+from vision.config import LivenessConfig as LivenessConfig  # re-exported
 from vision.mesh import MeshFeatures
 
 

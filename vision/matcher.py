@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from vision.config import AgreementConfig, MatchConfig
+from vision.config import AgreementConfig as AgreementConfig  # re-exported
+from vision.config import MatchConfig as MatchConfig
 
 FloatArray = npt.NDArray[np.float32]
 

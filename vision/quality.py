@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from vision.config import QualityConfig
+from vision.config import QualityConfig as QualityConfig  # re-exported
 from vision.detect import Detection
 
 FloatArray = npt.NDArray[np.float32]

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vision.camera import Frame
-from vision.config import WorkerConfig
+from vision.config import WorkerConfig as WorkerConfig  # re-exported
 from vision.errors import WorkerCrashed, WorkerError, WorkerStopped, WorkerTimeout
 from vision.pipeline import FrameResult
 
