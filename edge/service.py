@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -296,7 +297,10 @@ class EdgeService:
 
     async def _run_door(self) -> None:
         # A fresh door service per (re)start: a crashed one is never reused.
-        from edge.door.service import DoorService
+        # Imported here, off the loop: it loads numpy and OpenCV, which a site
+        # without a door never needs (docs/benchmarks.md, idle RSS).
+        module = await asyncio.to_thread(importlib.import_module, "edge.door.service")
+        DoorService = module.DoorService  # noqa: N806 - a class
 
         assert self.core is not None and self.config.door is not None
         door = DoorService(self.core, self.config.door, self.data_dir)
