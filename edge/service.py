@@ -300,7 +300,7 @@ class EdgeService:
         # Imported here, off the loop: it loads numpy and OpenCV, which a site
         # without a door never needs (docs/benchmarks.md, idle RSS).
         module = await asyncio.to_thread(importlib.import_module, "edge.door.service")
-        DoorService = module.DoorService  # noqa: N806 - a class
+        DoorService = module.DoorService
 
         assert self.core is not None and self.config.door is not None
         door = DoorService(self.core, self.config.door, self.data_dir)
