@@ -7,9 +7,9 @@ union, so ``type`` selects the driver.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from drivers.model import DeviceKind
 
@@ -50,6 +50,13 @@ class DeviceLimits(StrictModel):
     max_brightness: int = Field(100, ge=0, le=100, description="Highest brightness, percent.")
     min_color_temp_k: int = Field(2000, ge=1000, le=10000, description="Warmest colour, K.")
     max_color_temp_k: int = Field(6500, ge=1000, le=10000, description="Coolest colour, K.")
+    allow_color: bool = Field(
+        True,
+        description=(
+            "Lights: false keeps the light to white (colour temperature only); a colour "
+            "command is refused."
+        ),
+    )
     min_target_c: float = Field(16.0, ge=-10, le=130, description="Lowest setpoint, degC.")
     max_target_c: float = Field(28.0, ge=-10, le=130, description="Highest setpoint, degC.")
     hard_max_c: float | None = Field(
@@ -88,6 +95,26 @@ class DeviceLimits(StrictModel):
         if self.hard_max_c is not None and self.max_target_c > self.hard_max_c:
             raise ValueError("max_target_c must not exceed hard_max_c")
         return self
+
+
+class XyColor(StrictModel):
+    """A colour as CIE 1931 chromaticity (what Zigbee2MQTT reports)."""
+
+    x: float = Field(ge=0, le=1, description="CIE x.")
+    y: float = Field(ge=0, le=1, description="CIE y.")
+
+
+class RgbColor(StrictModel):
+    """A colour as sRGB channels."""
+
+    r: int = Field(ge=0, le=255, description="Red, 0-255.")
+    g: int = Field(ge=0, le=255, description="Green, 0-255.")
+    b: int = Field(ge=0, le=255, description="Blue, 0-255.")
+
+
+HexColor = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+# "#rrggbb", {x, y} or {r, g, b}: drivers.color.parse_color makes it xy.
+ColorValue = HexColor | XyColor | RgbColor
 
 
 class DeviceConfigBase(StrictModel):

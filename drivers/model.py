@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeAlias
 
+from drivers.color import xy_close
 from drivers.errors import DeviceClamped
 
 
@@ -45,6 +46,7 @@ class LightState:
     on: bool | None = None
     brightness: int | None = None  # percent, 0-100
     color_temp_k: int | None = None
+    color_xy: tuple[float, float] | None = None  # CIE 1931 xy (drivers.color)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class LightCommand:
     on: bool | None = None
     brightness: int | None = None
     color_temp_k: int | None = None
+    color_xy: tuple[float, float] | None = None  # a colour, or color_temp_k: not both
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,10 @@ def command_satisfied(state: DeviceState, command: Command) -> bool:
             state.color_temp_k is None or abs(state.color_temp_k - command.color_temp_k) > 30
         ):
             return False  # mired conversion loses a few kelvin
+        if command.color_xy is not None and (
+            state.color_xy is None or not xy_close(state.color_xy, command.color_xy)
+        ):
+            return False  # a bulb reports its own gamut's nearest colour, rounded
         return True
     if isinstance(command, ClimateCommand) and isinstance(state, ClimateState):
         if command.mode is not None and state.mode != command.mode:

@@ -54,6 +54,16 @@
     }
   }
 
+  // CIE xy (what lights report) to the brightest sRGB of that colour, #rrggbb.
+  function xyToHex(x, y) {
+    if (!(y > 0)) return "#000000";
+    const X = x / y, Z = (1 - x - y) / y;
+    const lin = [X * 3.2406 - 1.5372 - Z * 0.4986, -X * 0.9689 + 1.8758 + Z * 0.0415, X * 0.0557 - 0.2040 + Z * 1.0570];
+    const gam = lin.map((v) => { v = Math.max(0, v); return v <= 0.0031308 ? 12.92 * v : 1.055 * v ** (1 / 2.4) - 0.055; });
+    const top = Math.max(...gam) || 1;
+    return "#" + gam.map((v) => Math.round(255 * v / top).toString(16).padStart(2, "0")).join("");
+  }
+
   function lightControl(id, dev) {
     const lim = dev.limits;
     const value = el("span", { class: "value", "data-role": "value" });
@@ -66,13 +76,21 @@
       class: "big secondary", "data-role": "toggle",
       onclick: () => call("POST", `/api/v1/rooms/${room.room_id}/devices/${id}/command`, { on: !(dev.state && dev.state.on) }),
     }, "On");
+    // Colour (chromotherapy): a picker unless the light is kept to white.
+    const colour = lim.allow_color === false ? null : el("input", {
+      type: "color", "aria-label": `${dev.name} colour`, "data-role": "color",
+      onchange: (ev) => call("POST", `/api/v1/rooms/${room.room_id}/devices/${id}/command`, { on: true, color: ev.target.value }),
+    });
     const card = el("div", { class: "control", "data-device": id },
       el("h3", {}, dev.name, el("span", { class: "muted", "data-role": "avail" })),
       el("div", { class: "row" }, value, toggle),
-      slider);
+      slider, ...(colour ? [colour] : []));
     card.update = (d) => {
       dev = d;
       const s = d.state || {};
+      if (colour && Array.isArray(s.color_xy) && document.activeElement !== colour) {
+        colour.value = xyToHex(s.color_xy[0], s.color_xy[1]);
+      }
       value.textContent = s.on ? `${s.brightness ?? "?"} %` : "Off";
       toggle.textContent = s.on ? "Turn off" : "Turn on";
       if (typeof s.brightness === "number" && document.activeElement !== slider) {

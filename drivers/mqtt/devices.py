@@ -242,7 +242,7 @@ class MqttJsonLight(MqttDevice):
             connection.subscribe(cfg.availability_topic, self._on_ha_availability)
 
     def _encode(self, command: Command) -> bytes:
-        return encode_ha_json_light(command, self.cfg.brightness_scale)
+        return encode_ha_json_light(command, self.cfg.brightness_scale, self.cfg.color_mode)
 
     def _decode(self, payload: bytes, previous: DeviceState) -> DeviceState:
         assert isinstance(previous, LightState)

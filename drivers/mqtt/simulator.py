@@ -24,6 +24,7 @@ from typing import Any
 import aiomqtt
 
 from drivers.backoff import backoff_delay
+from drivers.color import parse_color
 from drivers.model import DeviceKind
 from drivers.mqtt.connection import NO_DELAY
 
@@ -34,7 +35,13 @@ AMBIENT_C = 20.0
 
 def initial_state(kind: DeviceKind) -> dict[str, Any]:
     if kind is DeviceKind.LIGHT:
-        return {"state": "OFF", "brightness": 254, "color_temp": 370}
+        return {
+            "state": "OFF",
+            "brightness": 254,
+            "color_temp": 370,
+            "color_mode": "color_temp",
+            "color": {"x": 0.4599, "y": 0.4106},
+        }
     if kind is DeviceKind.LOCK:
         # A door lock starts locked, as a real entrance does out of hours.
         return {"state": "LOCKED", "lock_state": "locked", "contact": True}
@@ -84,6 +91,12 @@ class SimulatedZigbeeDevice:
                     low, high = self.color_temp_range
                     mireds = max(low, min(high, mireds))
                 s["color_temp"] = mireds
+                s["color_mode"] = "color_temp"
+            if isinstance(command.get("color"), dict):
+                # Zigbee2MQTT takes {x, y}, {r, g, b} or {hex}; it reports xy.
+                x, y = parse_color(command["color"].get("hex") or command["color"])
+                s["color"] = {"x": x, "y": y}
+                s["color_mode"] = "xy"
             if command.get("state") in ("ON", "OFF"):
                 s["state"] = command["state"]
             elif command.get("state") == "TOGGLE":
