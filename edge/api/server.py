@@ -8,15 +8,17 @@ import contextlib
 import logging
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from zeroconf import IPVersion
-from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from edge.api.app import create_app
 from edge.api.openapi import API_VERSION
 from edge.api.settings import ApiSettings
 from edge.core import EdgeCore
+
+if TYPE_CHECKING:  # zeroconf is imported when a site advertises (api.zeroconf)
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ SHUTDOWN_GRACE_S = 1.0
 
 
 def service_info(site_id: str, port: int, addresses: list[str]) -> AsyncServiceInfo:
+    from zeroconf.asyncio import AsyncServiceInfo
+
     host = socket.gethostname().split(".")[0] or "coresync"
     return AsyncServiceInfo(
         SERVICE_TYPE,
@@ -116,6 +120,9 @@ class ApiServer:
         # Resolving the host name may wait on DNS: off the loop.
         addresses = await asyncio.get_running_loop().run_in_executor(None, lan_addresses)
         info = service_info(self.core.site_id, self.port, addresses)
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncZeroconf
+
         zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
         try:
             await (await zc.async_register_service(info, allow_name_change=True))
