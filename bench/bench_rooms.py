@@ -332,16 +332,23 @@ async def run_all(
         )
         print(f"idle RSS of coresync-edge run, no door: {rss_mb(pid):.1f} MB (goal <= 60 MB)")
 
-        # 1. GET one room vs hello, wrk, three runs.
-        for run in range(3):
+        # 1. GET one room vs hello, wrk, alternating short runs: on a shared
+        # machine the load moves between runs, so each pair is its own ratio.
+        ratios = []
+        for run in range(5):
             hello_rps = await asyncio.to_thread(
                 wrk, f"http://127.0.0.1:{hello_port}/", None, seconds
             )
             room_rps = await asyncio.to_thread(wrk, f"{api}/api/v1/rooms/lounge", lounge, seconds)
+            ratios.append(room_rps / hello_rps)
             print(
-                f"wrk run {run + 1}: GET room (4 devices) {room_rps:7.0f} req/s, bare hello "
-                f"{hello_rps:7.0f} req/s: {room_rps / hello_rps:.1%} (goal >= 60 %)"
+                f"wrk pair {run + 1}: GET room (4 devices) {room_rps:7.0f} req/s, bare hello "
+                f"{hello_rps:7.0f} req/s: {ratios[-1]:.1%}"
             )
+        print(
+            f"GET one room as a share of hello: median {statistics.median(ratios):.1%} "
+            "(goal >= 60 %)"
+        )
 
         # 4. scene of 10 lights over HTTP.
         tablet = {"Authorization": f"Bearer {await pair('chroma', 'bench-scene')}"}
@@ -377,7 +384,7 @@ async def run_all(
             t0 = loop.time()
             resp = await http.post(
                 f"{api}/api/v1/rooms/pool/devices/t{COMMANDED}/command",
-                json={"mode": "heat", "target_c": 20.0 + i % 10},
+                json={"mode": "heat", "target_c": 20.0 + i % 8},
                 headers=admin,
             )
             if resp.status != 200:
@@ -399,7 +406,7 @@ async def run_all(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    parser.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
     parser.add_argument("--tablets", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", help=argparse.SUPPRESS)
     parser.add_argument("--changes", type=int, help=argparse.SUPPRESS)
