@@ -406,10 +406,16 @@ async def run_all(
                 raise RuntimeError(await resp.text())
             times.append((loop.time() - t0) * 1000)
             seen = [r for r in gateway.request_log if r.at >= t0]
-            ours = [k for k, r in enumerate(seen) if r.unit == COMMANDED]
-            own.append(len(ours))  # the writes and the read-back
-            between.append(ours[-1] - ours[0] + 1 - len(ours))  # polls that slipped in
-            before.append(ours[0])  # polls while the request travelled HTTP -> bus
+            # The command's frames: its first write to the first read after its
+            # last write (the read-back); the slave's own 1 Hz poll may also
+            # fall in the window and is not part of it.
+            writes = [k for k, r in enumerate(seen) if r.unit == COMMANDED and r.is_write]
+            back = next(k for k, r in enumerate(seen) if k > writes[-1] and r.unit == COMMANDED)
+            span = seen[writes[0] : back + 1]
+            mine = sum(1 for r in span if r.unit == COMMANDED)
+            own.append(mine)
+            between.append(len(span) - mine)  # polls that slipped in
+            before.append(writes[0])  # frames while the request travelled HTTP -> bus
             await asyncio.sleep(0.1)
         print(
             f"write + read-back, {SLAVES - 1} other slaves polled: {max(own)} frames of its own "
