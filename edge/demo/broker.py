@@ -137,7 +137,13 @@ class EmbeddedBroker:
 
 
 def _fixed_amqtt_broker() -> type[Any]:
-    from amqtt.broker import Broker
+    try:
+        from amqtt.broker import Broker
+    except ImportError as exc:
+        raise RuntimeError(
+            "no MQTT broker answers on 127.0.0.1:1883 and none can be embedded: install "
+            "Mosquitto (apt-get install mosquitto) or amqtt, or pass --broker HOST:PORT"
+        ) from exc
 
     class RetainedPerSubscriber(Broker):  # type: ignore[misc]
         """amqtt's Broker, replaying retained messages only for filters the
