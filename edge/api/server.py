@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import socket
 from pathlib import Path
@@ -117,7 +118,9 @@ class ApiServer:
 
     async def _advertise(self) -> tuple[AsyncZeroconf | None, AsyncServiceInfo | None]:
         assert self.port is not None
-        # Resolving the host name may wait on DNS: off the loop.
+        # Resolving the host name may wait on DNS: off the loop.  So is the
+        # first import of zeroconf (it reads its modules from disk).
+        await asyncio.to_thread(importlib.import_module, "zeroconf.asyncio")
         addresses = await asyncio.get_running_loop().run_in_executor(None, lan_addresses)
         info = service_info(self.core.site_id, self.port, addresses)
         from zeroconf import IPVersion

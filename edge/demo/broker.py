@@ -109,7 +109,8 @@ class EmbeddedBroker:
             await asyncio.sleep(0.05)
 
     async def _start_amqtt(self) -> None:
-        broker_class = _fixed_amqtt_broker()  # heavy import, only when needed
+        # A heavy import, only when needed, and off the loop (it reads from disk).
+        broker_class = await asyncio.to_thread(_fixed_amqtt_broker)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             "plugins": {
