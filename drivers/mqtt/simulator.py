@@ -40,7 +40,6 @@ def initial_state(kind: DeviceKind) -> dict[str, Any]:
             "brightness": 254,
             "color_temp": 370,
             "color_mode": "color_temp",
-            "color": {"x": 0.4599, "y": 0.4106},
         }
     if kind is DeviceKind.LOCK:
         # A door lock starts locked, as a real entrance does out of hours.
