@@ -8,6 +8,8 @@ availability and command counts describe the building.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -85,10 +87,12 @@ class Metrics:
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, str(status))] += 1
+        # One increment per request (the first bucket it fits); render sums
+        # them into Prometheus' cumulative buckets.  This runs on every request.
         buckets = self.latency_buckets.setdefault(route, [0] * len(BUCKETS))
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                buckets[i] += 1
+        i = bisect.bisect_left(BUCKETS, seconds)
+        if i < len(BUCKETS):
+            buckets[i] += 1
         self.latency_sum[route] += seconds
         self.latency_count[route] += 1
 
@@ -115,7 +119,7 @@ class Metrics:
             "# TYPE coresync_api_request_seconds histogram",
         ]
         for route, buckets in sorted(self.latency_buckets.items()):
-            for bound, n in zip(BUCKETS, buckets, strict=True):
+            for bound, n in zip(BUCKETS, itertools.accumulate(buckets), strict=True):
                 out.append(
                     f"coresync_api_request_seconds_bucket{_labels(route=route, le=str(bound))} {n}"
                 )
