@@ -189,3 +189,13 @@ def test_two_demos_on_one_broker_do_not_knock_each_other_off(tmp_path: Path) -> 
     for out in outputs:
         assert "MQTT reconnect" not in out, out  # logged only after a lost connection
         assert "Traceback" not in out
+
+
+def test_the_banner_on_the_default_port_prints_the_readme_lines(tmp_path: Path) -> None:
+    """The README's MQTT example is what the banner prints when the broker
+    (embedded or not) is on 127.0.0.1:1883: the same lines, verbatim."""
+    site = DemoSite(tmp_path, http_port=None)
+    site.mqtt_host, site.mqtt_port = "127.0.0.1", 1883
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for line in mqtt_commands(site):
+        assert f"\n{line}\n" in readme, line
