@@ -38,7 +38,6 @@ from drivers.model import (
     LightState,
     clamped_error,
     command_satisfied,
-    iter_fields,
     unsatisfied_fields,
 )
 from drivers.mqtt.codec import (
@@ -91,10 +90,13 @@ class MqttDevice(Device):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         reports_before = self._reports
+        state_before = self._snapshot.state
         await self.publish_command(command, ack_timeout_s=timeout, force=force)
 
         def answered(snap: DeviceSnapshot) -> bool:
-            return self._reports > reports_before and self._answers(snap.state, command)
+            return self._reports > reports_before and self._answers(
+                state_before, snap.state, command
+            )
 
         if not await self._wait_for(answered, max(0.0, deadline - loop.time())):
             raise DeviceTimeout(
@@ -114,16 +116,21 @@ class MqttDevice(Device):
             raise clamped_error(self.device_id, self._snapshot.state, command)
 
     @staticmethod
-    def _answers(state: DeviceState, command: Command) -> bool:
-        """The state reports every field the command asked for (satisfied or
-        not): an answer to it, not an unrelated report (battery, link quality)."""
+    def _answers(before: DeviceState, state: DeviceState, command: Command) -> bool:
+        """``state`` answers the command: it satisfies it, or the device moved
+        an asked field from a known value to another value than asked (a
+        clamp).  A report that moves nothing asked (a retained copy delivered
+        late, a battery report) is no answer: neither protocol says which
+        report answers which command.  So a device asked again for what it
+        already clamped to (4000 K held, 5000 K asked) is a timeout, not a
+        clamp: its answer cannot be told from a stale report."""
         if command_satisfied(state, command):
             return True
-        return all(
-            getattr(state, name, None) is not None
-            for name, _ in iter_fields(command)
-            if hasattr(state, name)
-        ) and bool(unsatisfied_fields(state, command))
+        for name in unsatisfied_fields(state, command):
+            old, new = getattr(before, name, None), getattr(state, name, None)
+            if old is not None and new is not None and old != new:
+                return True
+        return False
 
     async def publish_command(
         self, command: Command, *, ack_timeout_s: float = 5.0, force: bool = False
