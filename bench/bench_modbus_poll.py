@@ -95,7 +95,8 @@ async def poll(port: int, slaves: int, registers: int, seconds: float, interval:
                 },
             }
         )
-        manager.add_device(cfg, f"bench/s{u}").subscribe(on_change)
+        # Every poll, not only changes: the jitter is of the poll period.
+        manager.add_device(cfg, f"bench/s{u}").subscribe(on_change, every_report=True)
     await manager.start()
     try:
         await asyncio.sleep(2 * interval)  # connect and spread the pollers first

@@ -7,14 +7,24 @@ union, so ``type`` selects the driver.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from drivers.model import DeviceKind
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DeviceTimer = Literal["none", "on_time", "countdown_register"]
+
+
+# Analogue fields a deadband may name, per kind; a sensor's values are named
+# by its register map or payload, so any name goes (None).
+DEADBAND_FIELDS: dict[DeviceKind, frozenset[str] | None] = {
+    DeviceKind.LIGHT: frozenset({"brightness", "color_temp_k"}),
+    DeviceKind.CLIMATE: frozenset({"target_c", "current_c", "humidity"}),
+    DeviceKind.LOCK: frozenset(),
+    DeviceKind.SENSOR: None,
+}
 
 
 class LocatedError(ValueError):
@@ -40,6 +50,13 @@ class DeviceLimits(StrictModel):
     max_brightness: int = Field(100, ge=0, le=100, description="Highest brightness, percent.")
     min_color_temp_k: int = Field(2000, ge=1000, le=10000, description="Warmest colour, K.")
     max_color_temp_k: int = Field(6500, ge=1000, le=10000, description="Coolest colour, K.")
+    allow_color: bool = Field(
+        True,
+        description=(
+            "Lights: false keeps the light to white (colour temperature only); a colour "
+            "command is refused."
+        ),
+    )
     min_target_c: float = Field(16.0, ge=-10, le=130, description="Lowest setpoint, degC.")
     max_target_c: float = Field(28.0, ge=-10, le=130, description="Highest setpoint, degC.")
     hard_max_c: float | None = Field(
@@ -80,6 +97,26 @@ class DeviceLimits(StrictModel):
         return self
 
 
+class XyColor(StrictModel):
+    """A colour as CIE 1931 chromaticity (what Zigbee2MQTT reports)."""
+
+    x: float = Field(ge=0, le=1, description="CIE x.")
+    y: float = Field(ge=0, le=1, description="CIE y.")
+
+
+class RgbColor(StrictModel):
+    """A colour as sRGB channels."""
+
+    r: int = Field(ge=0, le=255, description="Red, 0-255.")
+    g: int = Field(ge=0, le=255, description="Green, 0-255.")
+    b: int = Field(ge=0, le=255, description="Blue, 0-255.")
+
+
+HexColor = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+# "#rrggbb", {x, y} or {r, g, b}: drivers.color.parse_color makes it xy.
+ColorValue = HexColor | XyColor | RgbColor
+
+
 class DeviceConfigBase(StrictModel):
     """Fields every device has, whatever its driver."""
 
@@ -93,6 +130,16 @@ class DeviceConfigBase(StrictModel):
         default_factory=DeviceLimits,
         description="Bounds every caller is held to (see rooms.devices.limits).",
     )
+    deadband: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Analogue values: field -> smallest change that counts as news, e.g. "
+            "{ current_c = 0.2, humidity = 1.0 } (for a sensor, its value names). A "
+            "reading closer than this to the value last stored and sent is kept as the "
+            "device's current value but is not stored, sent to tablets or republished. "
+            "Fields without an entry count every change."
+        ),
+    )
     device_timer: DeviceTimer = Field(
         "none",
         description=(
@@ -103,6 +150,20 @@ class DeviceConfigBase(StrictModel):
             "the device has neither (validate-config warns; rely on the heater's own timer)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _deadband_fields(self) -> DeviceConfigBase:
+        allowed = DEADBAND_FIELDS.get(self.kind)
+        for name, value in self.deadband.items():
+            if allowed is not None and name not in allowed:
+                raise LocatedError(
+                    ("deadband", name),
+                    f"a {self.kind.value} has no analogue field {name!r} "
+                    f"(one of: {', '.join(sorted(allowed))})",
+                )
+            if not value >= 0:
+                raise LocatedError(("deadband", name), "a deadband is a number >= 0")
+        return self
 
     @model_validator(mode="after")
     def _heater_rules(self) -> DeviceConfigBase:

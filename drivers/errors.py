@@ -30,3 +30,12 @@ class DeviceRejected(DriverError):
 
 class UnsupportedCommand(DriverError):
     """The command does not fit this device (wrong kind or unmapped field)."""
+
+
+class DeviceClamped(DeviceRejected):
+    """The device answered with other values than asked (a bulb asked 5000 K
+    holds 4000 K): ``values`` maps each field it did not take to what it holds."""
+
+    def __init__(self, message: str, values: dict[str, object]) -> None:
+        super().__init__(message)
+        self.values = values

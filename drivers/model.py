@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeAlias
 
+from drivers.color import xy_close
+from drivers.errors import DeviceClamped
+
 
 class Availability(StrEnum):
     ONLINE = "online"
@@ -43,6 +46,7 @@ class LightState:
     on: bool | None = None
     brightness: int | None = None  # percent, 0-100
     color_temp_k: int | None = None
+    color_xy: tuple[float, float] | None = None  # CIE 1931 xy (drivers.color)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class LightCommand:
     on: bool | None = None
     brightness: int | None = None
     color_temp_k: int | None = None
+    color_xy: tuple[float, float] | None = None  # a colour, or color_temp_k: not both
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,10 @@ def command_satisfied(state: DeviceState, command: Command) -> bool:
             state.color_temp_k is None or abs(state.color_temp_k - command.color_temp_k) > 30
         ):
             return False  # mired conversion loses a few kelvin
+        if command.color_xy is not None and (
+            state.color_xy is None or not xy_close(state.color_xy, command.color_xy)
+        ):
+            return False  # a bulb reports its own gamut's nearest colour, rounded
         return True
     if isinstance(command, ClimateCommand) and isinstance(state, ClimateState):
         if command.mode is not None and state.mode != command.mode:
@@ -148,6 +157,34 @@ def command_satisfied(state: DeviceState, command: Command) -> bool:
     if isinstance(command, LockCommand) and isinstance(state, LockState):
         return state.locked == command.locked
     return False
+
+
+def unsatisfied_fields(state: DeviceState, command: Command) -> dict[str, object]:
+    """Each field of ``command`` that ``state`` does not show -> the value it holds."""
+    out: dict[str, object] = {}
+    for name, wanted in iter_fields(command):
+        if not hasattr(state, name):
+            continue  # a command-only field (on_time_s): not reported back
+        single = type(command)(**{name: wanted})  # type: ignore[arg-type]
+        if not command_satisfied(state, single):
+            held = getattr(state, name)
+            out[name] = held.value if isinstance(held, StrEnum) else held
+    return out
+
+
+def clamped_error(device_id: str, state: DeviceState, command: Command) -> DeviceClamped:
+    """The error for a device that answered with other values than asked."""
+    held = unsatisfied_fields(state, command)
+    asked = dict(iter_fields(command))
+    parts = [
+        f"{name} clamped to {value} (asked {_plain(asked.get(name))})"
+        for name, value in held.items()
+    ]
+    return DeviceClamped(f"{device_id}: {'; '.join(parts) or 'answered otherwise'}", held)
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, StrEnum) else value
 
 
 Listener: TypeAlias = Callable[[DeviceSnapshot], None]
@@ -168,18 +205,25 @@ class Device(ABC):
             device_id, kind, Availability.UNKNOWN, None, EMPTY_STATE[kind]
         )
         self._listeners: list[Listener] = []
+        self._report_listeners: list[Listener] = []
         self._changed = asyncio.Event()
+        self._notified = self._snapshot  # what listeners were last told
+        self._deadband: dict[str, float] = {}
 
     def snapshot(self) -> DeviceSnapshot:
         return self._snapshot
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` on every change; returns a function that unsubscribes."""
-        self._listeners.append(listener)
+    def subscribe(self, listener: Listener, *, every_report: bool = False) -> Callable[[], None]:
+        """Call ``listener`` on every change (news, see :meth:`_publish`), or
+        with ``every_report`` on every report even within the deadband (the
+        heater guard: hard_max_c is checked on each reading).  Returns a
+        function that unsubscribes."""
+        listeners = self._report_listeners if every_report else self._listeners
+        listeners.append(listener)
 
         def unsubscribe() -> None:
             with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
+                listeners.remove(listener)
 
         return unsubscribe
 
@@ -199,6 +243,29 @@ class Device(ABC):
         :class:`drivers.errors.TransportError` for I/O failure.
         """
 
+    # -- change detection ----------------------------------------------------
+    def set_deadband(self, deadband: Mapping[str, float]) -> None:
+        """Per-field deadband for analogue values (``{"current_c": 0.2}``; for
+        sensors the value's name): a reading within the deadband of the value
+        last passed to listeners is kept in the snapshot but is not news."""
+        self._deadband = dict(deadband)
+
+    def _is_news(self, new: DeviceSnapshot) -> bool:
+        """True when ``new`` differs from what listeners last saw, beyond the
+        deadband; ``last_seen`` alone is never news."""
+        old = self._notified
+        if new.availability != old.availability or type(new.state) is not type(old.state):
+            return True
+        if new.state == old.state:
+            return False
+        if not self._deadband:
+            return True
+        if isinstance(new.state, SensorState) and isinstance(old.state, SensorState):
+            pairs = _sensor_pairs(old.state, new.state)
+        else:
+            pairs = [(n, getattr(old.state, n), getattr(new.state, n)) for n in _slots(new.state)]
+        return any(_differs(a, b, self._deadband.get(name, 0.0)) for name, a, b in pairs)
+
     # -- for drivers -------------------------------------------------------
     def _publish(
         self,
@@ -207,6 +274,10 @@ class Device(ABC):
         availability: Availability | None = None,
         seen: bool = True,
     ) -> None:
+        """Record what the device reported.  The snapshot always holds the
+        latest report; listeners hear of it only when it is news (a change of
+        state or availability beyond the deadband): a poll that reads the same
+        values costs no write, no WebSocket message and no MQTT publish."""
         snap = self._snapshot
         new = replace(
             snap,
@@ -214,11 +285,15 @@ class Device(ABC):
             availability=availability if availability is not None else snap.availability,
             last_seen=datetime.now(UTC) if seen else snap.last_seen,
         )
-        if new == snap:
-            return
         self._snapshot = new
+        # Waiters (command confirmation) look at every report, news or not.
         self._changed.set()
         self._changed = asyncio.Event()
+        for listener in list(self._report_listeners):
+            listener(new)
+        if not self._is_news(new):
+            return
+        self._notified = new
         for listener in list(self._listeners):
             listener(new)
 
@@ -236,6 +311,25 @@ class Device(ABC):
             except TimeoutError:
                 return predicate(self._snapshot)
         return True
+
+
+def _slots(obj: object) -> tuple[str, ...]:
+    return tuple(getattr(obj, "__slots__", ()))
+
+
+def _sensor_pairs(old: SensorState, new: SensorState) -> list[tuple[str, object, object]]:
+    names = set(old.values) | set(new.values)
+    return [(n, old.values.get(n), new.values.get(n)) for n in sorted(names)]
+
+
+def _differs(old: object, new: object, deadband: float) -> bool:
+    if old == new:
+        return False
+    if deadband <= 0 or isinstance(old, bool) or isinstance(new, bool):
+        return True
+    if isinstance(old, int | float) and isinstance(new, int | float):
+        return abs(new - old) >= deadband
+    return True  # appeared, vanished or not a number
 
 
 def iter_fields(obj: object) -> Iterator[tuple[str, object]]:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.ops.backup_crypto import KEY_CREDENTIAL
 from edge.ops.errors import BackupKeyError, DataDirBusy, OpsError
+from edge.ops.layout import BACKUP_KEY_CREDENTIAL as KEY_CREDENTIAL
 
 DEFAULT_DATA_DIR = Path("/var/lib/coresync-edge")
 DEFAULT_BACKUP_DIR = Path("/var/backups/coresync-edge")

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from drivers.config import ID_PATTERN, DeviceLimits, LocatedError, StrictModel
+from drivers.config import ID_PATTERN, ColorValue, DeviceLimits, LocatedError, StrictModel
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.model import ClimateMode, DeviceKind
 from drivers.mqtt.config import (
@@ -88,7 +88,13 @@ class StorageConfig(StrictModel):
         description="Directory for the SQLite database and keys; created if missing.",
     )
     state_history_limit: int = Field(
-        50_000, ge=100, le=10_000_000, description="Rows of device state history kept."
+        50_000,
+        ge=100,
+        le=10_000_000,
+        description=(
+            "Cap on raw device state history rows (the newest are kept); older history "
+            "is kept per minute, see retention.state_history_raw_hours."
+        ),
     )
 
 
@@ -98,12 +104,16 @@ class SceneAction(StrictModel):
     on: bool | None = Field(None, description="Light on/off.")
     brightness: int | None = Field(None, ge=0, le=100, description="Light brightness, percent.")
     color_temp_k: int | None = Field(None, ge=1000, le=10000, description="Light colour, K.")
+    color: ColorValue | None = Field(
+        None,
+        description='Light colour: "#rrggbb", { x, y } (CIE) or { r, g, b }; or color_temp_k.',
+    )
     mode: ClimateMode | None = Field(None, description="Climate mode: off, heat, cool, auto.")
     target_c: float | None = Field(None, ge=-10, le=130, description="Climate setpoint, degC.")
     locked: bool | None = Field(None, description="Lock: true locks, false unlocks.")
 
 
-LIGHT_FIELDS = {"on", "brightness", "color_temp_k"}
+LIGHT_FIELDS = {"on", "brightness", "color_temp_k", "color"}
 CLIMATE_FIELDS = {"mode", "target_c"}
 LOCK_FIELDS = {"locked"}
 FIELDS_FOR_KIND: dict[DeviceKind, set[str]] = {

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from drivers.config import DeviceConfigBase
 from drivers.errors import (
+    DeviceClamped,
     DeviceRejected,
     DeviceTimeout,
     DeviceUnavailable,
@@ -37,6 +38,7 @@ from edge.config import RoomConfig, SiteConfig
 from edge.errors import NotFound, StorageError
 from edge.events import EventBus
 from edge.limits import build_command, check_command, effective_command
+from edge.room_views import RoomViews
 from edge.serialize import snapshot_to_dict
 from edge.shop.service import Shop
 from edge.spool import WriteSpool
@@ -62,9 +64,11 @@ SYSTEM = Actor("system", "edge")
 @dataclass(frozen=True, slots=True)
 class DeviceOutcome:
     device_id: str
-    result: str  # ok | rejected | timeout | unavailable | io_error | unsupported
+    result: str  # ok | clamped | rejected | timeout | unavailable | io_error | unsupported
     detail: str | None
     duration_ms: float
+    # "clamped": each asked field the device did not take -> the value it holds.
+    held: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,6 +80,7 @@ class DeviceOutcome:
             "result": self.result,
             "detail": self.detail,
             "duration_ms": round(self.duration_ms, 2),
+            **({"held": self.held} if self.held is not None else {}),
         }
 
 
@@ -130,7 +135,9 @@ class Room:
 
 
 def _result_of(exc: BaseException) -> str:
-    # Order matters: DeviceTimeout is a TransportError.
+    # Order matters: DeviceTimeout is a TransportError, DeviceClamped a DeviceRejected.
+    if isinstance(exc, DeviceClamped):
+        return "clamped"
     if isinstance(exc, DeviceTimeout):
         return "timeout"
     if isinstance(exc, DeviceUnavailable):
@@ -177,6 +184,8 @@ class EdgeCore:
         for room_cfg in config.rooms:
             local = {d.id: devices[f"{room_cfg.id}/{d.id}"] for d in room_cfg.devices}
             self._rooms[room_cfg.id] = Room(room_cfg, local)
+        # Encoded room views, shared by the LAN API, WebSocket and MQTT.
+        self.views = RoomViews(self)
 
     async def run_shop(self, fn: Callable[[Shop], T]) -> T:
         """Run ``fn(shop)`` on the shop's thread pool."""
@@ -277,13 +286,15 @@ class EdgeCore:
         command = await self._through_heat_hook(device, command)
         started = time.perf_counter()
         detail: str | None = None
+        held: dict[str, Any] | None = None
         try:
             await device.send(command, timeout=timeout or self.command_timeout_s, force=force)
             result = "ok"
         except DriverError as exc:
             result, detail = _result_of(exc), str(exc) or type(exc).__name__
+            held = exc.values if isinstance(exc, DeviceClamped) else None
         elapsed = (time.perf_counter() - started) * 1000
-        outcome = DeviceOutcome(device.device_id, result, detail, elapsed)
+        outcome = DeviceOutcome(device.device_id, result, detail, elapsed, held)
         fields = {k: (v.value if hasattr(v, "value") else v) for k, v in iter_fields(command)}
         self.last_commands[device.device_id] = (actor, fields, time.monotonic())
         record = CommandRecord(

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from drivers.color import parse_color
 from drivers.config import DeviceLimits
 from drivers.model import (
     ClimateCommand,
@@ -47,6 +48,9 @@ def _violation(
             return "color_temp_k", (
                 f"{k} K is outside {limits.min_color_temp_k}-{limits.max_color_temp_k} K"
             )
+        colour = values.get("color", values.get("color_xy"))
+        if colour is not None and not limits.allow_color:
+            return "color", "this light is kept to white (limits.allow_color = false)"
     elif kind is DeviceKind.CLIMATE:
         t = values.get("target_c")
         if t is not None and not limits.min_target_c <= t <= limits.max_target_c:
@@ -69,6 +73,14 @@ def build_command(kind: DeviceKind, values: Mapping[str, Any]) -> Command:
         raise InvalidCommand("kind", f"a {kind} takes no commands")
     allowed = set(command_type.__slots__)
     given = {k: v for k, v in values.items() if v is not None}
+    if command_type is LightCommand and "color" in given:
+        # "#rrggbb", {x, y} or {r, g, b} (API body, scene): the model's colour is xy.
+        try:
+            given["color_xy"] = parse_color(given.pop("color"))
+        except ValueError as exc:
+            raise InvalidCommand("color", str(exc)) from None
+        if "color_temp_k" in given:
+            raise InvalidCommand("color", "give a colour or color_temp_k, not both")
     unknown = sorted(set(given) - allowed)
     if "on_time_s" in given:
         unknown.insert(0, "on_time_s")  # set by the heater guard only, never by a caller

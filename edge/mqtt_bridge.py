@@ -1,8 +1,10 @@
 """The site's own MQTT surface.
 
 - Room state, retained, on ``coresync/<site_id>/rooms/<room_id>/state``:
-  republished whenever a device in the room changes (coalesced), and all
-  rooms again after every reconnect so the broker's retained copy is fresh.
+  the staff room view (edge.room_views: the same bytes the LAN API serves),
+  republished only when a device in the room changed (coalesced; a poll that
+  reads the same values publishes nothing), and all rooms again after every
+  reconnect so the broker's retained copy is fresh.
 - Scene activation: publish a scene id (plain text, or ``{"scene": "<id>"}``)
   to ``coresync/<site_id>/rooms/<room_id>/scene/set``; the outcome goes to
   ``coresync/<site_id>/rooms/<room_id>/scene/result`` (not retained).
@@ -59,6 +61,8 @@ class MqttBridge:
         self.conn = connection
         self.site_id = core.site_id
         self._dirty: set[str] = set()
+        self._published: dict[str, bytes] = {}  # room id -> retained payload last sent
+        self.publishes = 0
         self._wake = asyncio.Event()
         self._scene_tasks: set[asyncio.Task[None]] = set()
         connection.subscribe(scene_set_topic(self.site_id), self._on_scene_set)
@@ -80,7 +84,7 @@ class MqttBridge:
                 self._wake.clear()
                 rooms, self._dirty = self._dirty, set()
                 for room_id in sorted(rooms):
-                    await self._publish_room(room_id)
+                    await self._publish_room(room_id, only_if_changed=True)
         finally:
             sub.close()
             feeder.cancel()
@@ -94,14 +98,19 @@ class MqttBridge:
                 self._dirty.add(event.room_id)
                 self._wake.set()
 
-    async def _publish_room(self, room_id: str) -> None:
-        payload = json.dumps(self.core.room(room_id).snapshot(), separators=(",", ":"))
+    async def _publish_room(self, room_id: str, *, only_if_changed: bool = False) -> None:
+        payload = self.core.views.encoded(room_id, "staff")
+        if only_if_changed and self._published.get(room_id) == payload:
+            return
         try:
             await self.conn.publish(
-                room_state_topic(self.site_id, room_id), payload.encode(), qos=1, retain=True
+                room_state_topic(self.site_id, room_id), payload, qos=1, retain=True
             )
         except Exception as exc:
             log.debug("room state for %s not published: %s", room_id, exc)
+            return
+        self._published[room_id] = payload
+        self.publishes += 1
 
     async def _republish_all(self) -> None:
         for room in self.core.rooms():

@@ -31,7 +31,8 @@ def state_to_dict(state: DeviceState) -> dict[str, Any]:
 
 def state_from_dict(kind: DeviceKind, data: dict[str, Any]) -> DeviceState:
     if kind is DeviceKind.LIGHT:
-        return LightState(**data)
+        xy = data.get("color_xy")  # a JSON list: the model holds a tuple
+        return LightState(**{**data, "color_xy": tuple(xy) if xy is not None else None})
     if kind is DeviceKind.CLIMATE:
         mode = data.get("mode")
         return ClimateState(**{**data, "mode": ClimateMode(mode) if mode else None})

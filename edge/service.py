@@ -138,6 +138,7 @@ class EdgeService:
                 else:
                     assert self.mqtt is not None  # the config validator guarantees it
                     device = build_mqtt_device(dev_cfg, self.mqtt, device_id)
+                device.set_deadband(dev_cfg.deadband)
                 self.devices[device_id] = device
         core = EdgeCore(cfg, self.store, self.events, self.devices, shop=self.shop)
         for dev in self.devices.values():

@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from drivers.model import DeviceSnapshot
 from edge.errors import StorageError
 from edge.migrations import migrate
@@ -65,6 +63,21 @@ CORE_MIGRATIONS = [
     );
     CREATE INDEX command_log_device ON command_log (device_id, id);
     CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), ts TEXT NOT NULL);
+    """,
+    # Older history at one row per device, minute and field (docs/operations.md).
+    """
+    CREATE TABLE state_history_minute (
+        device_id TEXT NOT NULL,
+        minute TEXT NOT NULL,
+        field TEXT NOT NULL,
+        min REAL,
+        max REAL,
+        mean REAL,
+        samples INTEGER NOT NULL,
+        last TEXT NOT NULL,
+        PRIMARY KEY (device_id, minute, field)
+    ) WITHOUT ROWID;
+    CREATE INDEX state_history_ts ON state_history (ts);
     """,
 ]
 
@@ -142,9 +155,6 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise StorageError(f"{self.path}: {exc}") from exc
 
-    def _db(self, conn: sqlite3.Connection) -> sqlite_utils.Database:
-        return sqlite_utils.Database(conn)
-
     # -- device state ----------------------------------------------------------
     async def save_state(self, snap: DeviceSnapshot) -> None:
         record = snapshot_to_dict(snap)
@@ -184,9 +194,19 @@ class Store:
     async def load_states(self) -> dict[str, DeviceSnapshot]:
         def load(conn: sqlite3.Connection) -> dict[str, DeviceSnapshot]:
             out = {}
-            for row in self._db(conn)["device_state"].rows:
-                out[row["device_id"]] = snapshot_from_dict(
-                    {**row, "state": json.loads(row["state"])}
+            cur = conn.execute(
+                "SELECT device_id, kind, availability, last_seen, state FROM device_state"
+            )
+            # Plain sqlite3: sqlite_utils would pull in numpy (~15 MB) on import.
+            for device_id, kind, availability, last_seen, state in cur:
+                out[device_id] = snapshot_from_dict(
+                    {
+                        "device_id": device_id,
+                        "kind": kind,
+                        "availability": availability,
+                        "last_seen": last_seen,
+                        "state": json.loads(state),
+                    }
                 )
             return out
 
@@ -200,6 +220,24 @@ class Store:
                 (device_id, limit),
             )
             return [{"ts": t, "availability": a, "state": json.loads(s)} for t, a, s in cur]
+
+        return await self.call(rows)
+
+    async def history_minutes(
+        self, device_id: str, *, since: str = "", limit: int = 1440
+    ) -> list[dict[str, Any]]:
+        """Per-minute history of one device (compacted rows), newest first:
+        ``minute`` (UTC, ``YYYY-MM-DDTHH:MM``), ``field``, ``min``/``max``/``mean``
+        of the stored readings (numbers only), ``samples`` and the ``last`` value."""
+
+        def rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            cur = conn.execute(
+                "SELECT minute, field, min, max, mean, samples, last FROM state_history_minute"
+                " WHERE device_id = ? AND minute >= ? ORDER BY minute DESC, field LIMIT ?",
+                (device_id, since, limit),
+            )
+            keys = ("minute", "field", "min", "max", "mean", "samples", "last")
+            return [{**dict(zip(keys, r, strict=True)), "last": json.loads(r[6])} for r in cur]
 
         return await self.call(rows)
 

@@ -67,6 +67,9 @@ async def test_unexpected_errors_are_json_500_without_traceback(api: ApiSite) ->
     resp = await api.client.put("/api/v1/rooms", headers=api.auth("staff1"))
     assert resp.status == 405
     assert (await resp.json())["error"]["code"] == "method_not_allowed"
+    # The 405 names what the path takes; no response names server versions.
+    assert {m.strip() for m in resp.headers["Allow"].split(",")} == {"GET", "HEAD"}
+    assert resp.headers["Server"] == "coresync-edge"
 
 
 async def next_message(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,10 +15,10 @@ from pathlib import Path
 import aiomqtt
 
 from drivers.model import Availability
-from edge.core import Actor
-from edge.demo.broker import free_port
-from edge.demo.runner import DemoSite
+from edge.demo.broker import EmbeddedBroker, free_port, mosquitto_binary
+from edge.demo.runner import DemoSite, mqtt_banner, mqtt_commands
 from tests.conftest import wait_port
+from tests.parts import missing
 
 
 async def test_demo_with_embedded_broker(tmp_path: Path) -> None:
@@ -25,6 +26,8 @@ async def test_demo_with_embedded_broker(tmp_path: Path) -> None:
     service = await site.start()
     try:
         assert site.embedded is not None
+        installed = await asyncio.to_thread(mosquitto_binary)
+        assert site.embedded.kind == ("mosquitto" if installed else "amqtt")
         core = service.core
         assert core is not None
         loop = asyncio.get_running_loop()
@@ -34,22 +37,68 @@ async def test_demo_with_embedded_broker(tmp_path: Path) -> None:
         ):
             assert loop.time() < deadline, "demo devices did not come online"
             await asyncio.sleep(0.1)
-        result = await core.activate_scene("treatment-1", "relax", Actor("staff", "demo-test"))
-        assert result.ok, result.as_dict()
-        # The room state is on the (embedded) broker, retained.
+        # The banner's own lines, run as printed, against the broker in use.
+        banner = "\n".join(mqtt_banner(site))
+        watch, scene = mqtt_commands(site)
+        assert watch in banner and scene in banner
+        assert f"-p {site.embedded.port}" in watch or site.embedded.port == 1883
+        if await asyncio.to_thread(shutil.which, "mosquitto_sub") is None:
+            missing("mosquitto-clients", "the demo banner's mosquitto_sub/mosquitto_pub lines")
+        watcher = await asyncio.create_subprocess_shell(
+            f"{watch} wait",
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            assert watcher.stdout is not None
+            first = await asyncio.wait_for(watcher.stdout.readline(), 10)  # retained states
+            assert first.startswith(b"coresync/demo-spa/rooms/"), first
+            ran = await asyncio.create_subprocess_shell(scene)
+            assert await ran.wait() == 0
+            async with asyncio.timeout(10):
+                while True:
+                    line = (await watcher.stdout.readline()).decode()
+                    topic, _, payload = line.partition(" ")
+                    assert topic.startswith("coresync/demo-spa/rooms/"), line
+                    if topic.endswith("treatment-1/state"):
+                        state = json.loads(payload)
+                        if state["devices"]["ceiling"]["state"]["brightness"] == 25:
+                            break
+        finally:
+            os.killpg(watcher.pid, signal.SIGTERM)
+            await watcher.wait()
+        # A subscriber gets the retained messages of its own filters only.
         async with aiomqtt.Client(site.embedded.host, site.embedded.port) as client:
+            await client.subscribe("nothing/matches/this")
             await client.subscribe("coresync/demo-spa/rooms/treatment-1/state")
             async with asyncio.timeout(10):
                 async for msg in client.messages:
-                    # amqtt also hands this subscriber some messages of other
-                    # topics; a client must check the topic it got.
-                    if str(msg.topic) != "coresync/demo-spa/rooms/treatment-1/state":
-                        continue
-                    state = json.loads(msg.payload)  # type: ignore[arg-type]
-                    if state["devices"]["ceiling"]["state"]["brightness"] == 25:
-                        break
+                    assert str(msg.topic) == "coresync/demo-spa/rooms/treatment-1/state"
+                    break
     finally:
         await site.stop()
+
+
+async def test_the_amqtt_fallback_delivers_only_matching_retained_messages() -> None:
+    broker = EmbeddedBroker(free_port(), prefer_mosquitto=False)
+    await broker.start()
+    try:
+        async with aiomqtt.Client(broker.host, broker.port) as publisher:
+            # Someone subscribed to every z2m topic (as the demo's daemon is)...
+            await publisher.subscribe("z2m/#")
+            for name in ("lamp", "lock", "heater"):
+                await publisher.publish(f"z2m/{name}", b"{}", qos=1, retain=True)
+            await publisher.publish("rooms/a/state", b"a", qos=1, retain=True)
+            # ...a newcomer subscribing elsewhere gets none of theirs.
+            async with aiomqtt.Client(broker.host, broker.port) as newcomer:
+                await newcomer.subscribe("nothing/matches/this")
+                await newcomer.subscribe("rooms/+/state")
+                async with asyncio.timeout(10):
+                    async for msg in newcomer.messages:
+                        assert (str(msg.topic), msg.payload) == ("rooms/a/state", b"a")
+                        break
+    finally:
+        await broker.stop()
 
 
 def test_demo_command_starts_and_stops_cleanly(tmp_path: Path) -> None:
@@ -140,3 +189,13 @@ def test_two_demos_on_one_broker_do_not_knock_each_other_off(tmp_path: Path) -> 
     for out in outputs:
         assert "MQTT reconnect" not in out, out  # logged only after a lost connection
         assert "Traceback" not in out
+
+
+def test_the_banner_on_the_default_port_prints_the_readme_lines(tmp_path: Path) -> None:
+    """The README's MQTT example is what the banner prints when the broker
+    (embedded or not) is on 127.0.0.1:1883: the same lines, verbatim."""
+    site = DemoSite(tmp_path, http_port=None)
+    site.mqtt_host, site.mqtt_port = "127.0.0.1", 1883
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for line in mqtt_commands(site):
+        assert f"\n{line}\n" in readme, line

@@ -267,6 +267,11 @@ async def test_api_consent_enroll_withdraw_pin_remote_export(
         assert resp.status == 409, await resp.text()  # no consent yet
         resp = await client.post(f"{url}/consent", json={"purpose": "door"}, headers=staff)
         assert resp.status == 201, await resp.text()
+        # A multipart type without its boundary is the client's mistake: 400 naming the field.
+        no_boundary = {**staff, "Content-Type": "multipart/form-data"}
+        resp = await client.post(f"{url}/enroll", data=b"photo", headers=no_boundary)
+        assert resp.status == 400, await resp.text()
+        assert (await resp.json())["error"]["field"] == "photos"
         resp = await client.post(f"{url}/enroll", data=photos(), headers=staff)
         assert resp.status == 201, await resp.text()
         assert await door.vault.template_count(member) == 3

@@ -66,6 +66,8 @@ async def test_each_table_is_pruned_at_its_own_age_and_consent_is_kept(tmp_path:
             "api_login_failures": 0,
             "door_events": 0,
             "pin_failures": 0,
+            "state_history": 0,
+            "state_history_minute": 0,
         }
         gone = await prune_once(store, data, cfg, now + 2 * DAY)
         assert gone["api_login_failures"] == 1 and gone["pin_failures"] == 1, gone

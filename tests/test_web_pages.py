@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from edge.api.keys import WS_HUB
+from tests.edge_site import wait_until
 from tests.parts import missing
 from tests.test_api_support import PASSWORDS, ApiSite, api
 
@@ -114,6 +115,13 @@ async def test_tablet_pairs_controls_its_room_and_is_refused_elsewhere(
         " === '30 %'"
     )
     await shot(page, "tablet-room")
+    # Colour: the picker sends the colour, the light takes it, the page shows it.
+    await page.locator('[data-device="ceiling"] input[data-role="color"]').fill("#ff0000")
+    ceiling = api.core.device("room-a", "ceiling")[0]
+    await wait_until(
+        lambda: (xy := getattr(ceiling.snapshot().state, "color_xy", None)) is not None
+        and abs(xy[0] - 0.6401) < 0.01
+    )
     # The page's token is refused on another room.
     status = await page.evaluate(
         """async () => {

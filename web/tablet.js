@@ -99,6 +99,16 @@
     if (!offline) clearError(dev.device_id);
   }
 
+  // CIE xy (what lights report) to the brightest sRGB of that colour, #rrggbb.
+  function xyToHex(x, y) {
+    if (!(y > 0)) return "#000000";
+    const X = x / y, Z = (1 - x - y) / y;
+    const lin = [X * 3.2406 - 1.5372 - Z * 0.4986, -X * 0.9689 + 1.8758 + Z * 0.0415, X * 0.0557 - 0.2040 + Z * 1.0570];
+    const gam = lin.map((v) => { v = Math.max(0, v); return v <= 0.0031308 ? 12.92 * v : 1.055 * v ** (1 / 2.4) - 0.055; });
+    const top = Math.max(...gam) || 1;
+    return "#" + gam.map((v) => Math.round(255 * v / top).toString(16).padStart(2, "0")).join("");
+  }
+
   function lightControl(id, dev) {
     const lim = dev.limits;
     const send = command(dev);
@@ -107,15 +117,24 @@
     slider.addEventListener("change", () => send({ on: true, brightness: Number(slider.value) }));
     const toggle = el("button", { class: "big secondary", "data-role": "toggle" });
     toggle.addEventListener("click", () => send({ on: !(dev.state && dev.state.on) }));
+    // Colour (chromotherapy): a picker unless the light is kept to white.
+    const colour = lim.allow_color === false ? null : el("input", { type: "color", "data-role": "color" });
+    if (colour) colour.addEventListener("change", () => send({ on: true, color: colour.value }));
     const notice = el("p", { class: "notice hidden", "data-role": "offline-notice", role: "status" });
     const card = el("div", { class: "control", "data-device": id },
-      el("h3", {}, dev.name), el("div", { class: "row" }, value, toggle), slider, notice);
+      el("h3", {}, dev.name), el("div", { class: "row" }, value, toggle), slider, ...(colour ? [colour] : []), notice);
     card.update = (d) => {
       dev = d;
       const s = d.state || {};
       value.textContent = s.on ? `${new Intl.NumberFormat(TabletI18n.locale()).format(s.brightness ?? 0)} %` : t("light_off");
       toggle.textContent = s.on ? t("turn_off") : t("turn_on");
       slider.setAttribute("aria-label", t("brightness", { name: d.name }));
+      if (colour) {
+        colour.setAttribute("aria-label", t("colour", { name: d.name }));
+        if (Array.isArray(s.color_xy) && document.activeElement !== colour) {
+          colour.value = xyToHex(s.color_xy[0], s.color_xy[1]);
+        }
+      }
       if (typeof s.brightness === "number" && document.activeElement !== slider) {
         slider.value = Math.min(lim.max_brightness, Math.max(lim.min_brightness, s.brightness));
       }

@@ -3,7 +3,8 @@
 A :class:`ModbusBus` owns one pymodbus async client (TCP or RTU) and a single
 worker task that takes requests from a priority queue, so writes jump ahead
 of queued polls and requests never interleave on a shared RS-485 line or
-gateway.  A separate link task (re)connects with full-jitter backoff.
+gateway.  A write and its read-back run as one :class:`BusSession`: no poll
+gets the wire between them.  A separate link task (re)connects with full-jitter backoff.
 """
 
 from __future__ import annotations
@@ -73,6 +74,23 @@ class _Job:
     describe: str = field(compare=False)
     operation: Operation = field(compare=False)
     future: asyncio.Future[Any] = field(compare=False)
+    session: BusSession | None = field(default=None, compare=False)
+
+
+class BusSession:
+    """A run of requests that must follow each other on the wire (a write
+    and its read-back): once its first frame is sent, the bus takes only
+    this session's requests until it ends, so no queued poll slips in
+    between while the caller prepares its next frame."""
+
+    def __init__(self, bus: ModbusBus) -> None:
+        self.bus = bus
+
+    async def __aenter__(self) -> BusSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.bus._end_session(self)
 
 
 class ModbusBus:
@@ -94,6 +112,7 @@ class ModbusBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._last_frame_end = 0.0
+        self._session: BusSession | None = None  # holds the wire between its frames
         self.frames_sent = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -128,7 +147,7 @@ class ModbusBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         pending = [job for job in (self._current, *self._queue) if job is not None]
-        self._current, self._queue = None, []
+        self._current, self._queue, self._session = None, [], None
         for job in pending:
             if not job.future.done():
                 job.future.set_exception(TransportError(f"bus {self.bus_id} stopped"))
@@ -159,6 +178,7 @@ class ModbusBus:
         count: int,
         *,
         priority: Priority = Priority.POLL,
+        session: BusSession | None = None,
     ) -> list[int] | list[bool]:
         """Read ``count`` registers or bits.
 
@@ -175,7 +195,7 @@ class ModbusBus:
             return await client.read_input_registers(address, count=count, device_id=unit)
 
         response = await self._submit(
-            priority, f"read {table} {address}+{count} unit {unit}", operation
+            priority, f"read {table} {address}+{count} unit {unit}", operation, session
         )
         if table in ("coil", "discrete_input"):
             return [bool(b) for b in response.bits[:count]]  # bits come padded to a byte
@@ -189,6 +209,7 @@ class ModbusBus:
         values: Sequence[int] | Sequence[bool],
         *,
         priority: Priority = Priority.WRITE,
+        session: BusSession | None = None,
     ) -> None:
         """Write coils or holding registers (multi-register write for several words)."""
         if table not in ("coil", "holding"):
@@ -207,15 +228,48 @@ class ModbusBus:
                 return await client.write_register(address, words[0], device_id=unit)
             return await client.write_registers(address, words, device_id=unit)
 
-        await self._submit(priority, f"write {table} {address} unit {unit}", operation)
+        await self._submit(priority, f"write {table} {address} unit {unit}", operation, session)
 
-    async def _submit(self, priority: Priority, describe: str, operation: Operation) -> Any:
+    def session(self) -> BusSession:
+        """``async with bus.session() as s:`` then pass ``session=s`` to each
+        read/write that must follow the previous one without a poll between."""
+        return BusSession(self)
+
+    def _end_session(self, session: BusSession) -> None:
+        if self._session is session:
+            self._session = None
+            self._queued.set()  # the others may go now
+
+    async def _submit(
+        self,
+        priority: Priority,
+        describe: str,
+        operation: Operation,
+        session: BusSession | None = None,
+    ) -> Any:
         if not self._tasks:
             raise TransportError(f"bus {self.bus_id} is not started")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._queue, _Job(priority, next(self._seq), describe, operation, future))
+        job = _Job(priority, next(self._seq), describe, operation, future, session)
+        heapq.heappush(self._queue, job)
         self._queued.set()
         return await future
+
+    def _next_job(self) -> _Job | None:
+        """The next job to put on the wire: the holding session's own, else
+        the most urgent; None while a session holds the bus and has nothing
+        queued yet (its caller is preparing the next frame)."""
+        if self._session is None:
+            job = heapq.heappop(self._queue)
+            if job.session is not None and not job.future.done():
+                self._session = job.session  # held from its first frame on
+            return job
+        for index, job in enumerate(self._queue):
+            if job.session is self._session:
+                self._queue.pop(index)
+                heapq.heapify(self._queue)
+                return job
+        return None
 
     # -- internals -----------------------------------------------------------
     def _make_client(self) -> Client:
@@ -295,10 +349,11 @@ class ModbusBus:
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
+            job = self._next_job() if self._queue else None
+            if job is None:
                 self._queued.clear()
                 await self._queued.wait()
-            job = heapq.heappop(self._queue)
+                continue
             if job.future.done():
                 continue  # the caller gave up while queued
             if not self._up.is_set() or self._client is None:

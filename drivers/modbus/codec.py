@@ -79,7 +79,9 @@ def decode_value(spec: RegisterSpec, words: Sequence[int] | Sequence[bool]) -> V
         high, low = _order(ints, spec.word_order)  # the swap is its own inverse
         if spec.dtype == "float32":
             raw: float = struct.unpack(">f", struct.pack(">HH", high, low))[0]
-            return raw * spec.scale
+            # A float32 holds ~7 significant digits: 21.2 is stored as
+            # 21.200000762939453; report what the device meant.
+            return _tidy(float(f"{raw:.7g}") * spec.scale, spec.scale)
         raw_int = (high << 16) | low
         if spec.dtype == "int32" and raw_int & 0x8000_0000:
             raw_int -= 0x1_0000_0000
@@ -89,7 +91,17 @@ def decode_value(spec: RegisterSpec, words: Sequence[int] | Sequence[bool]) -> V
             raw_int -= 0x1_0000
     if spec.scale == 1.0:
         return raw_int
-    return raw_int * spec.scale
+    return _tidy(raw_int * spec.scale, spec.scale)
+
+
+def _tidy(value: float, scale: float) -> float:
+    """``value`` rounded to the resolution ``scale`` gives (212 * 0.1 is
+    21.200000000000003 in binary floating point; the device meant 21.2)."""
+    if not math.isfinite(value):
+        return value
+    text = repr(float(scale))
+    decimals = len(text.split(".", 1)[1]) if "." in text and "e" not in text else 6
+    return round(value, max(decimals, 1) if scale != 1.0 else 6)
 
 
 def _order(pair: list[int], word_order: str) -> list[int]:

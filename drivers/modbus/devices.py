@@ -17,7 +17,7 @@ from drivers.errors import (
     TransportError,
     UnsupportedCommand,
 )
-from drivers.modbus.bus import ModbusBus, Priority
+from drivers.modbus.bus import BusSession, ModbusBus, Priority
 from drivers.modbus.codec import (
     ReadRequest,
     Value,
@@ -33,6 +33,7 @@ from drivers.model import (
     Command,
     Device,
     DeviceState,
+    clamped_error,
     command_satisfied,
 )
 from drivers.tasks import watch
@@ -103,12 +104,19 @@ class ModbusDevice(Device):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def read_state(self, *, priority: Priority = Priority.POLL) -> DeviceState:
+    async def read_state(
+        self, *, priority: Priority = Priority.POLL, session: BusSession | None = None
+    ) -> DeviceState:
         """Read every mapped register once and publish the state."""
         fields: dict[str, Value] = {}
         for request in self._plan:
             values = await self.bus.read(
-                request.table, self.cfg.unit, request.address, request.count, priority=priority
+                request.table,
+                self.cfg.unit,
+                request.address,
+                request.count,
+                priority=priority,
+                session=session,
             )
             fields.update(decode_block(request, values, self.cfg.registers))
         state = state_from_fields(self.kind, fields, self.cfg.mode_values)
@@ -130,16 +138,24 @@ class ModbusDevice(Device):
         if self.snapshot().availability is Availability.OFFLINE and not force:
             raise DeviceUnavailable(f"{self.device_id}: offline, nothing sent")
         try:
-            async with asyncio.timeout(timeout), self._write_lock:
+            async with (
+                asyncio.timeout(timeout),
+                self._write_lock,
+                self.bus.session() as session,
+            ):
+                # One session: the write and its read-back follow each other
+                # on the wire, ahead of every queued poll.
                 for write in writes:
-                    await self.bus.write(write.table, self.cfg.unit, write.address, write.values)
-                state = await self.read_state(priority=Priority.WRITE)
+                    await self.bus.write(
+                        write.table, self.cfg.unit, write.address, write.values, session=session
+                    )
+                state = await self.read_state(priority=Priority.WRITE, session=session)
         except TimeoutError as exc:
             raise DeviceTimeout(f"{self.device_id}: command not confirmed in {timeout} s") from exc
         if not command_satisfied(state, command):
-            # The slave acknowledged the write but holds another value
-            # (clamped or overridden locally): it said no.
-            raise DeviceRejected(f"{self.device_id}: read back {state}, expected {command}")
+            # The slave acknowledged the write but holds another value: it
+            # clamped it (or a local override won).  Say what it holds.
+            raise clamped_error(self.device_id, state, command)
 
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -214,6 +214,7 @@ class _SimContext(ModbusServerContext):
         unit = self._unit(device_id)
         if func_code in READ_FUNCTIONS:
             self._sim.record(device_id, func_code, address, count)
+        await self._sim.answer_time()
         table = TABLE_FOR_FUNCTION.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
@@ -227,6 +228,7 @@ class _SimContext(ModbusServerContext):
     ) -> ExcCodes | None:
         unit = self._unit(device_id)
         self._sim.record(device_id, func_code, address, len(values))
+        await self._sim.answer_time()
         table = TABLE_FOR_FUNCTION.get(func_code)
         if table is None or table not in ("coil", "holding"):
             return ExcCodes.ILLEGAL_FUNCTION
@@ -251,7 +253,11 @@ class ModbusSimulator:
         stopbits: int = 1,
         tick_s: float = 1.0,
         keep_log: int = 100_000,
+        answer_delay_s: float = 0.0,
     ) -> None:
+        """``answer_delay_s``: each answer takes this long, as behind a TCP gateway
+        whose serial line is slow (9600 baud: ~10 ms a frame); tests that need a
+        bus slower than its pollers set it rather than hope the machine is busy."""
         if (port is None) == (serial_port is None):
             raise ValueError("give exactly one of port (TCP) or serial_port (RTU)")
         self.units: dict[int, SimulatedUnit] = dict(units)
@@ -260,6 +266,7 @@ class ModbusSimulator:
         self.host, self.port, self.serial_port = host, port, serial_port
         self.baudrate, self.parity, self.stopbits = baudrate, parity, stopbits
         self.tick_s = tick_s
+        self.answer_delay_s = answer_delay_s
         self._keep_log = keep_log
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._model_task: asyncio.Task[None] | None = None
@@ -270,6 +277,10 @@ class ModbusSimulator:
 
     def revive(self, unit: int) -> None:
         self.silenced.discard(unit)
+
+    async def answer_time(self) -> None:
+        if self.answer_delay_s > 0:
+            await asyncio.sleep(self.answer_delay_s)
 
     def record(self, unit: int, function_code: int, address: int, count: int) -> None:
         at = asyncio.get_running_loop().time()

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from drivers.color import parse_color, xy_to_rgb
 from drivers.errors import UnsupportedCommand
 from drivers.model import (
     Availability,
@@ -153,6 +154,8 @@ def encode_z2m_command(kind: DeviceKind, command: Command) -> bytes:
             body["brightness"] = percent_to_level(command.brightness, Z2M_BRIGHTNESS_MAX)
         if command.color_temp_k is not None:
             body["color_temp"] = kelvin_to_mireds(command.color_temp_k)
+        if command.color_xy is not None:
+            body["color"] = {"x": command.color_xy[0], "y": command.color_xy[1]}
     elif kind is DeviceKind.CLIMATE and isinstance(command, ClimateCommand):
         if command.mode is not None:
             body["system_mode"] = command.mode.value
@@ -172,7 +175,7 @@ def encode_z2m_command(kind: DeviceKind, command: Command) -> bytes:
 def z2m_get_request(kind: DeviceKind) -> bytes | None:
     """Payload for ``<base>/<name>/get`` asking the device to report; None for sensors."""
     fields = {
-        DeviceKind.LIGHT: ("state", "brightness", "color_temp"),
+        DeviceKind.LIGHT: ("state", "brightness", "color_temp", "color"),
         DeviceKind.CLIMATE: ("system_mode", "occupied_heating_setpoint", "local_temperature"),
         DeviceKind.LOCK: ("state",),
     }.get(kind)
@@ -208,6 +211,20 @@ def _decode_light(data: Mapping[str, Any], previous: LightState, scale: int) -> 
     mireds = _integer(data, "color_temp")
     if mireds is not None:
         state = replace(state, color_temp_k=mireds_to_kelvin(mireds))
+    color = data.get("color")
+    if isinstance(color, Mapping):
+        xy = {k: color[k] for k in ("x", "y") if k in color}
+        rgb = {k: color[k] for k in ("r", "g", "b") if k in color}
+        try:
+            if len(xy) == 2:
+                state = replace(state, color_xy=parse_color(xy))
+            elif len(rgb) == 3:
+                state = replace(state, color_xy=parse_color(rgb))
+            # hue/saturation only: no xy to report, keep the last one
+        except ValueError as exc:
+            raise MqttCodecError(f"color: {exc}") from None
+    elif color is not None:
+        raise MqttCodecError(f"color: expected an object, got {color!r}")
     return state
 
 
@@ -273,18 +290,27 @@ def _decode_sensor(data: Mapping[str, Any], previous: SensorState) -> SensorStat
 
 
 # -- Home Assistant JSON light schema --------------------------------------------------
-def encode_ha_json_light(command: Command, brightness_scale: int) -> bytes:
+def encode_ha_json_light(command: Command, brightness_scale: int, color_mode: str = "rgb") -> bytes:
+    """HA JSON schema command; a colour goes as ``{"r","g","b"}`` (``color_mode``
+    "rgb", what ESPHome and most firmware take) or ``{"x","y"}`` ("xy")."""
     if not isinstance(command, LightCommand):
         raise UnsupportedCommand(f"{type(command).__name__} does not fit a light")
     body: dict[str, Any] = {}
     if command.on is not None:
         body["state"] = "ON" if command.on else "OFF"
-    elif command.brightness is not None or command.color_temp_k is not None:
+    elif any(v is not None for v in (command.brightness, command.color_temp_k, command.color_xy)):
         body["state"] = "ON"  # the schema requires state; setting a level means on
     if command.brightness is not None:
         body["brightness"] = percent_to_level(command.brightness, brightness_scale)
     if command.color_temp_k is not None:
         body["color_temp"] = kelvin_to_mireds(command.color_temp_k)
+    if command.color_xy is not None:
+        x, y = command.color_xy
+        if color_mode == "xy":
+            body["color"] = {"x": x, "y": y}
+        else:
+            r, g, b = xy_to_rgb(x, y)
+            body["color"] = {"r": r, "g": g, "b": b}
     if not body:
         raise UnsupportedCommand("LightCommand sets no field")
     return _dump(body)

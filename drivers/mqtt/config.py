@@ -183,6 +183,13 @@ class HaJsonLightDeviceConfig(DeviceConfigBase):
     brightness_scale: int = Field(
         255, ge=1, le=65535, description="Brightness value the light means by full brightness."
     )
+    color_mode: Literal["rgb", "xy"] = Field(
+        "rgb",
+        description=(
+            "How the light takes a colour: 'rgb' ({r, g, b}: ESPHome, Tasmota) or 'xy' "
+            "(CIE {x, y}). Reports in either form are read."
+        ),
+    )
 
     @field_validator("command_topic", "state_topic", "availability_topic")
     @classmethod

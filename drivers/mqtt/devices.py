@@ -36,7 +36,9 @@ from drivers.model import (
     DeviceSnapshot,
     DeviceState,
     LightState,
+    clamped_error,
     command_satisfied,
+    unsatisfied_fields,
 )
 from drivers.mqtt.codec import (
     decode_ha_json_light,
@@ -52,6 +54,10 @@ from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.errors import MqttCodecError
 
 log = logging.getLogger(__name__)
+
+# After a device answered with other values than asked, how long a better
+# report may still come (a light reporting its way through a transition).
+CLAMP_SETTLE_S = 0.15
 
 StateDecoder: TypeAlias = Callable[[bytes, DeviceState], DeviceState]
 
@@ -76,18 +82,55 @@ class MqttDevice(Device):
 
     # -- commands ---------------------------------------------------------------------
     async def send(self, command: Command, *, timeout: float = 5.0, force: bool = False) -> None:
+        """Publish and wait for the device's answer: a report satisfying the
+        command confirms it; a report that shows other values for the asked
+        fields (a bulb clamping 5000 K to 4000 K) raises DeviceClamped once
+        no better report followed within :data:`CLAMP_SETTLE_S`; silence
+        raises DeviceTimeout after ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         reports_before = self._reports
+        state_before = self._snapshot.state
         await self.publish_command(command, ack_timeout_s=timeout, force=force)
 
-        def confirmed(snap: DeviceSnapshot) -> bool:
-            return self._reports > reports_before and command_satisfied(snap.state, command)
+        def answered(snap: DeviceSnapshot) -> bool:
+            return self._reports > reports_before and self._answers(
+                state_before, snap.state, command
+            )
 
-        if not await self._wait_for(confirmed, max(0.0, deadline - loop.time())):
+        if not await self._wait_for(answered, max(0.0, deadline - loop.time())):
             raise DeviceTimeout(
                 f"{self.device_id}: no state confirming {command} within {timeout:g}s"
             )
+        if command_satisfied(self._snapshot.state, command):
+            return
+        # An answer, but not the values asked: a transition may still be
+        # reporting its way there, so give it a moment, then say what it holds.
+        answer_count = self._reports
+
+        def confirmed(snap: DeviceSnapshot) -> bool:
+            return self._reports > answer_count and command_satisfied(snap.state, command)
+
+        settle = min(CLAMP_SETTLE_S, max(0.0, deadline - loop.time()))
+        if not await self._wait_for(confirmed, settle):
+            raise clamped_error(self.device_id, self._snapshot.state, command)
+
+    @staticmethod
+    def _answers(before: DeviceState, state: DeviceState, command: Command) -> bool:
+        """``state`` answers the command: it satisfies it, or the device moved
+        an asked field from a known value to another value than asked (a
+        clamp).  A report that moves nothing asked (a retained copy delivered
+        late, a battery report) is no answer: neither protocol says which
+        report answers which command.  So a device asked again for what it
+        already clamped to (4000 K held, 5000 K asked) is a timeout, not a
+        clamp: its answer cannot be told from a stale report."""
+        if command_satisfied(state, command):
+            return True
+        for name in unsatisfied_fields(state, command):
+            old, new = getattr(before, name, None), getattr(state, name, None)
+            if old is not None and new is not None and old != new:
+                return True
+        return False
 
     async def publish_command(
         self, command: Command, *, ack_timeout_s: float = 5.0, force: bool = False
@@ -239,7 +282,7 @@ class MqttJsonLight(MqttDevice):
             connection.subscribe(cfg.availability_topic, self._on_ha_availability)
 
     def _encode(self, command: Command) -> bytes:
-        return encode_ha_json_light(command, self.cfg.brightness_scale)
+        return encode_ha_json_light(command, self.cfg.brightness_scale, self.cfg.color_mode)
 
     def _decode(self, payload: bytes, previous: DeviceState) -> DeviceState:
         assert isinstance(previous, LightState)

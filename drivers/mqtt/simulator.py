@@ -24,6 +24,7 @@ from typing import Any
 import aiomqtt
 
 from drivers.backoff import backoff_delay
+from drivers.color import parse_color
 from drivers.model import DeviceKind
 from drivers.mqtt.connection import NO_DELAY
 
@@ -34,7 +35,12 @@ AMBIENT_C = 20.0
 
 def initial_state(kind: DeviceKind) -> dict[str, Any]:
     if kind is DeviceKind.LIGHT:
-        return {"state": "OFF", "brightness": 254, "color_temp": 370}
+        return {
+            "state": "OFF",
+            "brightness": 254,
+            "color_temp": 370,
+            "color_mode": "color_temp",
+        }
     if kind is DeviceKind.LOCK:
         # A door lock starts locked, as a real entrance does out of hours.
         return {"state": "LOCKED", "lock_state": "locked", "contact": True}
@@ -62,6 +68,9 @@ class SimulatedZigbeeDevice:
     # A heat command's on_time (Tasmota/Zigbee2MQTT style): the device's own
     # timer switches it off at this monotonic time, daemon or not.
     off_at: float | None = None
+    # A bulb's colour temperature range in mireds (a real one holds 153-500,
+    # some 250-454): asked for more, it clamps and reports what it holds.
+    color_temp_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.state:
@@ -76,7 +85,17 @@ class SimulatedZigbeeDevice:
                 if "state" not in command:
                     s["state"] = "ON" if s["brightness"] > 0 else "OFF"
             if "color_temp" in command:
-                s["color_temp"] = int(command["color_temp"])
+                mireds = int(command["color_temp"])
+                if self.color_temp_range is not None:
+                    low, high = self.color_temp_range
+                    mireds = max(low, min(high, mireds))
+                s["color_temp"] = mireds
+                s["color_mode"] = "color_temp"
+            if isinstance(command.get("color"), dict):
+                # Zigbee2MQTT takes {x, y}, {r, g, b} or {hex}; it reports xy.
+                x, y = parse_color(command["color"].get("hex") or command["color"])
+                s["color"] = {"x": x, "y": y}
+                s["color_mode"] = "xy"
             if command.get("state") in ("ON", "OFF"):
                 s["state"] = command["state"]
             elif command.get("state") == "TOGGLE":

@@ -77,6 +77,8 @@ async def _close_websockets(app: web.Application) -> None:
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # No versions in Server: they only help someone shopping for exploits.
+    response.headers["Server"] = "coresync-edge"
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -37,6 +37,7 @@ CODES = {
     "too_many_attempts": 429,
     "internal": 500,
     "device_rejected": 502,
+    "device_clamped": 409,
     "device_io_error": 502,
     "scene_failed": 502,
     "device_unavailable": 503,
@@ -102,7 +103,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.error("storage failure on %s %s: %s", request.method, request.path, exc)
         return error_response(ApiError("storage_unavailable", storage_reason(exc)))
     except web.HTTPMethodNotAllowed as exc:
-        return error_response(ApiError("method_not_allowed", f"{exc.method} is not allowed here"))
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error_response(
+            ApiError(
+                "method_not_allowed",
+                f"{exc.method} is not allowed here (allowed: {allowed})",
+                headers={"Allow": allowed},
+            )
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

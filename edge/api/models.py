@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from drivers.config import ColorValue
 from drivers.model import ClimateMode
 from edge.shop.errors import ValidationFailed
 from edge.shop.inputs import parse, parse_json
@@ -37,6 +38,9 @@ class CommandBody(Body):
     on: StrictBool | None = Field(None, description="Light on/off.")
     brightness: StrictInt | None = Field(None, ge=0, le=100, description="Brightness, percent.")
     color_temp_k: StrictInt | None = Field(None, ge=1000, le=10000, description="Colour, K.")
+    color: ColorValue | None = Field(
+        None, description='Light colour: "#rrggbb", {"x", "y"} (CIE) or {"r", "g", "b"}.'
+    )
     # JSON has no enums: the mode comes as its string value.
     mode: ClimateMode | None = Field(None, strict=False, description="Climate mode.")
     target_c: float | None = Field(None, ge=-10, le=130, description="Setpoint, degC.")

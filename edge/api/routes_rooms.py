@@ -19,14 +19,14 @@ from edge.api.keys import BODY, CORE, QUERY
 from edge.api.models import CommandBody, CommandsQuery
 from edge.core import DeviceOutcome, EdgeCore, Room
 from edge.errors import InvalidCommand
-
-TABLET_KINDS = frozenset({DeviceKind.LIGHT, DeviceKind.CLIMATE, DeviceKind.SENSOR})
+from edge.room_views import TABLET_KINDS, Audience, build_view, scene_list, scene_unlocks
 
 # Driver outcome -> (error code, human message); "ok" is absent.
 OUTCOME_ERRORS = {
     "timeout": ("device_timeout", "the device did not confirm the command in time"),
     "unavailable": ("device_unavailable", "the device is offline; nothing was sent"),
     "rejected": ("device_rejected", "the device refused the command"),
+    "clamped": ("device_clamped", "the device took another value than asked"),
     "io_error": ("device_io_error", "the command could not be delivered"),
     "unsupported": ("unsupported_command", "the device does not support this command"),
     "error": ("device_io_error", "the driver failed"),
@@ -42,54 +42,39 @@ def device_kinds(room: Room) -> dict[str, DeviceKind]:
     return {cfg.id: cfg.kind for cfg in room.config.devices}
 
 
+def audience(who: Principal) -> Audience:
+    return "staff" if who.kind == "staff" else "tablet"
+
+
 def room_view(room: Room, who: Principal) -> dict[str, Any]:
     """The room snapshot with device names and limits; locks hidden from tablets."""
-    snap = room.snapshot()
-    devices: dict[str, Any] = {}
-    for cfg in room.config.devices:
-        if who.kind == "tablet" and cfg.kind not in TABLET_KINDS:
-            continue
-        devices[cfg.id] = {
-            **snap["devices"][cfg.id],
-            "name": cfg.name or cfg.id,
-            "limits": cfg.limits.model_dump(),
-        }
-    return {**snap, "devices": devices, "scenes": scene_list(room, who)}
+    return build_view(room, audience(who))
 
 
-def scene_unlocks(room: Room, scene_id: str) -> bool:
-    scene = next((s for s in room.config.scenes if s.id == scene_id), None)
-    return scene is not None and any(a.locked is False for a in scene.devices.values())
-
-
-def scene_list(room: Room, who: Principal) -> list[dict[str, Any]]:
-    return [
-        {"id": s.id, "name": s.name, "devices": sorted(s.devices)}
-        for s in room.config.scenes
-        if who.kind == "staff" or not scene_unlocks(room, s.id)
-    ]
+def json_bytes(body: bytes, status: int = 200) -> web.Response:
+    """A JSON response from already encoded bytes."""
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def list_rooms(request: web.Request) -> web.Response:
     who = principal(request)
-    rooms = [
-        room_view(room, who)
-        for room in core_of(request).rooms()
-        if who.kind == "staff" or room.id == who.room_id
-    ]
-    return web.json_response({"rooms": rooms})
+    core = core_of(request)
+    ids = [room.id for room in core.rooms() if who.kind == "staff" or room.id == who.room_id]
+    return json_bytes(b'{"rooms":' + core.views.encoded_list(ids, audience(who)) + b"}")
 
 
 async def get_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     who = principal(request)
-    return web.json_response(room_view(core_of(request).room(room_id), who))
+    # Encoded once per change of the room, not once per request.
+    return json_bytes(core_of(request).views.encoded(room_id, audience(who)))
 
 
 async def list_scenes(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     who = principal(request)
-    return web.json_response({"scenes": scene_list(core_of(request).room(room_id), who)})
+    scenes = scene_list(core_of(request).room(room_id), audience(who))
+    return web.json_response({"scenes": scenes})
 
 
 async def activate_scene(request: web.Request) -> web.Response:

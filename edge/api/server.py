@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from zeroconf import IPVersion
-from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from edge.api.app import create_app
 from edge.api.routes import API_VERSION
 from edge.api.settings import ApiSettings
 from edge.core import EdgeCore
+
+if TYPE_CHECKING:  # zeroconf is imported when a site advertises (api.zeroconf)
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,8 @@ SHUTDOWN_GRACE_S = 1.0
 
 
 def service_info(site_id: str, port: int, addresses: list[str]) -> AsyncServiceInfo:
+    from zeroconf.asyncio import AsyncServiceInfo
+
     host = socket.gethostname().split(".")[0] or "coresync"
     return AsyncServiceInfo(
         SERVICE_TYPE,
@@ -113,9 +118,14 @@ class ApiServer:
 
     async def _advertise(self) -> tuple[AsyncZeroconf | None, AsyncServiceInfo | None]:
         assert self.port is not None
-        # Resolving the host name may wait on DNS: off the loop.
+        # Resolving the host name may wait on DNS: off the loop.  So is the
+        # first import of zeroconf (it reads its modules from disk).
+        await asyncio.to_thread(importlib.import_module, "zeroconf.asyncio")
         addresses = await asyncio.get_running_loop().run_in_executor(None, lan_addresses)
         info = service_info(self.core.site_id, self.port, addresses)
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncZeroconf
+
         zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
         try:
             await (await zc.async_register_service(info, allow_name_change=True))

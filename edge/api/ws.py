@@ -1,16 +1,17 @@
 """WebSocket stream of state changes and events (``GET /api/v1/ws``).
 
-One hub task reads the event bus, serialises each event once, and offers it
-to every client allowed to see it: staff see everything, a tablet only its
-own room and never lock devices.  Each client has a bounded queue; a client
-too slow to keep up loses its oldest events rather than slowing the others.
+One hub task reads the event bus, encodes each event once, and offers the
+same bytes to every client allowed to see it (sent as one text frame each,
+no per-client encoding): staff see everything, a tablet only its own room
+and never lock devices.  Each client has a bounded queue; a client too slow
+to keep up loses its oldest events rather than slowing the others.  The
+``hello`` carries the rooms' views from the shared cache (edge.room_views).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from typing import Any
@@ -22,25 +23,27 @@ from edge.api.auth import WS_TICKET_TTL_S, Principal, principal
 from edge.api.errors import ApiError
 from edge.api.keys import AUTH, WS_HUB
 from edge.api.metrics import Metrics
-from edge.api.routes_rooms import TABLET_KINDS, room_view
+from edge.api.routes_rooms import audience
 from edge.core import EdgeCore
 from edge.events import Event
+from edge.room_views import TABLET_KINDS, encode
 
 log = logging.getLogger(__name__)
 
 CLIENT_QUEUE = 256
 ALERTS_KEPT = 200
 CLOSE_REVOKED = 4401
+PONG = b'{"type":"pong"}'
 
 
 class WsClient:
     def __init__(self, who: Principal, ws: web.WebSocketResponse) -> None:
         self.who = who
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(CLIENT_QUEUE)
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(CLIENT_QUEUE)
         self.dropped = 0
 
-    def offer(self, text: str | None) -> None:
+    def offer(self, text: bytes | None) -> None:
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
@@ -115,7 +118,7 @@ class WsHub:
         }
         if event.type == "alert":
             self._alerts.appendleft({"room_id": event.room_id, "ts": event.ts, **event.data})
-        text = json.dumps(message, default=str)
+        text = encode(message)
         for client in self.clients:
             if self.allowed(client.who, event):
                 client.offer(text)
@@ -144,19 +147,17 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     client = WsClient(who, ws)
     core = hub.core
-    rooms = [
-        room_view(room, who)
-        for room in core.rooms()
-        if who.kind == "staff" or room.id == who.room_id
-    ]
-    await ws.send_json({"type": "hello", "who": who.public(), "rooms": rooms})
+    ids = [room.id for room in core.rooms() if who.kind == "staff" or room.id == who.room_id]
+    rooms = core.views.encoded_list(ids, audience(who))
+    hello = b'{"type":"hello","who":' + encode(who.public()) + b',"rooms":' + rooms + b"}"
+    await ws.send_frame(hello, WSMsgType.TEXT)
     hub.clients.add(client)
     hub.metrics.ws_clients = len(hub.clients)
     writer = asyncio.create_task(_write(client), name=f"api-ws-writer-{who.kind}-{who.id}")
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT and msg.data == "ping":
-                client.offer(json.dumps({"type": "pong"}))
+                client.offer(PONG)
             elif msg.type is WSMsgType.ERROR:
                 break
     finally:
@@ -176,7 +177,7 @@ async def _write(client: WsClient) -> None:
             await client.ws.close(code=CLOSE_REVOKED, message=b"revoked or shutting down")
             return
         try:
-            await client.ws.send_str(text)
+            await client.ws.send_frame(text, WSMsgType.TEXT)
         except ConnectionError:
             return
 

@@ -99,9 +99,12 @@ class DemoSite:
         self.service: EdgeService | None = None
         self.config: SiteConfig | None = None
         self.members: dict[str, Member] = {}
+        self.mqtt_host = "127.0.0.1"
+        self.mqtt_port = 1883
 
     async def start(self) -> EdgeService:
         host, port, self.embedded = await select_broker(self.broker_spec)
+        self.mqtt_host, self.mqtt_port = host, port
         modbus_port = free_port()
         self.gateway = ThermostatGateway(host="127.0.0.1", port=modbus_port, units=[1, 2])
         await self.gateway.start()
@@ -167,12 +170,37 @@ async def run_demo(data_dir: Path | None, http_port: int, broker: str | None) ->
             secret = site.data_dir / "initial-admin-password"
             print(f"  staff dashboard: {service.api.url}  (user admin, password in {secret})")
             print(f"  room tablet:     {service.api.url}tablet")
+        for line in mqtt_banner(site):
+            print(line)
         door_banner(site)
         print("Press Ctrl-C to stop.", flush=True)
         await service.wait()
     finally:
         await site.stop()
     return 0
+
+
+def mqtt_commands(site: DemoSite) -> tuple[str, str]:
+    """The exact shell lines to watch the rooms and run a scene over MQTT,
+    for the broker in use (``-h``/``-p`` left out on the default
+    127.0.0.1:1883, so they read as the README's)."""
+    site_id = site.config.site.id if site.config else "demo-spa"
+    where = ""
+    if (site.mqtt_host, site.mqtt_port) != ("127.0.0.1", 1883):
+        where = f"-h {site.mqtt_host} -p {site.mqtt_port} "
+    watch = f"mosquitto_sub {where}-t 'coresync/{site_id}/rooms/+/state' -v &"
+    scene = f"mosquitto_pub {where}-t coresync/{site_id}/rooms/treatment-1/scene/set -m relax"
+    return watch, scene
+
+
+def mqtt_banner(site: DemoSite) -> list[str]:
+    kind = f"embedded {site.embedded.kind}" if site.embedded is not None else "running"
+    watch, scene = mqtt_commands(site)
+    return [
+        f"  MQTT broker:     {site.mqtt_host}:{site.mqtt_port} ({kind}); try a scene:",
+        f"    {watch}",
+        f"    {scene}",
+    ]
 
 
 def door_banner(site: DemoSite) -> None:

@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from edge.ops import layout
 from edge.ops.errors import BackupKeyError, RestoreError
 
 MAGIC = b"CSEBAK1\n"
@@ -35,7 +36,7 @@ PREFIX_BYTES = 8
 SCRYPT_N = 1 << 15
 SCRYPT_R = 8
 SCRYPT_P = 1
-KEY_CREDENTIAL = "backup-key"
+KEY_CREDENTIAL = layout.BACKUP_KEY_CREDENTIAL
 MIN_SECRET_CHARS = 16
 # Encrypted under the derived key in the manifest: a wrong key is told apart
 # from a damaged file before anything is decrypted.

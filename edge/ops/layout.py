@@ -87,6 +87,9 @@ DATABASES: tuple[str, ...] = tuple(BY_NAME)
 LOCK_FILE = "coresync-edge.lock"
 KEY_FILE = "door-master.key"  # edge.door.vault.MASTER_KEY
 KEY_CREDENTIAL = "vision-master-key"  # vision.templates.CREDENTIAL_NAME
+# The backup key's credential name (edge.ops.backup_crypto; here so the CLI
+# can name it without loading the cryptography library).
+BACKUP_KEY_CREDENTIAL = "backup-key"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 

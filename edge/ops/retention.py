@@ -7,9 +7,10 @@
 | ``api_login_failures`` | edge.db | ``login_failures_hours`` after the last failure, lockout over |
 | ``door_events`` | door.db | ``door_events_days`` |
 | ``pin_failures`` | door.db | ``login_failures_hours`` after the first failure, lockout over |
+| ``state_history`` | edge.db | ``state_history_raw_hours``, then folded per minute |
+| ``state_history_minute`` | edge.db | ``state_history_days`` |
 
-``state_history`` is bounded by row count already (``storage.state_history_limit``),
-consent records, enrolments and template destruction records are kept for
+Consent records, enrolments and template destruction records are kept for
 ever (they are the proof of consent and erasure), orders belong to the shop.
 
 :func:`run_retention` is the daemon's task: one pass at start, then one per
@@ -32,6 +33,7 @@ from pydantic import Field
 
 from drivers.config import StrictModel
 from edge.errors import StorageError
+from edge.history import compact_history
 from edge.ops.durability import apply_policy
 from edge.ops.layout import DOOR_DB
 
@@ -60,6 +62,21 @@ class RetentionConfig(StrictModel):
         gt=0,
         le=8760,
         description="Hours a failed-login or wrong-PIN counter is kept once its lockout is over.",
+    )
+    state_history_raw_hours: float = Field(
+        1,
+        gt=0,
+        le=24 * 30,
+        description=(
+            "Hours every stored device state change is kept as is (edge.db state_history); "
+            "older changes are folded into per-minute min/max/mean rows."
+        ),
+    )
+    state_history_days: float = Field(
+        30,
+        gt=0,
+        le=36_500,
+        description="Days of per-minute device history kept (edge.db state_history_minute).",
     )
     interval_s: float = Field(
         3600, ge=1, le=86_400, description="Seconds between retention passes."
@@ -94,6 +111,14 @@ def prune_edge_db(conn: sqlite3.Connection, cfg: RetentionConfig, now: float) ->
 
     present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     out: dict[str, int] = {}
+    if "state_history_minute" in present:
+        out.update(
+            compact_history(
+                conn,
+                _iso(now - cfg.state_history_raw_hours * 3600),
+                _iso(now - cfg.state_history_days * DAY_S),
+            )
+        )
     if "command_log" in present:
         cutoff = _iso(now - cfg.command_log_days * DAY_S)
         out["command_log"] = _delete_batched(conn, "command_log", "ts < ?", (cutoff,))

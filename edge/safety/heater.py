@@ -231,7 +231,7 @@ class HeaterGuard:
                 self.device.device_id,
                 time.time() - self.heating_since,
             )
-        unsubscribe = self.device.subscribe(lambda _snap: self._wake.set())
+        unsubscribe = self.device.subscribe(lambda _snap: self._wake.set(), every_report=True)
         self.core.heat_hooks[self.device.device_id] = self.before_heat
         try:
             while True:
