@@ -19,7 +19,6 @@ HOW = {
     "mosquitto-clients": "apt-get install mosquitto-clients (make system-deps)",
     "socat": "apt-get install socat (make system-deps)",
     "Chromium": "apt-get install chromium (make system-deps)",
-    "npm": "apt-get install npm (make system-deps); axe-core is fetched from the npm registry",
     "PostgreSQL": "apt-get install postgresql and start it (make system-deps)",
     "../shared": "clone the project with its shared/ data folder beside it",
     "systemd-analyze": "apt-get install systemd",

@@ -1,12 +1,11 @@
 """The members' website under test: a real ``coresync-cloud demo`` process, its
 ``member login:`` line, headless Chromium (Debian's, never ``playwright
-install``), a logged-in browser page, and axe-core from the npm registry."""
+install``), a logged-in browser page, and axe-core (tests/axe.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -19,14 +18,13 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.axe import axe_script_path
 from tests.conftest import free_port, wait_port
 from tests.parts import missing
 from tests.test_web_pages import CHROMIUM, CHROMIUM_ARGS
 
 EXE = Path(sys.executable).parent / "coresync-cloud"
 LOGIN_LINE = re.compile(r"^member login: (\S+) password (\S+)$")
-AXE_VERSION = "4.14.1"
-AXE_CACHE = Path.home() / ".cache" / "coresync-tests" / f"axe-core-{AXE_VERSION}"
 
 
 @dataclass
@@ -134,17 +132,8 @@ async def http_login(url: str, email: str, password: str) -> aiohttp.ClientSessi
 
 
 def axe_source() -> str:
-    """axe-core's browser build, installed once from the npm registry into a cache."""
-    script = AXE_CACHE / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            missing("npm", "axe-core comes from the npm registry")
-        AXE_CACHE.mkdir(parents=True, exist_ok=True)
-        argv = [npm, "install", "--prefix", str(AXE_CACHE), "--no-audit", "--no-fund",
-                "--silent", f"axe-core@{AXE_VERSION}"]  # fmt: skip
-        subprocess.run(argv, check=True, timeout=300)
-    return script.read_text()
+    """axe-core's browser build: the same file the edge pages' checks use (tests/axe.py)."""
+    return axe_script_path().read_text()
 
 
 async def serious_violations(page: Any, axe: str) -> list[str]:

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The system parts the tests talk to, installed and started on a fresh
 # Debian/Ubuntu machine (run by `make test` through `make system-deps`):
-# Mosquitto and its clients, socat, Debian's Chromium, systemd-analyze, npm (the
-# website's accessibility test fetches axe-core from the npm registry), and a
+# Mosquitto and its clients, socat, Debian's Chromium, systemd-analyze, and a
 # running PostgreSQL with the `test` database the cloud tests use.
 # Idempotent: what is already there is left as it is.
 set -euo pipefail
@@ -21,7 +20,7 @@ apt_install() {
 
 missing=""
 for t in mosquitto:mosquitto mosquitto_pub:mosquitto-clients socat:socat \
-         chromium:chromium systemd-analyze:systemd pg_ctlcluster:postgresql npm:npm; do
+         chromium:chromium systemd-analyze:systemd pg_ctlcluster:postgresql; do
   command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
 done
 if [ -n "$missing" ]; then

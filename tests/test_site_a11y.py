@@ -1,6 +1,7 @@
-"""Accessibility: axe-core (from the npm registry) finds no serious or critical
-violation on any page of the members' website, in its ordinary state and
-with field errors shown, on a phone-sized and a desktop-sized screen."""
+"""Accessibility: axe-core (tests/axe.py: the file axe-playwright-python
+ships) finds no serious or critical violation on any page of the members'
+website, in its ordinary state and with field errors shown, on a phone-sized
+and a desktop-sized screen."""
 
 from __future__ import annotations
 
