@@ -1,13 +1,15 @@
-"""``coresync-cloud sites ...`` and ``nodes ...``: the chain admin's commands (audited as cli)."""
+"""``coresync-cloud sites|nodes|staff ...``: the chain admin's commands (audited as cli)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from cloud_api import staff
 from cloud_api.auth import Auth
 from edge.shop import Shop, ShopConfig, ShopError, open_database
 from edge.shop.db import Database
+from edge.shop.inputs import parse
 from sync import sites
 from sync.schema import migrate_sync
 
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _do(args: argparse.Namespace, db: Database, auth: Auth) -> int:
+    if args.command == "staff":
+        return _staff(args, db, auth)
     if args.command == "sites" and args.action == "add":
         s = sites.add_site(db, args.site_id, args.name, args.tax_rate, args.timezone,
                            block_quota=args.block_quota)  # fmt: skip
@@ -54,4 +58,28 @@ def _do(args: argparse.Namespace, db: Database, auth: Auth) -> int:
     else:
         sites.revoke_node(db, args.node_id)
         print(f"node {args.node_id} revoked (takes effect within 5 minutes)")
+    return 0
+
+
+def _staff(args: argparse.Namespace, db: Database, auth: Auth) -> int:
+    if args.action == "add":
+        password = None
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            staff.check_password(password)
+        body = parse(staff.StaffInput, {"email": args.email, "role": args.role, "site": args.site,
+                                        "name": args.name, "password": password})  # fmt: skip
+        made = staff.add_staff(auth, body, "cli")
+        where = f"site {made['site']}" if made["site"] else "the whole chain"
+        print(f"staff {made['email']} added: {made['role']} of {where}")
+        if "password" in made:
+            print("its password (shown once):")
+            print(made["password"])
+    elif args.action == "list":
+        for s in staff.list_staff(db):
+            state = "active" if s["active"] else "removed"
+            print(f"{s['email']}\t{s['role']}\t{s['site'] or '-'}\t{state}\t{s['name']}")
+    else:
+        gone = staff.remove_staff(db, actor="cli", email=args.email)
+        print(f"staff {gone['email']} removed (its tokens are revoked)")
     return 0

@@ -1,7 +1,8 @@
-"""Chain administration over HTTP (role ``admin``): sites, node credentials, membership end.
+"""Chain administration over HTTP (role ``admin``): sites, node credentials, staff
+accounts (cloud_api/staff.py), membership end.
 
 Every action is audited (``admin_audit``) in the transaction that makes it.
-The CLI (``coresync-cloud sites|nodes``) calls the same functions.
+The CLI (``coresync-cloud sites|nodes|staff``) calls the same functions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pydantic import Field
 
 from cloud_api.metrics import metrics
 from cloud_api.spec import Ctx, EmptyInput, Route
+from cloud_api.staff import STAFF_ROUTES
 from cloud_api.sync_routes import SYNC_KEY
 from drivers.config import ID_PATTERN
 from edge.shop import Forbidden
@@ -100,4 +102,5 @@ ADMIN_ROUTES: tuple[Route, ...] = (
           "Enrol a member at a site (audited); its nodes learn the member", EnrollInput),
     Route("POST", "members/{id}/end", end_membership, "admin",
           "End a membership (audited); edges learn it by sync", EmptyInput),
+    *STAFF_ROUTES,
 )  # fmt: skip

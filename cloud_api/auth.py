@@ -132,6 +132,23 @@ class Auth:
             )
         return staff_id
 
+    def reactivate_staff(
+        self, staff_id: str, name: str, password: str, role: Role, site: str | None = None
+    ) -> str:
+        """A removed account taken over by a new ``staff add`` of its email."""
+        if site is not None and role == "admin":
+            raise ValidationFailed("site", "an admin is the chain's; bind staff or managers")
+        hashed = _passwords.hash(password)
+        with self.db.write() as tx:
+            if site is not None and tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is None:
+                raise ValidationFailed("site", f"no such site {site!r}")
+            tx.execute(
+                "UPDATE staff_accounts SET name = ?, password_hash = ?, role = ?, site = ?,"
+                " active = 1 WHERE id = ? AND active = 0",
+                (name, hashed, role, site, staff_id),
+            )
+        return staff_id
+
     def login(self, email: str, password: str) -> tuple[str, str, datetime]:
         """Check a staff password; returns (token, role, expires_at)."""
         with self.db.read() as tx:

@@ -8,6 +8,9 @@ coresync-cloud sites list [--db DSN | --data-dir DIR]
 coresync-cloud nodes add NODE_ID --site SITE_ID [--db DSN | --data-dir DIR]
                      (the node secret is the last line of stdout)
 coresync-cloud nodes list | nodes revoke NODE_ID [--db DSN | --data-dir DIR]
+coresync-cloud staff add EMAIL --role ROLE [--site SITE_ID] [--name NAME] [--password-stdin]
+                     [--db DSN | --data-dir DIR]   (a generated password is the last line)
+coresync-cloud staff list | staff remove EMAIL [--db DSN | --data-dir DIR]
 coresync-cloud website password EMAIL | website contact SITE_ID --address A --phone P
                      [--db DSN | --data-dir DIR]   (the password is read from stdin)
 """
@@ -85,6 +88,24 @@ def _admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke = nodes.add_parser("revoke", help="revoke a node's credential")
     revoke.add_argument("node_id")
     _target(revoke)
+    staff = sub.add_parser("staff", help="the chain's staff accounts").add_subparsers(
+        dest="action", required=True
+    )
+    sadd = staff.add_parser("add", help="add a staff account; a generated password is last")
+    sadd.add_argument("email")
+    sadd.add_argument("--role", required=True, choices=("staff", "manager", "admin"))
+    sadd.add_argument("--site", help="bind to one site (staff and managers)")
+    sadd.add_argument("--name", help="display name (default: the email's local part)")
+    sadd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of generating one",
+    )
+    _target(sadd)
+    _target(staff.add_parser("list", help="list the staff accounts"))
+    sremove = staff.add_parser("remove", help="disable an account and drop its tokens")
+    sremove.add_argument("email")
+    _target(sremove)
 
 
 def _admin(args: argparse.Namespace) -> int:
@@ -100,7 +121,7 @@ def _is_postgres(target: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(raw)
-    if args.command in ("sites", "nodes"):
+    if args.command in ("sites", "nodes", "staff"):
         return _admin(args)
     if args.command == "website":
         return site_cli.run(args)

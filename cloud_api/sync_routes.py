@@ -168,18 +168,20 @@ async def sync_recover(c: Ctx) -> Any:
 
 
 async def sync_attention(c: Ctx) -> Any:
-    c.chain_only("the chain's attention list")
+    """The chain's staff see every item; a site's staff their site's only."""
     q: AttentionQuery = c.query
-    items = await c.run(list_attention, c.shop.db, include_resolved=q.include_resolved)
+    items = await c.run(list_attention, c.shop.db, include_resolved=q.include_resolved,
+                        site=c.site_scope)  # fmt: skip
     return {"items": [i.to_json() for i in items]}
 
 
 async def sync_resolve(c: Ctx) -> Any:
-    c.chain_only("the chain's attention list")
+    """A site's staff resolve their site's items; another site's (or the chain's) is 404."""
     raw = c.param("id")
     if not raw.isdigit() or len(raw) > 18:
         raise ValidationFailed("id", "must be a positive integer")
-    return (await c.run(resolve_attention, c.shop.db, int(raw), c.me.actor)).to_json()
+    item = await c.run(resolve_attention, c.shop.db, int(raw), c.me.actor, site=c.site_scope)
+    return item.to_json()
 
 
 async def sync_nodes(c: Ctx) -> Any:
@@ -210,10 +212,10 @@ SYNC_ROUTES: tuple[Route, ...] = (
           HelloInput),
     Route("POST", "sync/recover", sync_recover, "node",
           "This node's own acknowledged changes that its disk does not hold", RecoverInput),
-    Route("GET", "sync/attention", sync_attention, "staff", "Sync items needing staff",
-          query=AttentionQuery),
+    Route("GET", "sync/attention", sync_attention, "staff",
+          "Sync items needing staff (a site's staff: their site's)", query=AttentionQuery),
     Route("POST", "sync/attention/{id}/resolve", sync_resolve, "staff",
-          "Mark an attention item handled", EmptyInput),
+          "Mark an attention item handled (a site's staff: their site's)", EmptyInput),
     Route("GET", "sync/nodes", sync_nodes, "staff", "Last push/pull of each edge node"),
     Route("POST", "members/{id}/consent", member_consent, "any",
           "Set a member's biometric consent (member: own; staff: any)", ConsentInput),

@@ -137,11 +137,13 @@ class Applier:
         ):
             return  # the order's stock came back once already, by another node's cancel
         order_id, why = p.get("order_id"), p.get("note")
+        # The cloud's hold for an oversell: the units are owed here too (not sellable).
+        hold = self.role == "edge" and c.op == "adjustment"
+        hold = hold and str(why or "").startswith(HOLD_NOTE)
         move = functools.partial(self.shop.write_movement, tx, product_id, delta, c.op, actor,
-                                 order_id=order_id, note=why, site=site)  # fmt: skip
+                                 order_id=order_id, note=why, site=site,
+                                 owed=delta if hold else 0)  # fmt: skip
         if move():
-            hold = self.role == "edge" and c.op == "adjustment"
-            hold = hold and str(p.get("note") or "").startswith(HOLD_NOTE)
             if hold and not has_attention(tx, "oversell_held", product_id, open_only=True):
                 # The cloud found an oversell: staff here must see it until they fix it.
                 raise_oversell(tx, "oversell", product_id, delta, "cloud", p.get("order_id"))
@@ -157,12 +159,14 @@ class Applier:
                 (product_id, c.op, delta, p.get("order_id"), actor, p.get("note"), c.origin,
                  c.created_at),
             )  # fmt: skip
+            self.shop.owe(tx, product_id, -delta)  # gone elsewhere: not sellable here
             raise_oversell(tx, "oversell_held", product_id, short, c.origin, p.get("order_id"))
             return
-        # Cloud: hold the shortfall with a compensating adjustment first (stock
-        # never dips below zero), then record the sale as it happened.
+        # Cloud: hold the shortfall with a compensating adjustment first (the
+        # ledger never dips below zero) counted as owed (so it is never sold or
+        # shown), then record the sale as it happened.
         note = f"{HOLD_NOTE} {short} unit(s) owed, see attention"
-        self.compensate(tx, product_id, short, p.get("order_id"), note, site)
+        self.compensate(tx, product_id, short, p.get("order_id"), note, site, hold=True)
         move()
         raise_oversell(tx, "oversell", product_id, short, c.origin, p.get("order_id"))
 
@@ -185,12 +189,14 @@ class Applier:
 
     def compensate(
         self, tx: Tx, product_id: str, delta: int, order_id: str | None, note: str,
-        site: str | None = None,
+        site: str | None = None, *, hold: bool = False,
     ) -> None:  # fmt: skip
-        """Cloud only: a movement every node (of ``site``) must learn, so it enters the outbox."""
+        """Cloud only: a movement every node (of ``site``) must learn, so it enters the outbox.
+        ``hold``: an oversell's hold, whose units are owed (every node counts them so)."""
         self.shop.write_movement(
             tx, product_id, delta, "adjustment", "sync:cloud",
             order_id=order_id, note=note, site=site, allow_short=True,
+            owed=delta if hold else 0,
         )  # fmt: skip
         payload = {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note}
         if site is not None:

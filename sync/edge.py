@@ -180,6 +180,7 @@ class EdgeSync:
             )  # fmt: skip
             if moved:
                 tx.execute("DELETE FROM sync_held_movements WHERE id = ?", (h["id"],))
+                self.shop.owe(tx, h["product_id"], int(h["delta"]))  # in the ledger now
                 done += 1
         # The oversell_held items stay open: the shortfall is real until staff act on it
         # (sync/oversell.py), even once the cloud's hold lets the movement apply.

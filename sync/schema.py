@@ -196,8 +196,17 @@ CREATE TABLE member_sites (
 CREATE INDEX sync_changes_site ON sync_changes (site, seq);
 """
 
+# Step 6: the site an attention item is of (sync/attention.py), so a site's staff
+# see and resolve their own; NULL: the chain's (or an edge's, which has one site).
+_STEP_6 = """
+ALTER TABLE sync_attention ADD COLUMN site TEXT;
+UPDATE sync_attention SET site = (SELECT s.site_id FROM site_nodes s
+    WHERE s.node_id = sync_attention.origin);
+CREATE INDEX sync_attention_site ON sync_attention (site, resolved_at, id);
+"""
+
 STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (
-    _STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5,
+    _STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6,
 )  # fmt: skip
 
 

@@ -3,6 +3,9 @@
 Stock is the sum of ``stock_movements``; ``products.stock`` is a cache
 updated in the same transaction as each movement row, guarded by
 ``CHECK (stock >= 0)`` and by the conditional update in :meth:`_move_stock`.
+``owed`` counts units sold elsewhere that the ledger holds back from zero
+(an oversell's hold, docs/sync.md): what is shown and sold is
+``stock - owed``, never below zero.
 """
 
 from __future__ import annotations
@@ -24,20 +27,23 @@ from edge.shop.inputs import (
 from edge.shop.money import to_cents
 from edge.shop.records import Page, Product
 
-_COLUMNS = (
+# What is really there: the ledger less what is owed, never below zero.
+SELLABLE = "CASE WHEN {t}stock > {t}owed THEN {t}stock - {t}owed ELSE 0 END"
+_STORED = (
     "id, slug, name, category, description, short_description, price_cents,"
     " member_price_cents, stock, low_stock_threshold, image_url, gallery, active, featured,"
     " accounting_item_id"
 )
+_COLUMNS = _STORED.replace(" stock,", f" {SELLABLE.format(t='')} AS stock,")
 
 
 def _columns_at(site: str | None) -> tuple[str, tuple[Any, ...]]:
     """The product columns, with ``stock`` read from ``site``'s row when one is given."""
     if site is None:
         return _COLUMNS, ()
-    at = ("(SELECT COALESCE(MAX(s.stock), 0) FROM site_stock s WHERE s.site = ?"
-          " AND s.product_id = products.id) AS stock")  # fmt: skip
-    return _COLUMNS.replace(" stock,", f" {at},"), (site,)
+    at = (f"(SELECT COALESCE(MAX({SELLABLE.format(t='s.')}), 0) FROM site_stock s"
+          " WHERE s.site = ? AND s.product_id = products.id)")  # fmt: skip
+    return _COLUMNS.replace(f" {SELLABLE.format(t='')} AS", f" {at} AS"), (site,)
 
 
 def _escape_like(text: str) -> str:
@@ -55,7 +61,7 @@ class CatalogMixin(ShopBase):
         pid, now = new_id(), self.stamp()
         with self.db.write() as tx:
             tx.execute(
-                f"INSERT INTO products ({_COLUMNS}, created_at, updated_at)"
+                f"INSERT INTO products ({_STORED}, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (pid, *self._product_values(product), now, now),
             )
@@ -213,13 +219,14 @@ class CatalogMixin(ShopBase):
         note: str | None = None,
         site: str | None = None,
     ) -> None:
-        """Write one ledger row and move the cached stock; refuse to go below zero."""
+        """Write one ledger row and move the cached stock; refuse to take more than is
+        really there (``stock - owed``)."""
         if not self.write_movement(tx, product_id, delta, kind, actor, order_id=order_id,
-                                   note=note, site=site):  # fmt: skip
+                                   note=note, site=site, sellable=True):  # fmt: skip
             row = tx.one("SELECT slug FROM products WHERE id = ?", (product_id,))
             if row is None:
                 raise NotFound("product", product_id)
-            raise OutOfStock(row["slug"], self.stock_of(tx, product_id, site), -delta)
+            raise OutOfStock(row["slug"], self.sellable_of(tx, product_id, site), -delta)
         payload = {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note}
         if site is not None:
             payload["site"] = site
@@ -228,7 +235,7 @@ class CatalogMixin(ShopBase):
     def write_movement(
         self, tx: Tx, product_id: str, delta: int, kind: str, actor: str, *,
         order_id: str | None = None, note: str | None = None, site: str | None = None,
-        allow_short: bool = False,
+        allow_short: bool = False, sellable: bool = False, owed: int = 0,
     ) -> bool:  # fmt: skip
         """One ledger row and the cached stock it moves, without an outbox row.
 
@@ -236,17 +243,25 @@ class CatalogMixin(ShopBase):
         then record the change) and changes applied by sync (which must not
         echo).  ``site`` moves that site's ``site_stock`` row instead of
         ``products.stock``.  False (nothing written) when it would take the
-        stock below zero, unless ``allow_short``.
+        stock below zero, unless ``allow_short``; with ``sellable`` (a sale
+        here) when it would take more than is really there (``stock - owed``).
+        ``owed`` moves the units owed with it (an oversell's hold, sync).
         """
-        guard = "" if allow_short else " AND stock + ? >= 0"
-        extra: tuple[Any, ...] = () if allow_short else (delta,)
+        guard, extra = self._guard(delta, allow_short, sellable)
         row = (kind, delta, order_id, actor, note, self.stamp(), site)
         if tx.dialect == "postgres":
             # One round trip: the stock update and its ledger row in one statement.
-            target = ("products SET stock = stock + ?, updated_at = ? WHERE id = ?", (
-                delta, self.stamp(), product_id)) if site is None else (
-                "site_stock SET stock = stock + ? WHERE site = ? AND product_id = ?",
-                (delta, site, product_id))  # fmt: skip
+            if site is None:
+                target: tuple[str, tuple[Any, ...]] = (
+                    "products SET stock = stock + ?, owed = owed + ?, updated_at = ? WHERE id = ?",
+                    (delta, owed, self.stamp(), product_id),
+                )
+            else:
+                target = (
+                    "site_stock SET stock = stock + ?, owed = owed + ? WHERE site = ?"
+                    " AND product_id = ?",
+                    (delta, owed, site, product_id),
+                )
             if tx.execute(
                 f"WITH moved AS (UPDATE {target[0]}{guard} RETURNING 1 AS x)"
                 " INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note,"
@@ -261,20 +276,22 @@ class CatalogMixin(ShopBase):
                 return False  # short of stock (or no such product)
         if site is None:
             moved = tx.execute(
-                f"UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?{guard}",
-                (delta, self.stamp(), product_id, *extra),
+                "UPDATE products SET stock = stock + ?, owed = owed + ?, updated_at = ?"
+                f" WHERE id = ?{guard}",
+                (delta, owed, self.stamp(), product_id, *extra),
             )
         else:
             update = (
-                f"UPDATE site_stock SET stock = stock + ? WHERE site = ? AND product_id = ?{guard}"
+                "UPDATE site_stock SET stock = stock + ?, owed = owed + ? WHERE site = ?"
+                f" AND product_id = ?{guard}"
             )
-            moved = tx.execute(update, (delta, site, product_id, *extra))
+            moved = tx.execute(update, (delta, owed, site, product_id, *extra))
             if moved == 0 and tx.execute(
                 "INSERT INTO site_stock (site, product_id, stock) VALUES (?, ?, 0)"
                 " ON CONFLICT DO NOTHING",
                 (site, product_id),
             ):  # the site's first movement of this product: its row starts at 0
-                moved = tx.execute(update, (delta, site, product_id, *extra))
+                moved = tx.execute(update, (delta, owed, site, product_id, *extra))
         if moved != 1:
             return False
         tx.execute(
@@ -283,6 +300,39 @@ class CatalogMixin(ShopBase):
             (product_id, *row),
         )
         return True
+
+    @staticmethod
+    def _guard(delta: int, allow_short: bool, sellable: bool) -> tuple[str, tuple[Any, ...]]:
+        if allow_short or (sellable and delta >= 0):
+            return "", ()  # a restock fills what is owed first: never refused
+        if sellable:
+            return " AND stock - owed + ? >= 0", (delta,)
+        return " AND stock + ? >= 0", (delta,)
+
+    @staticmethod
+    def owe(tx: Tx, product_id: str, units: int, site: str | None = None) -> None:
+        """Count ``units`` more (or fewer, negative; never below zero) as owed, the
+        ledger untouched."""
+        owed = "owed = CASE WHEN owed + ? < 0 THEN 0 ELSE owed + ? END"
+        if site is None:
+            tx.execute(f"UPDATE products SET {owed} WHERE id = ?", (units, units, product_id))
+        else:
+            tx.execute(f"UPDATE site_stock SET {owed} WHERE site = ? AND product_id = ?",
+                       (units, units, site, product_id))  # fmt: skip
+
+    @staticmethod
+    def sellable_of(tx: Tx, product_id: str, site: str | None = None) -> int:
+        """What is really there (``stock - owed``), never below zero."""
+        if site is None:
+            value = tx.scalar(f"SELECT {SELLABLE.format(t='')} AS n FROM products WHERE id = ?",
+                              (product_id,))  # fmt: skip
+        else:
+            value = tx.scalar(
+                f"SELECT {SELLABLE.format(t='')} AS n FROM site_stock WHERE site = ?"
+                " AND product_id = ?",
+                (site, product_id),
+            )
+        return int(value or 0)
 
     @staticmethod
     def stock_of(tx: Tx, product_id: str, site: str | None = None) -> int:

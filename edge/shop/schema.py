@@ -175,7 +175,23 @@ CREATE INDEX orders_site ON orders (site, created_at);
 CREATE INDEX concierge_site ON concierge_requests (site, submitted_at);
 """
 
-STEPS_TEMPLATE: tuple[str, ...] = (_STEP_1, _STEP_2)
+# Step 3: units owed (docs/sync.md "Oversell").  Stock sold on two nodes while
+# apart can exceed what was there; the ledger cannot go below zero, so the
+# cloud's ``oversell hold`` adjustment (and, on an edge, a remote sale it holds)
+# is counted in ``owed`` as well: what is really there is ``stock - owed``,
+# and that, never below zero, is what is shown and sold.
+_STEP_3 = """
+ALTER TABLE products ADD COLUMN owed INTEGER NOT NULL DEFAULT 0 CHECK (owed >= 0);
+ALTER TABLE site_stock ADD COLUMN owed INTEGER NOT NULL DEFAULT 0 CHECK (owed >= 0);
+UPDATE products SET owed = COALESCE((SELECT SUM(m.delta) FROM stock_movements m
+    WHERE m.product_id = products.id AND m.site IS NULL AND m.kind = 'adjustment'
+    AND m.note LIKE 'oversell hold:%'), 0);
+UPDATE site_stock SET owed = COALESCE((SELECT SUM(m.delta) FROM stock_movements m
+    WHERE m.product_id = site_stock.product_id AND m.site = site_stock.site
+    AND m.kind = 'adjustment' AND m.note LIKE 'oversell hold:%'), 0);
+"""
+
+STEPS_TEMPLATE: tuple[str, ...] = (_STEP_1, _STEP_2, _STEP_3)
 
 
 def steps_for(dialect: str) -> list[str]:
