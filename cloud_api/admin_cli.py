@@ -31,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
         migrate_sync(db)
         return _do(args, db, auth)
     except ShopError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if exc.field and not message.startswith(f"{exc.field}:"):
+            message = f"{exc.field}: {message}"  # name the field, as the HTTP answer does
+        print(f"error: {message}", file=sys.stderr)
         return 2
     finally:
         db.close()

@@ -59,13 +59,18 @@ def raise_attention(
 def site_of_item(
     tx: Tx, entity: str, entity_id: str, origin: str, data: dict[str, Any]
 ) -> str | None:
-    """The site of the node that raised it; else of the order or request it is about."""
-    site = tx.scalar("SELECT site_id FROM site_nodes WHERE node_id = ?", (origin,))
-    if site is None and entity == "concierge_request":
-        site = tx.scalar("SELECT site FROM concierge_requests WHERE id = ?", (entity_id,))
-    elif site is None and (entity == "order" or data.get("order_id")):
+    """The site of the node that raised it and of the order or request it is about;
+    the chain's (None) when they differ (a node reaching into another site)."""
+    node_site = tx.scalar("SELECT site_id FROM site_nodes WHERE node_id = ?", (origin,))
+    record_site = None
+    if entity == "concierge_request":
+        record_site = tx.scalar("SELECT site FROM concierge_requests WHERE id = ?", (entity_id,))
+    elif entity == "order" or data.get("order_id"):
         order = entity_id if entity == "order" else str(data["order_id"])
-        site = tx.scalar("SELECT site FROM orders WHERE id = ?", (order,))
+        record_site = tx.scalar("SELECT site FROM orders WHERE id = ?", (order,))
+    if node_site is not None and record_site is not None and node_site != record_site:
+        return None
+    site = node_site if node_site is not None else record_site
     return None if site is None else str(site)
 
 

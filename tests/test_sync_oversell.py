@@ -12,15 +12,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientSession
 
-from edge.shop import Shop
+from edge.shop import OutOfStock, Shop, SqliteDatabase
 from edge.shop.demo_seed import seed_demo_shop
+from sync import sites
 from sync.attention import list_attention
 from sync.client import SyncClient
+from sync.cloud import CloudSync
 from sync.oversell import raise_oversell
 from sync.schema import migrate_sync
 from sync.testing import CloudProcess
-from tests.sync_helpers import Cloud, edge_config, make_edge, off_loop, running_cloud
+from tests.conftest import free_port
+from tests.sync_helpers import (
+    Cloud,
+    edge_config,
+    make_edge,
+    off_loop,
+    prepare_cloud,
+    running_cloud,
+)
 from tests.test_api_support import ApiSite, api
 
 __all__ = ["api"]
@@ -94,3 +105,121 @@ async def test_one_step_resolve_on_the_lan_api(api: ApiSite) -> None:
     assert after == before + 2
     r = await api.client.post(url, json={"action": "acknowledge"}, headers=api.auth("staff1"))
     assert r.status == 404, "a resolved item is not resolved twice"
+
+
+# ---- the hold never shows phantom stock -------------------------------------------------
+@pytest.fixture
+def one_site(tmp_path: Path) -> Iterator[tuple[Cloud, CloudProcess]]:
+    """A chain of one site (soho) with two nodes, served by a real coresync-cloud process."""
+    db = SqliteDatabase(str(tmp_path / "cloud.db"))
+    proc = CloudProcess(str(tmp_path / "cloud.db"), free_port())
+    try:
+        c = prepare_cloud(Shop(db), ())
+        sites.add_site(db, "soho", "SoHo", "0.08", "America/New_York")
+        for name in ("soho-1", "soho-2"):
+            c.secrets[name] = c.auth.register_node(name, "soho")
+        c.shop.create_product({"slug": "lamp", "name": "Salt Lamp", "category": "accessories",
+                               "price": "25.00", "image_url": "https://cdn.example.com/l.jpg"})
+        c.shop.restock("lamp", {"quantity": 5, "site": "soho"})
+        for who in ("ava", "ben"):
+            CloudSync(c.shop).enroll(c.members[who], "soho", "test")
+        proc.start()
+        try:
+            yield c, proc
+        finally:
+            proc.stop()
+    finally:
+        db.close()
+
+
+async def _sync_node(edge: Shop, c: Cloud, proc: CloudProcess, name: str) -> None:
+    client = SyncClient(edge, edge_config(proc.url, name), secret=c.secrets[name])
+    try:
+        await client.sync_once()
+    finally:
+        await client.stop()
+
+
+def _real(shop: Shop, site: str | None) -> tuple[int, int]:
+    """(ledger stock, owed) of the lamp: what is really there is their difference."""
+    with shop.db.read() as tx:
+        if site is None:
+            row = tx.one("SELECT stock, owed FROM products WHERE slug = 'lamp'")
+        else:
+            row = tx.one("SELECT s.stock, s.owed FROM site_stock s JOIN products p"
+                         " ON p.id = s.product_id WHERE p.slug = 'lamp' AND s.site = ?", (site,))
+    assert row is not None
+    return int(row["stock"]), int(row["owed"])
+
+
+async def test_an_oversell_across_two_nodes_never_shows_phantom_stock(
+    one_site: tuple[Cloud, CloudProcess], tmp_path: Path
+) -> None:
+    """Both nodes sell the site's 5 lamps while apart: really -5. Before, the cloud's
+    hold counted as stock, so a restock of 4 showed (and sold) 4 lamps that were owed."""
+    c, proc = one_site
+    token = await asyncio.to_thread(c.auth.issue_member_token, c.members["ava"])
+    member = {"Authorization": f"Bearer {token}"}
+    edges = {n: await off_loop(lambda n=n: make_edge(tmp_path / f"{n}.db", n))  # type: ignore[misc]
+             for n in ("soho-1", "soho-2")}  # fmt: skip
+    one, two = edges["soho-1"], edges["soho-2"]
+
+    async def sync_all() -> None:
+        for _ in range(2):
+            for name, edge in edges.items():
+                await _sync_node(edge, c, proc, name)
+
+    async def shown() -> list[int]:
+        """The lamp's stock as the member API, the cloud's shop and each edge show it."""
+        url = f"{proc.url}/api/v1/shop/products/lamp"
+        async with ClientSession() as http, http.get(url, headers=member) as r:
+            assert r.status == 200, await r.text()
+            api_stock = int((await r.json())["stock"])
+        edge_stock = [await asyncio.to_thread(lambda e=e: e.get_product("lamp").stock)
+                      for e in (one, two)]  # fmt: skip
+        return [api_stock, *edge_stock]
+
+    def lamps(shop: Shop, who: str, n: int) -> str:
+        return shop.create_order(c.members[who], {"items": [{"product": "lamp",
+                                                             "quantity": n}]}).number
+
+    try:
+        await sync_all()
+        assert await shown() == [5, 5, 5]
+        await asyncio.to_thread(lamps, one, "ava", 5)  # apart: each sells the 5 lamps
+        await asyncio.to_thread(lamps, two, "ben", 5)
+        await sync_all()
+        assert await shown() == [0, 0, 0]
+        stock, owed = await asyncio.to_thread(_real, c.shop, "soho")
+        assert stock - owed == -5, (stock, owed)
+        for edge in (one, two):
+            stock, owed = await asyncio.to_thread(_real, edge, None)
+            assert stock - owed == -5, (stock, owed)
+        # 4 lamps arrive: still one short. Nothing to show, nothing to sell.
+        await asyncio.to_thread(c.shop.restock, "lamp", {"quantity": 4, "site": "soho"})
+        await sync_all()
+        assert await shown() == [0, 0, 0]
+        async with ClientSession() as http:
+            order = {"items": [{"product": "lamp", "quantity": 1}], "site": "soho"}
+            async with http.post(f"{proc.url}/api/v1/shop/orders", json=order,
+                                 headers=member) as r:  # fmt: skip
+                assert r.status == 409, await r.text()
+        with pytest.raises(OutOfStock):
+            await asyncio.to_thread(lamps, one, "ava", 1)
+        # 3 more: 2 are really there, shown and sold everywhere, then none.
+        await asyncio.to_thread(c.shop.restock, "lamp", {"quantity": 3, "site": "soho"})
+        await sync_all()
+        assert await shown() == [2, 2, 2]
+        await asyncio.to_thread(lamps, two, "ben", 2)
+        await sync_all()
+        assert await shown() == [0, 0, 0]
+        # The oversell stays open at both edges (named, with the shortfall) until staff act.
+        for edge in (one, two):
+            items = await asyncio.to_thread(list_attention, edge.db)
+            open_items = [i for i in items if i.kind in ("oversell", "oversell_held")]
+            assert open_items and all("Salt Lamp (lamp)" in i.detail for i in open_items)
+            assert await asyncio.to_thread(edge.ledger_mismatches) == []
+        assert await asyncio.to_thread(c.shop.ledger_mismatches) == []
+    finally:
+        for edge in (one, two):
+            await off_loop(lambda e=edge: e.db.close())  # type: ignore[misc]
