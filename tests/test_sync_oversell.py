@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession
@@ -23,6 +24,7 @@ from sync.cloud import CloudSync
 from sync.oversell import raise_oversell
 from sync.schema import migrate_sync
 from sync.testing import CloudProcess
+from tests.axe import serious_violations
 from tests.conftest import free_port
 from tests.sync_helpers import (
     Cloud,
@@ -33,8 +35,10 @@ from tests.sync_helpers import (
     running_cloud,
 )
 from tests.test_api_support import ApiSite, api
+from tests.test_web_dashboard import overflow, staff_page
+from tests.test_web_pages import browser
 
-__all__ = ["api"]
+__all__ = ["api", "browser"]
 
 
 @pytest.fixture
@@ -223,3 +227,29 @@ async def test_an_oversell_across_two_nodes_never_shows_phantom_stock(
     finally:
         for edge in (one, two):
             await off_loop(lambda e=edge: e.db.close())  # type: ignore[misc]
+
+
+async def test_the_dashboard_resolves_an_oversell_in_one_step(api: ApiSite, browser: Any) -> None:
+    """Staff at the spa see the oversell (product, shortfall) on the Sync page and fix it
+    there: the restock and the resolution in one submit; it fits a phone."""
+    item = await api.core.run_shop(_with_an_oversell)
+    before = await api.core.run_shop(lambda s: s.get_product("gua-sha-stone").stock)
+    page = await staff_page(api, browser, 390, 844, "#sync")
+    card = page.locator('[data-role="attention-item"][data-kind="oversell"]')
+    await card.wait_for()
+    assert "short by 2" in await card.inner_text()
+    assert await card.locator('[data-role="resolve-quantity"]').input_value() == "2"
+    assert await overflow(page) <= 0
+    assert await serious_violations(page) == []
+    await card.locator('[data-role="resolve-action"]').select_option("substitute")
+    await card.locator('[data-role="resolve-note"]').wait_for()
+    await card.locator('[data-role="resolve-action"]').select_option("restock")
+    await card.locator('[data-role="resolve-quantity"]').fill("3")
+    await card.locator('[data-role="resolve"]').click()
+    await page.get_by_text("Nothing needs attention.").wait_for()
+    after = await api.core.run_shop(lambda s: s.get_product("gua-sha-stone").stock)
+    assert after == before + 3
+    items = await api.core.run_shop(lambda s: list_attention(s.db, include_resolved=True))
+    done = next(i for i in items if i.id == item)
+    assert done.resolved_at and str(done.resolved_by).endswith(":restock")
+    await page.close()
