@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientSession
 
-from edge.shop import OutOfStock, Shop, SqliteDatabase
+from edge.shop import OutOfStock, PostgresDatabase, Shop, SqliteDatabase
+from edge.shop.db import Database
 from edge.shop.demo_seed import seed_demo_shop
+from edge.shop.testing import PG_DSN, postgres_schema, postgres_unreachable
 from sync import sites
 from sync.attention import list_attention
 from sync.client import SyncClient
@@ -26,6 +29,7 @@ from sync.schema import migrate_sync
 from sync.testing import CloudProcess
 from tests.axe import serious_violations
 from tests.conftest import free_port
+from tests.parts import missing
 from tests.sync_helpers import (
     Cloud,
     edge_config,
@@ -112,18 +116,39 @@ async def test_one_step_resolve_on_the_lan_api(api: ApiSite) -> None:
 
 
 # ---- the hold never shows phantom stock -------------------------------------------------
-@pytest.fixture
-def one_site(tmp_path: Path) -> Iterator[tuple[Cloud, CloudProcess]]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def one_site(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Cloud, CloudProcess]]:
     """A chain of one site (soho) with two nodes, served by a real coresync-cloud process."""
-    db = SqliteDatabase(str(tmp_path / "cloud.db"))
-    proc = CloudProcess(str(tmp_path / "cloud.db"), free_port())
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            db: Database = SqliteDatabase(str(tmp_path / "cloud.db"))
+            proc = CloudProcess(str(tmp_path / "cloud.db"), free_port())
+        else:
+            if why := postgres_unreachable():
+                missing("PostgreSQL", why)
+            schema = stack.enter_context(postgres_schema())
+            db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
+            proc = CloudProcess(PG_DSN, free_port(), schema=schema)
+        yield from _one_site(db, proc)
+
+
+def _one_site(db: Database, proc: CloudProcess) -> Iterator[tuple[Cloud, CloudProcess]]:
     try:
         c = prepare_cloud(Shop(db), ())
         sites.add_site(db, "soho", "SoHo", "0.08", "America/New_York")
         for name in ("soho-1", "soho-2"):
             c.secrets[name] = c.auth.register_node(name, "soho")
-        c.shop.create_product({"slug": "lamp", "name": "Salt Lamp", "category": "accessories",
-                               "price": "25.00", "image_url": "https://cdn.example.com/l.jpg"})
+        c.shop.create_product(
+            {
+                "slug": "lamp",
+                "name": "Salt Lamp",
+                "category": "accessories",
+                "price": "25.00",
+                "image_url": "https://cdn.example.com/l.jpg",
+            }
+        )
         c.shop.restock("lamp", {"quantity": 5, "site": "soho"})
         for who in ("ava", "ben"):
             CloudSync(c.shop).enroll(c.members[who], "soho", "test")
@@ -150,8 +175,11 @@ def _real(shop: Shop, site: str | None) -> tuple[int, int]:
         if site is None:
             row = tx.one("SELECT stock, owed FROM products WHERE slug = 'lamp'")
         else:
-            row = tx.one("SELECT s.stock, s.owed FROM site_stock s JOIN products p"
-                         " ON p.id = s.product_id WHERE p.slug = 'lamp' AND s.site = ?", (site,))
+            row = tx.one(
+                "SELECT s.stock, s.owed FROM site_stock s JOIN products p"
+                " ON p.id = s.product_id WHERE p.slug = 'lamp' AND s.site = ?",
+                (site,),
+            )
     assert row is not None
     return int(row["stock"]), int(row["owed"])
 
@@ -184,8 +212,9 @@ async def test_an_oversell_across_two_nodes_never_shows_phantom_stock(
         return [api_stock, *edge_stock]
 
     def lamps(shop: Shop, who: str, n: int) -> str:
-        return shop.create_order(c.members[who], {"items": [{"product": "lamp",
-                                                             "quantity": n}]}).number
+        return shop.create_order(
+            c.members[who], {"items": [{"product": "lamp", "quantity": n}]}
+        ).number
 
     try:
         await sync_all()
