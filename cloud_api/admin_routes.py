@@ -65,9 +65,11 @@ async def revoke_node(c: Ctx) -> Any:
 
 def _end_membership(c: Ctx, member_id: str) -> dict[str, Any]:
     member = c.shop.get_member(member_id)
-    ended = c.shop.set_membership(member_id, tier=cast(Tier, member.tier), active=False)
-    with c.shop.db.write() as tx:
-        sites.audit(tx, c.me.actor, "member.end", member_id, {"tier": member.tier})
+    ended = c.shop.set_membership(
+        member_id, tier=cast(Tier, member.tier), active=False,
+        also=lambda tx: sites.audit(tx, c.me.actor, "member.end", member_id,
+                                    {"tier": member.tier}),
+    )  # fmt: skip
     return ended.to_json()
 
 

@@ -278,10 +278,18 @@ async def test_chain_admin_over_http_is_audited(
     # Refused at its very next request: no credential cache outlives a revoke.
     assert (await http.get("/api/v1/sync/whoami", headers=tokyo_node)).status == 401
     ben = cloud.members["ben"]
-    assert (await http.post(f"/api/v1/members/{ben}/end", json={}, headers=desk)).status == 403
-    r = await http.post(f"/api/v1/members/{ben}/end", json={}, headers=admin)
-    assert r.status == 200 and (await r.json())["active"] is False
-    assert (await asyncio.to_thread(cloud.shop.get_member, ben)).active is False
+    soho = await off_loop(lambda: make_edge(chain["tmp"] / "soho.db", "soho-1"))
+    try:
+        await _sync(soho, http, "soho-1", chain["secrets"]["soho-1"])
+        assert (await asyncio.to_thread(soho.get_member, ben)).active is True
+        assert (await http.post(f"/api/v1/members/{ben}/end", json={}, headers=desk)).status == 403
+        r = await http.post(f"/api/v1/members/{ben}/end", json={}, headers=admin)
+        assert r.status == 200 and (await r.json())["active"] is False
+        assert (await asyncio.to_thread(cloud.shop.get_member, ben)).active is False
+        await _sync(soho, http, "soho-1", chain["secrets"]["soho-1"])  # the spa learns it
+        assert (await asyncio.to_thread(soho.get_member, ben)).active is False
+    finally:
+        await off_loop(lambda: soho.db.close())
     audit = await asyncio.to_thread(_audit, cloud.shop)
     assert [(a["action"], a["target"]) for a in audit] == [
         ("site.add", "soho"), ("site.add", "paris"), ("node.add", "soho-1"),

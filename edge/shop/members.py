@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from edge.shop.base import ShopBase, new_id
@@ -51,7 +52,11 @@ class MembersMixin(ShopBase):
                 "date_of_birth", f"members must be at least {self.config.adult_age}"
             )
 
-    def set_membership(self, member_id: str, *, tier: Tier, active: bool) -> Member:
+    def set_membership(
+        self, member_id: str, *, tier: Tier, active: bool,
+        also: Callable[[Tx], None] | None = None,
+    ) -> Member:  # fmt: skip
+        """``also`` writes in the same transaction (the cloud's audit row)."""
         if tier not in tuple(Tier):
             raise ValidationFailed("tier", f"unknown tier {tier!r}")
         with self.db.write() as tx:
@@ -62,6 +67,8 @@ class MembersMixin(ShopBase):
             )
             member = self._member(tx, member_id)
             self.record_change(tx, "member", member_id, "update", member.to_json())
+            if also is not None:
+                also(tx)
         return member
 
     def erase_member(self, member_id: str) -> Member:
