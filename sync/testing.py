@@ -93,6 +93,10 @@ class FaultProxy:
             await self._serve(reader, writer, fault)
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Cancelled by set_offline or stop: the connection is reset below.  Not
+            # re-raised, or asyncio's start_server logs the cancelled handler as an error.
+            pass
         finally:
             _reset(writer)
             self._tasks.discard(task)
