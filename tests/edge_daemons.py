@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ class Edge:
     daemon: Daemon | None = None
     token: str | None = None
     taken: list[dict[str, Any]] = field(default_factory=list)  # acknowledged (201) orders
+    started_at: datetime | None = None
 
     @property
     def url(self) -> str:
@@ -84,6 +86,7 @@ class Edge:
 
     async def start(self) -> None:
         """Start the daemon and wait until its LAN API listens."""
+        self.started_at = datetime.now(UTC)
         self.daemon = await start_daemon(
             self.config, self.cfg, self.data, {"TEST_NODE_SECRET": self.secret}
         )
@@ -141,11 +144,16 @@ class Edge:
         return dict(body)
 
     async def ready(self, within_s: float = 60) -> None:
-        """A sync cycle succeeded: catalogue and members pulled, numbers leased."""
+        """A sync cycle of this daemon run succeeded: catalogue and members pulled,
+        recovery done, numbers leased (a restored disk has none until then)."""
+        since = self.started_at
+        assert since is not None
 
         async def synced() -> bool:
             s = await self.sync_status()
-            return s["last_success"] is not None and s["spare_numbers"]["PO"] > 0
+            last = s["last_success"]
+            fresh = last is not None and datetime.fromisoformat(last) > since
+            return fresh and s["spare_numbers"]["PO"] > 0
 
         await wait_for(synced, within_s, f"{self.node} to sync once", lambda: self.node)
 
