@@ -7,13 +7,16 @@ fault-injecting proxy (its WAN link), which drops or cuts 20 % of
 connections.  Orders are taken at the front desk through each daemon's LAN
 API, as a staff account; only those the daemon acknowledged (201) count.
 
-The kills land mid-sync on purpose: a victim edge's link goes down while
-orders queue up, comes back for one or two pushes, and the answer to the last
-push is cut after the cloud applied it; the edge can get no further (its
-retries are refused) and is SIGKILLed in that state, then started again.  A
-cloud worker is SIGKILLed as soon as the cloud has seen a push of an edge
-that still has a backlog, the other one later while the restarted edges
-drain; the worker supervisor starts each again.  At the end: every
+The kills land mid-sync on purpose.  A victim edge's link goes down while
+orders queue up, comes back for one push, and the answer to that push is cut
+after the cloud applied it; the edge can get no further (its retries are
+refused) and is SIGKILLed in that state, then started again.  A cloud worker
+is SIGKILLed inside a push transaction: the test holds the site's stock row
+(SELECT ... FOR UPDATE), an edge's push of its backlog blocks on it, and the
+worker whose PostgreSQL session waits is the one killed (its transaction is
+never committed, the edge retries on the other worker).  The other worker is
+SIGKILLed later while the restarted edges drain.  The supervisor starts each
+again.  At the end: every
 acknowledged order is in the cloud exactly once under the number the edge
 gave it, no other order appeared, every number is unique, and the stock
 ledger is exact per site in the cloud and at every edge.
@@ -22,6 +25,7 @@ ledger is exact per site in the cloud and at every edge.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from edge.shop import Shop, ShopConfig, SqliteDatabase
@@ -113,6 +118,53 @@ async def _worker_replaced(proc: CloudProcess, victim: int) -> None:
 
     await wait_for(replaced, 30, f"worker {victim} to be started again")
     await _both_workers_ready(proc.port)
+
+
+def _hold_site_stock(schema: str, site: str) -> Any:
+    """An open transaction holding ``site``'s stock rows: a push that moves them waits."""
+    conn = psycopg.connect(PG_DSN, options=f"-c search_path={schema}")
+    conn.execute("SELECT stock FROM site_stock WHERE site = %s FOR UPDATE", (site,))
+    return conn
+
+
+def _worker_waiting(workers: list[int]) -> int | None:
+    """The worker whose PostgreSQL session waits on a lock (from pg_stat_activity's
+    client port to the worker owning that socket, through /proc)."""
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        ports = {r[0] for r in conn.execute(
+            "SELECT client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()")}  # fmt: skip
+    if not ports:
+        return None
+    rows = [r.split() for r in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    inodes = {r[9] for r in rows if int(r[1].split(":")[1], 16) in ports}
+    for pid in workers:
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).removeprefix("socket:[").rstrip("]") in inodes:
+                    return pid
+    return None
+
+
+async def _kill_worker_mid_push(proc: CloudProcess, hold: Any, uncommitted: Any) -> int:
+    """SIGKILL the worker blocked in a push on the held rows, check with ``uncommitted``
+    that nothing of the push was committed, then let go of the rows."""
+    assert proc.proc is not None
+    parent = proc.proc.pid
+    victim: int | None = None
+
+    async def blocked() -> bool:
+        nonlocal victim
+        victim = await off_loop(lambda: _worker_waiting(_workers(parent)))
+        return victim is not None
+
+    await wait_for(blocked, 30, "a push to wait on the held stock row")
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    assert await off_loop(uncommitted), "the push was committed before the kill"
+    await off_loop(hold.close)  # rolls back: the rows are free again
+    return victim
 
 
 async def _web_orders(url: str, token: str, site: str, n: int) -> list[str]:
@@ -223,15 +275,19 @@ async def test_two_workers_three_edge_daemons_two_sites_survive_faults_and_kills
             held = await _kill_mid_drain(edges[node], proxies[node], cloud, member[node])
             assert 0 < held < BACKLOG, f"{node}: the kill did not land mid-drain ({held})"
 
-        # A cloud worker SIGKILLed once the cloud has seen soho-2's backlog start to arrive.
+        # A cloud worker SIGKILLed inside soho-2's push of its backlog (soho's other
+        # edge is down, so that push is the only one to wait on soho's stock rows).
         steady = edges["soho-2"]
         before = await off_loop(lambda: _pushed(cloud, steady.node))
         await proxies[steady.node].set_offline(True)
         for _ in range(BACKLOG):
             await steady.order(member[steady.node])
+        assert proc.schema is not None
+        hold = await off_loop(lambda: _hold_site_stock(proc.schema, "soho"))  # type: ignore[arg-type]
         await proxies[steady.node].set_offline(False)
-        await _pushes_seen(cloud, steady.node, before)
-        first = await _kill_worker(proc, 0)
+        first = await _kill_worker_mid_push(
+            proc, hold, lambda: _pushed(cloud, steady.node) == before
+        )
         # The victims start again and re-push what the cloud applied but never acknowledged.
         await asyncio.gather(*(edges[n].start() for n in VICTIMS))
         await _worker_replaced(proc, first)
