@@ -255,8 +255,11 @@ async def test_restore_of_a_disk_that_never_synced_after_backup_keeps_its_number
         lost = await _take(e, c, 2)  # acknowledged at the desk, never reach the cloud
         await e.stop()
         await _restore(backup, e.data)
+        await e.start()  # still offline: its blocks are retired, no new one leased yet
+        one = {"member_id": c.members["ben"], "items": [{"product": "gua-sha", "quantity": 1}]}
+        status, refused = await e.call("POST", "/api/v1/shop/orders", one)
+        assert status == 409 and refused["error"]["code"] == "numbers_exhausted", refused
         await link.set_offline(False)
-        await e.start()
         await e.ready()
         new = await _take(e, c, 2)
         assert not set(new) & set(lost), f"lost receipts {lost} share numbers with {new}"
