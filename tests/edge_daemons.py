@@ -33,6 +33,7 @@ tax_rate = 0.08
 host = "{host}"
 port = {port}
 zigbee2mqtt_base = "edge-{node}-{tag}"
+client_id = "coresync-{node}-{tag}"  # two controllers of one site share the test broker
 reconnect_min_s = 0.1
 reconnect_max_s = 0.5
 
@@ -79,6 +80,7 @@ class Edge:
     token: str | None = None
     taken: list[dict[str, Any]] = field(default_factory=list)  # acknowledged (201) orders
     started_at: datetime | None = None
+    logs: list[str] = field(default_factory=list)  # the output of every daemon run so far
 
     @property
     def url(self) -> str:
@@ -95,6 +97,7 @@ class Edge:
         """SIGKILL the whole daemon (no shutdown code runs)."""
         assert self.daemon is not None
         await self.daemon.kill()
+        self.logs.append(self.daemon.output)
         self.daemon = None
 
     async def stop(self) -> None:
@@ -103,6 +106,7 @@ class Edge:
             return
         daemon, self.daemon = self.daemon, None
         code, _ = await daemon.terminate()
+        self.logs.append(daemon.output)
         assert code == 0, daemon.output[-3000:]
 
     async def call(

@@ -348,9 +348,13 @@ async def test_two_workers_three_edge_daemons_two_sites_survive_faults_and_kills
     finally:
         for edge in edges.values():
             if edge.daemon is not None:
-                await edge.daemon.kill()
+                await edge.kill()
         for p in proxies.values():
             await p.stop()
+        # What every daemon run said, for a failure's post-mortem.
+        (tmp_path / "daemons.log").write_text("\n".join(
+            f"===== {e.node}, run {i + 1}\n{log}" for e in edges.values()
+            for i, log in enumerate(e.logs)))  # fmt: skip
 
 
 def test_workers_do_not_outlive_a_killed_supervisor(
