@@ -159,11 +159,13 @@ async def _kill_worker_mid_push(proc: CloudProcess, hold: Any, uncommitted: Any)
         victim = await off_loop(lambda: _worker_waiting(_workers(parent)))
         return victim is not None
 
-    await wait_for(blocked, 30, "a push to wait on the held stock row")
-    assert victim is not None
-    os.kill(victim, signal.SIGKILL)
-    assert await off_loop(uncommitted), "the push was committed before the kill"
-    await off_loop(hold.close)  # rolls back: the rows are free again
+    try:
+        await wait_for(blocked, 30, "a push to wait on the held stock row")
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        assert await off_loop(uncommitted), "the push was committed before the kill"
+    finally:
+        await off_loop(hold.close)  # rolls back: the rows are free again
     return victim
 
 
@@ -227,7 +229,13 @@ def _cloud_facts(shop: Shop) -> dict[str, Any]:
             "SELECT o.site, SUM(i.quantity) AS q FROM orders o JOIN order_items i"
             " ON i.order_id = o.id WHERE o.status <> 'cancelled' GROUP BY o.site")}  # fmt: skip
         owners = {r["node"] for r in tx.all("SELECT DISTINCT node FROM number_blocks")}
-    return {"orders": orders, "stock": stock, "sold": sold, "owners": owners}
+        # Exactly once in the feed too: one applied creation per order, nothing refused.
+        twice = tx.all("SELECT entity_id FROM sync_changes WHERE entity = 'order' AND op = 'create'"
+                       " GROUP BY entity_id HAVING COUNT(*) > 1")  # fmt: skip
+        refused = tx.all("SELECT origin, entity_id, reason FROM sync_changes"
+                         " WHERE status <> 'applied'")  # fmt: skip
+    return {"orders": orders, "stock": stock, "sold": sold, "owners": owners,
+            "twice": twice, "refused": refused}  # fmt: skip
 
 
 def _edge_db_facts(edge: Edge) -> tuple[dict[str, str], int, list[str]]:
@@ -332,6 +340,7 @@ async def test_two_workers_three_edge_daemons_two_sites_survive_faults_and_kills
             for o in edge.taken:  # acknowledged at the desk: in the cloud, under its number
                 assert by_id[o["id"]]["number"] == o["number"], o
                 assert by_id[o["id"]]["origin_node"] == edge.node, o
+        assert facts["twice"] == [] and facts["refused"] == [], facts
         numbers = [o["number"] for o in facts["orders"]]
         assert len(set(numbers)) == len(numbers), "a number was issued twice"
         for site in ("soho", "paris"):
