@@ -103,10 +103,11 @@ async def _both_workers_ready(port: int) -> None:
     await wait_for(ready, 30, "both cloud workers to listen")
 
 
-async def _kill_worker(proc: CloudProcess, index: int) -> int:
-    """SIGKILL one worker; return its pid (the supervisor starts another)."""
+async def _kill_other_worker(proc: CloudProcess, original: list[int], killed: int) -> int:
+    """SIGKILL the original worker not killed yet (not ``killed``'s replacement)."""
     assert proc.proc is not None
-    victim = sorted(await off_loop(lambda: _workers(proc.proc.pid)))[index]  # type: ignore[union-attr]
+    workers = await off_loop(lambda: _workers(proc.proc.pid))  # type: ignore[union-attr]
+    (victim,) = [w for w in workers if w in original and w != killed]
     os.kill(victim, signal.SIGKILL)
     return victim
 
@@ -290,7 +291,8 @@ async def test_two_workers_three_edge_daemons_two_sites_survive_faults_and_kills
         await proxies[steady.node].set_offline(True)
         for _ in range(BACKLOG):
             await steady.order(member[steady.node])
-        assert proc.schema is not None
+        assert proc.schema is not None and proc.proc is not None
+        original = await off_loop(lambda: _workers(proc.proc.pid))  # type: ignore[union-attr]
         hold = await off_loop(lambda: _hold_site_stock(proc.schema, "soho"))  # type: ignore[arg-type]
         await proxies[steady.node].set_offline(False)
         first = await _kill_worker_mid_push(
@@ -306,7 +308,7 @@ async def test_two_workers_three_edge_daemons_two_sites_survive_faults_and_kills
         for node, edge in edges.items():
             for _ in range(LATER):
                 await edge.order(member[node])
-        second = await _kill_worker(proc, 1)
+        second = await _kill_other_worker(proc, original, first)
         await _worker_replaced(proc, second)
         for site in ("soho", "paris"):
             web += await _web_orders(proc.url, token, site, WEB_ORDERS[2])
