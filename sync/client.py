@@ -142,7 +142,7 @@ class SyncClient:
                 )
                 report.recovered += result.applied
             if not more:
-                await self._db(self.store.finish_recovery, report.recovered)
+                await self._db(self.store.finish_recovery)
                 return
 
     async def push_all(self, report: SyncReport) -> None:

@@ -167,6 +167,8 @@ class EdgeSync:
                                     {"key": c.key, "op": c.op, "payload": c.payload})  # fmt: skip
                 tx.execute("RELEASE SAVEPOINT sync_change")
             self.retry_held(tx)
+            if cursor_key == incarnation.RECOVER_CURSOR:
+                incarnation.count_recovered(tx, applied)
             self._set(tx, cursor_key, str(next_cursor))
         return PullResult(applied, rejected, self.member_events())
 
@@ -210,9 +212,9 @@ class EdgeSync:
             reason, cursor = incarnation.recovery_state(tx)
             return reason, cursor, incarnation.known_ranges(tx, self.shop.config.node_id)
 
-    def finish_recovery(self, recovered: int) -> None:
+    def finish_recovery(self) -> None:
         with self.shop.db.write() as tx:
-            incarnation.finish_recovery(tx, self.shop.config.node_id, recovered)
+            incarnation.finish_recovery(tx, self.shop.config.node_id)
 
     # ---- member hook ---------------------------------------------------------------------
     def member_events(self) -> list[tuple[int, str, bool, bool]]:

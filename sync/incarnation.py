@@ -31,6 +31,7 @@ CURRENT = "incarnation"
 RESTORED_AT = "restored_at"
 RECOVERY = "recovery"  # set while the own history is still to be re-pulled
 RECOVER_CURSOR = "recover_cursor"
+RECOVERED = "recovered_changes"  # re-applied so far, across restarts mid-recovery
 SHOP_DB = "shop.db"  # edge.ops.layout.SHOP_DB (sync must not import the ops package)
 
 
@@ -144,6 +145,7 @@ def start(tx: Tx, node: str, reason: str) -> Incarnation:
     if reason != "legacy":
         _set_state(tx, RECOVERY, reason)
         _set_state(tx, RECOVER_CURSOR, "0")
+        _set_state(tx, RECOVERED, "0")
     return inc
 
 
@@ -213,12 +215,20 @@ def accept_hello(tx: Tx, node: str, verdict: str, leases: list[dict[str, Any]]) 
     return rolled
 
 
-def finish_recovery(tx: Tx, node: str, recovered: int) -> None:
+def count_recovered(tx: Tx, applied: int) -> None:
+    """In the transaction that applied a page of ``sync/recover``: keep the running total,
+    so a recovery cut by a restart or a failed cycle still reports every change."""
+    _set_state(tx, RECOVERED, str(int(_state(tx, RECOVERED) or 0) + applied))
+
+
+def finish_recovery(tx: Tx, node: str) -> None:
     """Own history is back: tell staff what happened and what the cloud knew."""
     reason = _state(tx, RECOVERY)
     if reason is None:
         return
-    tx.execute("DELETE FROM sync_state WHERE key IN (?, ?)", (RECOVERY, RECOVER_CURSOR))
+    recovered = int(_state(tx, RECOVERED) or 0)
+    tx.execute("DELETE FROM sync_state WHERE key IN (?, ?, ?)",
+               (RECOVERY, RECOVER_CURSOR, RECOVERED))  # fmt: skip
     inc = current(tx, node)
     if reason == "new" and recovered == 0:
         return  # a first start: nothing to tell

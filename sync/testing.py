@@ -4,6 +4,9 @@
 connection, can refuse, reset after N request or response bytes (a cut
 mid-request or mid-response), delay, or answer 503 itself.  Faults are queued
 (``fail_next``) for deterministic tests or drawn at random (``drop_rate``).
+``offline_at`` takes the link down just before the n-th request that contains
+a marker (e.g. ``b"/sync/recover"``) would be forwarded: a deterministic point
+inside a client's exchange, whatever connection it reuses.
 
 ``CloudProcess`` runs a real ``coresync-cloud serve`` (optionally inside a
 PostgreSQL schema, optionally as several workers).
@@ -18,6 +21,7 @@ import socket
 import struct
 import subprocess
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +47,9 @@ class FaultProxy:
         self.upstream: list[bytes] = []  # every request byte forwarded, for inspection
         self.downstream: list[bytes] = []  # every response byte forwarded
         self.faults = 0
+        self.offline_at: tuple[bytes, int] | None = None  # (marker, n): see the module doc
+        self.marked = 0  # requests seen with the marker
+        self.went_offline = asyncio.Event()
         self._rng = random.Random(seed)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,9 +100,25 @@ class FaultProxy:
             await self._serve(reader, writer, fault)
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Cancelled by set_offline or stop: the connection is reset below.  Not
+            # re-raised, or asyncio's start_server logs the cancelled handler as an error.
+            pass
         finally:
             _reset(writer)
             self._tasks.discard(task)
+
+    def _pass(self, data: bytes) -> bool:
+        """Upstream gate: False (and offline from now on) at the ``offline_at`` request."""
+        if self.offline:
+            return False
+        if self.offline_at is not None and self.offline_at[0] in data:
+            self.marked += 1
+            if self.marked >= self.offline_at[1]:
+                self.offline = True
+                self.went_offline.set()
+                return False
+        return True
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fault: Fault | None
@@ -115,7 +138,9 @@ class FaultProxy:
             up_limit = fault.after_bytes if fault and fault.kind == "cut_request" else None
             down_limit = fault.after_bytes if fault and fault.kind == "cut_response" else None
             pumps = [
-                asyncio.create_task(_pump(reader, up_w, up_limit, self.upstream), name="proxy-up"),
+                asyncio.create_task(
+                    _pump(reader, up_w, up_limit, self.upstream, self._pass), name="proxy-up"
+                ),
                 asyncio.create_task(
                     _pump(up_r, writer, down_limit, self.downstream), name="proxy-down"
                 ),
@@ -135,12 +160,13 @@ async def _pump(
     dst: asyncio.StreamWriter,
     limit: int | None,
     tap: list[bytes] | None = None,
+    gate: Callable[[bytes], bool] | None = None,
 ) -> None:
     sent = 0
     while True:
         data = await src.read(65536)
-        if not data:
-            return
+        if not data or (gate is not None and not gate(data)):
+            return  # a gate closing: the caller resets both sides
         if tap is not None:
             tap.append(data)
         if limit is not None and sent + len(data) >= limit:

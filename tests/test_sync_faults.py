@@ -18,6 +18,7 @@ import pytest
 from edge.shop import Shop
 from edge.shop.testing import MutableClock
 from sync.client import SyncClient
+from sync.cloud import CloudSync
 from sync.edge import EdgeSync
 from sync.errors import CloudUnreachable
 from sync.testing import CloudProcess, FaultProxy
@@ -167,3 +168,36 @@ def _day_of_trade(edge: Shop, c: Cloud, day: int) -> None:
         edge.set_order_status(o.id, {"status": "processing"})
     edge.restock("serum", {"quantity": 2, "note": f"delivery day {day}"})
     c.shop.adjust_stock("serum", {"delta": -1, "reason": "breakage"})
+
+
+async def test_a_kill_between_taking_a_block_and_forgetting_its_lease_key(
+    cloud: tuple[Cloud, CloudProcess], tmp_path: Path
+) -> None:
+    """The edge holds a leased block but still has the lease's request key pending (the
+    state a SIGKILL between ``accept_lease`` and forgetting the key leaves).  Asking again
+    with that key gets the same block once; the top-up then asks with a new key and
+    gets a new block: no block twice, no endless asking."""
+    c, proc = cloud
+    edge = await off_loop(lambda: make_edge(tmp_path / "edge.db"))
+    job = SyncClient(edge, edge_config(proc.url, numbers_low_water=1500),
+                     secret=c.secrets["edge-1"])  # fmt: skip
+    try:
+        await job.sync_once()
+        year = await off_loop(lambda: edge.today().year)
+        store = EdgeSync(edge)
+        key = await off_loop(lambda: store.lease_key("PO", year))
+        inc = await off_loop(store.incarnation_id)
+        block = await off_loop(lambda: CloudSync(c.shop).lease("edge-1", key, "PO", year, inc))
+        await off_loop(lambda: edge.accept_lease("PO", block, year))  # killed here, key kept
+        held = await off_loop(lambda: edge.spare_numbers("PO", year))
+        job.cfg = edge_config(proc.url, numbers_low_water=held + 1)
+        await asyncio.wait_for(job.sync_once(), 30)
+        assert await off_loop(lambda: edge.spare_numbers("PO", year)) == held + 1000
+        with c.shop.db.read() as tx:
+            blocks = [r["block"] for r in tx.all(
+                "SELECT block FROM sync_leases WHERE node = 'edge-1' AND kind = 'PO'"
+                " AND year = ? ORDER BY block", (year,))]  # fmt: skip
+        assert blocks == [0, 1, block, block + 1]
+    finally:
+        await job.stop()
+        await off_loop(lambda: edge.db.close())
