@@ -128,7 +128,8 @@ class EdgeService:
     def _build(self) -> EdgeCore:
         cfg = self.config
         if cfg.mqtt is not None:
-            self.mqtt = MqttConnection(cfg.mqtt, site_id=cfg.site.id)
+            node_id = cfg.cloud.node_id if cfg.cloud is not None else None
+            self.mqtt = MqttConnection(cfg.mqtt, site_id=cfg.site.id, node_id=node_id)
         for room in cfg.rooms:
             for dev_cfg in room.devices:
                 device_id = f"{room.id}/{dev_cfg.id}"

@@ -523,3 +523,35 @@ def test_device_configs_reject() -> None:
         z2m("x", DeviceKind.LIGHT, "lights/#")
     with pytest.raises(ValidationError, match="friendly_name"):
         z2m("x", DeviceKind.LIGHT, "lamp/set")
+
+
+async def test_two_nodes_of_one_site_keep_their_own_client_ids(mqtt_broker: Broker) -> None:
+    """Issue #13 makes two nodes per site normal; on one broker, one default
+    client id would make the broker drop each for the other in a loop."""
+    site_id = f"t{uuid.uuid4().hex[:8]}"
+    cfg = broker_config(mqtt_broker, "x")
+    first = MqttConnection(cfg, site_id=site_id, node_id="front")
+    second = MqttConnection(cfg, site_id=site_id, node_id="annex")
+    assert (first.client_id, second.client_id) == (
+        f"coresync-{site_id}-front",
+        f"coresync-{site_id}-annex",
+    )
+    assert MqttConnection(cfg, site_id=site_id).client_id == f"coresync-{site_id}"
+    got: list[tuple[str, bytes]] = []
+    await first.start()
+    try:
+        await asyncio.wait_for(first.connected(), WAIT_S)
+        first.subscribe(f"{site_id}/ping/#", lambda t, p: got.append((t, p)))
+        await second.start()
+        await asyncio.wait_for(second.connected(), WAIT_S)
+        second.subscribe(f"{site_id}/ping/#", lambda t, p: got.append((t, p)))
+        # a round trip each way through the broker: a client-id take-over would
+        # have dropped the first connection before these arrive
+        await second.publish(f"{site_id}/ping/a", b"1")
+        await first.publish(f"{site_id}/ping/b", b"2")
+        await wait_until(lambda: len(got) == 4, "both messages at both nodes")
+        assert (first.connects, second.connects) == (1, 1)
+    finally:
+        await second.stop()
+        await first.stop()
+        await clear_retained(cfg, [first.status_topic])

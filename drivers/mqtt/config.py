@@ -65,7 +65,10 @@ class MqttBrokerConfig(StrictModel):
         None,
         min_length=1,
         max_length=128,
-        description='MQTT client id; "coresync-<site id>" if unset. Must be unique on the broker.',
+        description=(
+            'MQTT client id; "coresync-<site id>" if unset, "coresync-<site id>-<node id>" '
+            "when [cloud] names a node. Must be unique on the broker."
+        ),
     )
     keepalive: int = Field(
         30,

@@ -107,11 +107,19 @@ class MqttConnection:
     """The daemon's broker connection; see the module docstring for the policy."""
 
     def __init__(
-        self, config: MqttBrokerConfig, *, site_id: str, client_id: str | None = None
+        self,
+        config: MqttBrokerConfig,
+        *,
+        site_id: str,
+        client_id: str | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.config = config
         self.site_id = site_id
-        self.client_id = client_id or config.client_id or f"coresync-{site_id}"
+        # Two nodes of one site may share a broker: the node id keeps their
+        # default client ids apart (the broker drops a client whose id reconnects).
+        default_id = f"coresync-{site_id}" + (f"-{node_id}" if node_id else "")
+        self.client_id = client_id or config.client_id or default_id
         self.status_topic = status_topic(site_id)
         self._handlers: dict[str, list[Handler]] = {}
         self._wildcards: list[str] = []
