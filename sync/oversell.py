@@ -4,7 +4,8 @@ An edge raises an ``oversell`` item naming the product (name and slug) and the
 shortfall when it holds a movement it cannot absorb, and when the cloud's
 ``oversell hold`` adjustment arrives.  Neither resolves itself: staff resolve
 it in one step (``resolve_oversell``): restock what arrived, cancel one of the
-orders, note a substitute, or just acknowledge — the action and the
+orders, give a substitute (its stock moves down, the short product's
+up), or just acknowledge — the action and the
 resolution together, refused if the item is already resolved.
 """
 
@@ -28,9 +29,15 @@ class ResolveInput(Input):
     action: Literal["restock", "cancel_order", "substitute", "acknowledge"] = Field(
         description="What staff did about the shortfall."
     )
-    quantity: int | None = Field(None, ge=1, le=100_000, description="restock: units arrived.")
+    quantity: int | None = Field(
+        None, ge=1, le=100_000,
+        description="restock: units arrived; substitute: units given (default: the shortfall).",
+    )  # fmt: skip
     order_id: str | None = Field(None, max_length=64, description="cancel_order: which order.")
-    note: str | None = Field(None, max_length=500, description="substitute: what was given.")
+    substitute_slug: str | None = Field(
+        None, min_length=1, max_length=64, description="substitute: the product given instead."
+    )
+    note: str | None = Field(None, max_length=500, description="substitute: a note for the ledger.")
 
 
 def describe(tx: Tx, product_id: str, short: int, origin: str, order_id: Any) -> str:
@@ -67,8 +74,13 @@ def resolve_oversell(shop: Shop, item_id: int, r: ResolveInput, actor: str) -> A
         if not r.order_id:
             raise ValidationFailed("order_id", "required to cancel an order")
         shop.cancel_order(r.order_id, actor=actor)
-    elif r.action == "substitute" and not r.note:
-        raise ValidationFailed("note", "say what was given instead")
+    elif r.action == "substitute":
+        if not r.substitute_slug:
+            raise ValidationFailed("substitute_slug", "name the product given instead")
+        units = r.quantity or int(item.data.get("short") or 1)
+        why = f"oversell #{item_id}: {units} {r.substitute_slug} given for {slug}"
+        shop.substitute(str(slug), r.substitute_slug, units, actor=actor,
+                        note=f"{why}; {r.note}" if r.note else why)  # fmt: skip
     resolved = resolve_attention(shop.db, item_id, f"{actor}:{r.action}")
     if resolved.resolved_by != f"{actor}:{r.action}":
         raise Conflict(f"item {item_id} was resolved meanwhile", field="id")

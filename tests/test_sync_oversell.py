@@ -115,6 +115,35 @@ async def test_one_step_resolve_on_the_lan_api(api: ApiSite) -> None:
     assert r.status == 404, "a resolved item is not resolved twice"
 
 
+async def test_a_substitute_moves_both_products_in_one_step(api: ApiSite) -> None:
+    """The member got another product for the short one: the given product's
+    stock goes down, the short one's up by the same units, one ledger row each."""
+    item = await api.core.run_shop(_with_an_oversell)
+    url = f"/api/v1/sync/attention/{item}/resolve"
+    staff = api.auth("staff1")
+
+    def stocks(shop: Shop) -> tuple[int, int]:
+        return shop.get_product("gua-sha-stone").stock, shop.get_product("jade-roller").stock
+
+    before = await api.core.run_shop(stocks)
+    for body, field in (
+        ({"action": "substitute"}, "substitute_slug"),
+        ({"action": "substitute", "substitute_slug": "no-such-thing"}, "substitute_slug"),
+        ({"action": "substitute", "substitute_slug": "gua-sha-stone"}, "substitute_slug"),
+    ):
+        r = await api.client.post(url, json=body, headers=staff)
+        assert r.status == 422 and (await r.json())["error"]["field"] == field, body
+    assert await api.core.run_shop(stocks) == before, "a refused resolve moves nothing"
+    r = await api.client.post(
+        url, json={"action": "substitute", "substitute_slug": "jade-roller", "note": "gift box"},
+        headers=staff,
+    )  # fmt: skip
+    assert r.status == 200, await r.text()
+    assert (await r.json())["resolved_by"].endswith(":substitute")
+    assert await api.core.run_shop(stocks) == (before[0] + 2, before[1] - 2)
+    assert await api.core.run_shop(lambda s: s.ledger_mismatches()) == []
+
+
 # ---- the hold never shows phantom stock -------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgres"])
 def one_site(

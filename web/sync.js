@@ -1,7 +1,7 @@
 // Sync page of the staff dashboard: is the spa in step with the cloud, and
 // what needs a person (oversells, cancel-vs-pickup races, rejected changes).
-// An oversell is fixed here in one step: restock, cancel an order, note a
-// substitute or acknowledge — and it is resolved with that (docs/sync.md).
+// An oversell is fixed here in one step: restock, cancel an order, give a
+// substitute (its stock moves down, the short product's up) or acknowledge — and it is resolved with that (docs/sync.md).
 "use strict";
 
 (() => {
@@ -27,10 +27,17 @@
     const order = el("input", { id: `${id}-order`, value: item.data?.order_id || "",
       "data-role": "resolve-order" });
     const note = el("input", { id: `${id}-note`, maxlength: "500", "data-role": "resolve-note" });
+    const given = el("input", { id: `${id}-given`, maxlength: "64", required: true,
+      "data-role": "resolve-substitute" });
+    const givenUnits = el("input", { id: `${id}-given-units`, type: "number", min: "1",
+      step: "1", value: String(item.data?.short || 1), "data-role": "resolve-given-units" });
     const fields = {
       restock: el("label", { for: quantity.id }, "Units ", quantity),
       cancel_order: el("label", { for: order.id }, "Order id ", order),
-      substitute: el("label", { for: note.id }, "What was given ", note),
+      substitute: el("span", {},
+        el("label", { for: given.id }, "Product given (slug) ", given),
+        el("label", { for: givenUnits.id }, " Units ", givenUnits),
+        el("label", { for: note.id }, " Note ", note)),
     };
     const slot = el("span", { class: "resolve-field" });
     const pick = () => slot.replaceChildren(fields[action.value] || "");
@@ -44,7 +51,11 @@
       const body = { action: action.value };
       if (action.value === "restock") body.quantity = Number(quantity.value);
       if (action.value === "cancel_order") body.order_id = order.value.trim();
-      if (action.value === "substitute") body.note = note.value.trim();
+      if (action.value === "substitute") {
+        body.substitute_slug = given.value.trim();
+        body.quantity = Number(givenUnits.value);
+        if (note.value.trim()) body.note = note.value.trim();
+      }
       submit.disabled = true;
       const done = await dash.call("POST", `/api/v1/sync/attention/${item.id}/resolve`, body);
       submit.disabled = false;

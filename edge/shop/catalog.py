@@ -198,6 +198,24 @@ class CatalogMixin(ShopBase):
         a = self._input(AdjustInput, data)
         return self._stock_change(slug, a.delta, "adjustment", actor, a.reason, a.site)
 
+    def substitute(
+        self, short_slug: str, given_slug: str, units: int, *, actor: str, note: str
+    ) -> None:
+        """An oversold product's units were given as another product: one
+        transaction moves the given product down (refused if it has not got
+        them) and gives the short one its units back, each with a ledger row."""
+        with self.db.write() as tx:
+            at = self.stock_site(tx, self.site_rules(tx, None).id)
+            short = self._product_by(tx, "slug", short_slug)
+            try:
+                given = self._product_by(tx, "slug", given_slug)
+            except NotFound:
+                raise ValidationFailed("substitute_slug", f"no product {given_slug!r}") from None
+            if given.id == short.id:
+                raise ValidationFailed("substitute_slug", "name another product than the short one")
+            self._move_stock(tx, given.id, -units, "adjustment", actor, note=note, site=at)
+            self._move_stock(tx, short.id, units, "adjustment", actor, note=note, site=at)
+
     def _stock_change(
         self, slug: str, delta: int, kind: str, actor: str, note: str | None, site: str | None
     ) -> Product:
