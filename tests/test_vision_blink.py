@@ -133,3 +133,38 @@ def test_challenge_mode_prompts_once_the_member_is_agreed() -> None:
     assert prompt in ("blink", "turn_left", "turn_right")
     assert decider.take_prompt() is None  # shown once
     assert decider.liveness.challenge == prompt
+
+
+@pytest.mark.parametrize("rate", [15.0, 5.0])
+def test_one_closed_sample_is_a_blink_only_at_a_slow_camera(rate: float) -> None:
+    """At 15 fps a blink spans several frames and a single low frame is an outlier
+    (the three-frame median removes it); at 5 fps one closed frame is all a blink
+    leaves, so no median is applied (``blink_median_max_interval_s``)."""
+    lids = [0.07] * 6 + [0.03] + [0.07] * 6
+    tracker = LivenessTracker(LivenessConfig(mode="blink"))
+    for i, lid in enumerate(lids):
+        tracker.add(i / rate, _sample(0.0, lid))
+    verdict = tracker.verdict(len(lids) / rate)
+    assert verdict.passed is (rate == 5.0), verdict
+
+
+@pytest.mark.parametrize("phase", [1, 2])
+def test_rendered_blink_at_5_fps_is_seen(
+    shared_faces: Path, analyzer: FaceAnalyzer, tmp_path: Path, phase: int
+) -> None:
+    """A 5 fps camera whose shutter falls on the closed part of the blink: one
+    closed frame between open ones."""
+    photo = "barack_obama/4.jpg"
+    image = camera_frame(np.asarray(cv2.imread(str(shared_faces / "dev" / photo)), np.uint8))
+    points = analyzer.analyze(image, embed=False).faces[0].points
+    assert points is not None
+    frames_15 = blink_frames(image, points, before=6, after=9)
+    clip = write_clip(frames_15[phase::3], tmp_path / "b5.avi", 5.0)
+    tracker = LivenessTracker(LivenessConfig(mode="blink"))
+    frames = _clip_frames(clip)
+    for i, frame in enumerate(frames):
+        mesh = analyzer.analyze(frame, embed=False).faces[0].mesh
+        assert mesh is not None
+        tracker.add(i / 5.0, mesh)
+    verdict = tracker.verdict(len(frames) / 5.0)
+    assert verdict.blink and verdict.passed, verdict

@@ -55,6 +55,14 @@ class LivenessConfig(StrictModel):
         description="A blink only counts if yaw and pitch ratios move less than this "
         "from the last open-eye sample to the reopening (a rocked print does not).",
     )
+    blink_median_max_interval_s: float = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description="The eye-openness series gets a three-frame median (one odd frame "
+        "cannot fake a blink) only when samples come at most this far apart: at a "
+        "slower camera a blink leaves a single closed frame (docs/door.md).",
+    )
     min_yaw_change: float = Field(
         0.10, gt=0, le=1, description="Head-turn evidence: yaw ratio range in the window."
     )

@@ -131,8 +131,7 @@ class LivenessTracker:
             return self._challenge_verdict(n)
         feats = [f for _, f in self._samples]
         # The iris model's lid gap follows the lids; the mesh's eye ratio hardly does.
-        has_openness = all(f.openness is not None for f in feats)
-        ear = _median3(np.array([f.openness if has_openness else f.ear for f in feats]))
+        ear = self._lids([ts for ts, _ in self._samples], feats)
         yaw = _median3(np.array([f.yaw for f in feats]))
         pitch = _median3(np.array([f.pitch for f in feats]))
         pose = np.column_stack([[f.yaw for f in feats], [f.pitch for f in feats]])
@@ -150,8 +149,18 @@ class LivenessTracker:
         reason = "live" if passed else f"missing evidence for {cfg.mode}"
         return LivenessVerdict(passed, blink, motion, n, yaw_range, pitch_range, lowest, reason)
 
+    def _lids(self, times: list[float], feats: list[MeshFeatures]) -> np.ndarray:
+        """The eye-openness series, median-filtered only when the samples are dense
+        (``blink_median_max_interval_s``): at 5 fps a blink leaves one closed
+        sample, which a three-tap median would remove by design."""
+        has_openness = all(f.openness is not None for f in feats)
+        ear = np.array([f.openness if has_openness else f.ear for f in feats])
+        interval = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        return _median3(ear) if interval <= self.config.blink_median_max_interval_s else ear
+
     def _challenge_verdict(self, n: int) -> LivenessVerdict:
         cfg = self.config
+        times = [ts for ts, _ in self._samples if ts >= self._challenge_at]
         feats = [f for ts, f in self._samples if ts >= self._challenge_at]
         if self.challenge is None or len(feats) < 3:
             return LivenessVerdict(False, False, False, n, 0.0, 0.0, 1.0, "awaiting challenge")
@@ -159,8 +168,7 @@ class LivenessTracker:
         turn = float(yaw.max() - yaw[0]), float(yaw[0] - yaw.min())  # to their left, right
         blink = lowest = None
         if self.challenge == "blink":
-            has_openness = all(f.openness is not None for f in feats)
-            ear = _median3(np.array([f.openness if has_openness else f.ear for f in feats]))
+            ear = self._lids(times, feats)
             pose = np.column_stack([[f.yaw for f in feats], [f.pitch for f in feats]])
             blink, lowest = detect_blink(
                 ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio, pose, cfg.blink_max_pose_change
