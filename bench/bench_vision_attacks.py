@@ -346,11 +346,21 @@ def genuine_clips(analyzer: object) -> dict[str, list[tuple[Path, float]]]:
 
 
 def analyse_clip(analyzer: object, frames: list[Image]) -> list[object]:
-    """Per frame: (box, mesh features) of the largest face, or None."""
+    """Per frame: (box, mesh features, nose parallax or None) of the largest face,
+    or None.  The parallax is the probe the door does not use (parallax_probe)."""
+    from bench.parallax_probe import ParallaxTracker
+
+    probe = ParallaxTracker()
     out: list[object] = []
     for frame in frames:
         faces = analyzer.analyze(frame, embed=False).faces  # type: ignore[attr-defined]
-        out.append((faces[0].detection.box, faces[0].mesh) if faces and faces[0].mesh else None)
+        if not faces or not faces[0].mesh or faces[0].points is None:
+            probe.reset()
+            out.append(None)
+            continue
+        box = faces[0].detection.box
+        gray = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), np.uint8)
+        out.append((box, faces[0].mesh, probe.update(gray, box, faces[0].points)))
     return out
 
 
@@ -366,7 +376,7 @@ def presentation_passes(samples: list[object], fps: float, config: object) -> bo
     for i, sample in enumerate(samples):
         if sample is None:
             continue
-        box, mesh = sample  # type: ignore[misc]
+        box, mesh, _ = sample  # type: ignore[misc]
         if last_box is not None and box_iou(last_box, box) < TRACK_MIN_IOU:
             tracker.reset()
         last_box = box
@@ -374,6 +384,13 @@ def presentation_passes(samples: list[object], fps: float, config: object) -> bo
         if tracker.verdict(i / fps).passed:
             return True
     return False
+
+
+def third_parallax(samples: list[object]) -> float:
+    """The third-largest nose parallax (bench/parallax_probe.py) in a presentation:
+    what a rule "3 frames above a threshold" would have to beat."""
+    values = sorted(s[2] for s in samples if s is not None and s[2] is not None)  # type: ignore[index]
+    return values[-3] if len(values) >= 3 else 0.0
 
 
 CONFIGS = {
@@ -411,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     photos = ATTACK_PHOTOS[:2] if args.quick else ATTACK_PHOTOS
     print(f"default liveness mode {configs['default'].mode}; media cached in {CACHE}")
     apcer: dict[str, dict[str, list[bool]]] = {name: {} for name in configs}
+    parallax: dict[str, list[float]] = {}
     for attack in attack_set():
         kind = f"{attack.kind} {attack.fps:g} fps"
         if args.only not in kind.replace(" ", "_"):
@@ -418,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for photo_name in photos:
             clip = attack_clip(photo_name, attack, analyzer)
             samples = analyse_clip(analyzer, read_clip(clip))
+            parallax.setdefault(kind, []).append(third_parallax(samples))
             for name, config in configs.items():
                 passed = presentation_passes(samples, attack.fps, config)
                 apcer[name].setdefault(kind, []).append(passed)
@@ -429,11 +448,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             continue
         for path, fps in clips:
             samples = analyse_clip(analyzer, read_clip(path))
+            parallax.setdefault(kind, []).append(third_parallax(samples))
             for name, config in configs.items():
                 refused = not presentation_passes(samples, fps, config)
                 bpcer[name].setdefault(kind, []).append(refused)
                 if refused and name == "default":
                     print(f"  refused: {path.name}")
+    print("\n| presentations | nose parallax probe, 3rd-largest frame (min / max over clips) |")
+    print("| --- | --- |")
+    for kind, values in parallax.items():
+        print(f"| {kind} | {min(values):.3f} / {max(values):.3f} |")
     for name in configs:
         print(f"\n{name}")
         print("| attack type (print) | clips | accepted | APCER |")
