@@ -364,9 +364,14 @@ def analyse_clip(analyzer: object, frames: list[Image]) -> list[object]:
     return out
 
 
-def presentation_passes(samples: list[object], fps: float, config: object) -> bool:
+def presentation_passes(
+    samples: list[object], fps: float, config: object, shape: bool = True
+) -> bool:
     """Would the door's liveness pass this presentation at some frame?  The largest
-    face is followed as a track (box overlap), as edge.door.decision does."""
+    face is followed as a track (box overlap), as edge.door.decision does.
+    ``shape=False``: as if the detector gave no keypoints (mesh pose check)."""
+    from dataclasses import replace
+
     from edge.door.decision import TRACK_MIN_IOU, box_iou
     from vision.liveness import LivenessConfig, LivenessTracker
 
@@ -377,6 +382,8 @@ def presentation_passes(samples: list[object], fps: float, config: object) -> bo
         if sample is None:
             continue
         box, mesh, _ = sample  # type: ignore[misc]
+        if not shape:
+            mesh = replace(mesh, shape=None)
         if last_box is not None and box_iou(last_box, box) < TRACK_MIN_IOU:
             tracker.reset()
         last_box = box
@@ -393,17 +400,23 @@ def third_parallax(samples: list[object]) -> float:
     return values[-3] if len(values) >= 3 else 0.0
 
 
-CONFIGS = {
-    "default": {},
-    "3-frame median at every rate (before)": {"blink_median_max_interval_s": 10.0},
-    "blink_max_pose_change 0.05": {"blink_max_pose_change": 0.05},
-    "before #14 (blink or motion, no pose check)": {
-        "mode": "blink_or_motion",
-        "blink_close_ratio": 0.7,
-        "blink_reopen_ratio": 0.85,
-        "blink_max_pose_change": 1.0,
-        "blink_median_max_interval_s": 10.0,
-    },
+# name: (LivenessConfig settings, whether the blink's steadiness check may use the
+# detector's face shape; without it the mesh's yaw and pitch are checked).
+CONFIGS: dict[str, tuple[dict[str, object], bool]] = {
+    "default": ({}, True),
+    "mesh pose check, no face shape (before)": ({}, False),
+    "blink_max_shape_change 0.04": ({"blink_max_shape_change": 0.04}, True),
+    "3-frame median at every rate (before)": ({"blink_median_max_interval_s": 10.0}, True),
+    "before #14 (blink or motion, no pose check)": (
+        {
+            "mode": "blink_or_motion",
+            "blink_close_ratio": 0.7,
+            "blink_reopen_ratio": 0.85,
+            "blink_max_pose_change": 1.0,
+            "blink_median_max_interval_s": 10.0,
+        },
+        False,
+    ),
 }
 
 
@@ -424,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     analyzer = FaceAnalyzer(descriptor=False)
-    configs = {name: LivenessConfig.model_validate(c) for name, c in CONFIGS.items()}
+    configs = {name: LivenessConfig.model_validate(c) for name, (c, _) in CONFIGS.items()}
     photos = ATTACK_PHOTOS[:2] if args.quick else ATTACK_PHOTOS
     print(f"default liveness mode {configs['default'].mode}; media cached in {CACHE}")
     apcer: dict[str, dict[str, list[bool]]] = {name: {} for name in configs}
@@ -438,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             samples = analyse_clip(analyzer, read_clip(clip))
             parallax.setdefault(kind, []).append(third_parallax(samples))
             for name, config in configs.items():
-                passed = presentation_passes(samples, attack.fps, config)
+                passed = presentation_passes(samples, attack.fps, config, CONFIGS[name][1])
                 apcer[name].setdefault(kind, []).append(passed)
                 if passed and name == "default":
                     print(f"  accepted: {clip.name}")
@@ -450,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             samples = analyse_clip(analyzer, read_clip(path))
             parallax.setdefault(kind, []).append(third_parallax(samples))
             for name, config in configs.items():
-                refused = not presentation_passes(samples, fps, config)
+                refused = not presentation_passes(samples, fps, config, CONFIGS[name][1])
                 bpcer[name].setdefault(kind, []).append(refused)
                 if refused and name == "default":
                     print(f"  refused: {path.name}")

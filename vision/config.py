@@ -48,12 +48,21 @@ class LivenessConfig(StrictModel):
     blink_reopen_ratio: float = Field(
         0.9, gt=0, le=1, description="...and later climbs back above this fraction."
     )
+    blink_max_shape_change: float = Field(
+        0.03,
+        gt=0,
+        le=1,
+        description="A blink only counts if the face's shape (log of eye distance over "
+        "eye-to-mouth distance, from the detector's keypoints) moves less than this "
+        "from the last open-eye sample to the reopening: a rocked print does not "
+        "keep it (docs/door.md).",
+    )
     blink_max_pose_change: float = Field(
         0.04,
         gt=0,
         le=1,
-        description="A blink only counts if yaw and pitch ratios move less than this "
-        "from the last open-eye sample to the reopening (a rocked print does not).",
+        description="The same with the mesh's yaw and pitch ratios, used when the "
+        "detector gives no keypoints (the HOG fallback).",
     )
     blink_median_max_interval_s: float = Field(
         0.1,
