@@ -11,7 +11,9 @@ sees it; the face mesh's own eye ratio moved < 5 % on the same frames.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -133,3 +135,69 @@ def test_challenge_mode_prompts_once_the_member_is_agreed() -> None:
     assert prompt in ("blink", "turn_left", "turn_right")
     assert decider.take_prompt() is None  # shown once
     assert decider.liveness.challenge == prompt
+
+
+@pytest.mark.parametrize("rate", [15.0, 5.0])
+def test_one_closed_sample_is_a_blink_only_at_a_slow_camera(rate: float) -> None:
+    """At 15 fps a blink spans several frames and a single low frame is an outlier
+    (the three-frame median removes it); at 5 fps one closed frame is all a blink
+    leaves, so no median is applied (``blink_median_max_interval_s``)."""
+    lids = [0.07] * 6 + [0.03] + [0.07] * 6
+    tracker = LivenessTracker(LivenessConfig(mode="blink"))
+    for i, lid in enumerate(lids):
+        tracker.add(i / rate, _sample(0.0, lid))
+    verdict = tracker.verdict(len(lids) / rate)
+    assert verdict.passed is (rate == 5.0), verdict
+
+
+@pytest.mark.parametrize("phase", [1, 2])
+def test_rendered_blink_at_5_fps_is_seen(
+    shared_faces: Path, analyzer: FaceAnalyzer, tmp_path: Path, phase: int
+) -> None:
+    """A 5 fps camera whose shutter falls on the closed part of the blink: one
+    closed frame between open ones."""
+    photo = "barack_obama/4.jpg"
+    image = camera_frame(np.asarray(cv2.imread(str(shared_faces / "dev" / photo)), np.uint8))
+    points = analyzer.analyze(image, embed=False).faces[0].points
+    assert points is not None
+    frames_15 = blink_frames(image, points, before=6, after=9)
+    clip = write_clip(frames_15[phase::3], tmp_path / "b5.avi", 5.0)
+    tracker = LivenessTracker(LivenessConfig(mode="blink"))
+    frames = _clip_frames(clip)
+    for i, frame in enumerate(frames):
+        mesh = analyzer.analyze(frame, embed=False).faces[0].mesh
+        assert mesh is not None
+        tracker.add(i / 5.0, mesh)
+    verdict = tracker.verdict(len(frames) / 5.0)
+    assert verdict.blink and verdict.passed, verdict
+
+
+def test_face_shape_ignores_the_image_plane_and_sees_foreshortening() -> None:
+    """The blink's steadiness check: a shifted, scaled, rolled face keeps its
+    shape; turning or tilting it (one length shortened) does not."""
+    from vision.mesh import face_shape
+
+    keypoints = np.array(
+        [[100, 100], [160, 100], [130, 130], [130, 160], [70, 110], [190, 110]], np.float32
+    )
+    angle = math.radians(20)
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    moved = (keypoints @ rot.T) * 1.7 + np.array([40.0, -25.0])
+    assert face_shape(moved.astype(np.float32)) == pytest.approx(face_shape(keypoints), abs=1e-5)
+    turned = keypoints * np.array([math.cos(math.radians(20)), 1.0], np.float32)
+    change = abs(face_shape(turned) - face_shape(keypoints))  # type: ignore[operator]
+    assert change > LivenessConfig().blink_max_shape_change
+    assert face_shape(np.zeros((0, 2), np.float32)) is None  # HOG: no keypoints
+
+
+@pytest.mark.parametrize(("shape_change", "blinked"), [(0.0, True), (0.1, False)])
+def test_a_dip_counts_only_while_the_face_keeps_its_shape(
+    shape_change: float, blinked: bool
+) -> None:
+    lids = [0.07] * 6 + [0.05, 0.03, 0.03, 0.05] + [0.07] * 6
+    shapes = [0.0] * 6 + [shape_change] * 4 + [0.0] * 6
+    tracker = LivenessTracker(LivenessConfig(mode="blink"))
+    for i, (lid, shape) in enumerate(zip(lids, shapes, strict=True)):
+        features = MeshFeatures(ear=0.3, yaw=0.0, pitch=0.0, presence=1.0, openness=lid)
+        tracker.add(i / FPS, replace(features, shape=shape))
+    assert tracker.verdict(len(lids) / FPS).blink is blinked

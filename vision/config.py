@@ -48,12 +48,29 @@ class LivenessConfig(StrictModel):
     blink_reopen_ratio: float = Field(
         0.9, gt=0, le=1, description="...and later climbs back above this fraction."
     )
+    blink_max_shape_change: float = Field(
+        0.03,
+        gt=0,
+        le=1,
+        description="A blink only counts if the face's shape (log of eye distance over "
+        "eye-to-mouth distance, from the detector's keypoints) moves less than this "
+        "from the last open-eye sample to the reopening: a rocked print does not "
+        "keep it (docs/door.md).",
+    )
     blink_max_pose_change: float = Field(
         0.04,
         gt=0,
         le=1,
-        description="A blink only counts if yaw and pitch ratios move less than this "
-        "from the last open-eye sample to the reopening (a rocked print does not).",
+        description="The same with the mesh's yaw and pitch ratios, used when the "
+        "detector gives no keypoints (the HOG fallback).",
+    )
+    blink_median_max_interval_s: float = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description="The eye-openness series gets a three-frame median (one odd frame "
+        "cannot fake a blink) only when samples come at most this far apart: at a "
+        "slower camera a blink leaves a single closed frame (docs/door.md).",
     )
     min_yaw_change: float = Field(
         0.10, gt=0, le=1, description="Head-turn evidence: yaw ratio range in the window."

@@ -7,8 +7,8 @@ motion.  A print rocked or bent in 3D does show head "motion" (issue #14: up
 to 7 of 7 curved prints rocked +-30 degrees unlocked on motion), and neither
 the mesh's nose parallax nor texture flow separated rendered prints from the
 live stand-ins (docs/door.md), so the default evidence is a blink, and a blink
-only counts while the pose stays steady (a rocked curved print can make the
-lid gap dip).  This is presentation-attack *evidence* measured on rendered
+only counts while the face keeps its shape (a rocked curved print can make
+the lid gap dip).  This is presentation-attack *evidence* measured on rendered
 attacks (bench/bench_vision_attacks.py), not a certified PAD; a video replay
 of a blinking face is out of its scope.
 """
@@ -57,10 +57,11 @@ def detect_blink(
 ) -> tuple[bool, float]:
     """(blinked, lowest ratio to baseline): a dip below close_ratio then a reopening.
 
-    ``pose``: (n, 2) yaw and pitch ratios of the same samples.  A dip only counts
-    while the pose stays within ``max_pose_change`` from the last open sample
-    before it to the reopening: eyes close and open in a still face, while a
-    print rocked or bent changes the lid gap it shows together with its pose.
+    ``pose``: (n, k) of the same samples, what must stay put (the face's shape,
+    or the mesh's yaw and pitch).  A dip only counts while every column stays
+    within ``max_pose_change`` from the last open sample before it to the
+    reopening: eyes close and open in a still face, while a print rocked or
+    bent changes the lid gap it shows together with its pose.
     """
     if len(ear) < 3:
         return False, 1.0
@@ -131,13 +132,12 @@ class LivenessTracker:
             return self._challenge_verdict(n)
         feats = [f for _, f in self._samples]
         # The iris model's lid gap follows the lids; the mesh's eye ratio hardly does.
-        has_openness = all(f.openness is not None for f in feats)
-        ear = _median3(np.array([f.openness if has_openness else f.ear for f in feats]))
+        ear = self._lids([ts for ts, _ in self._samples], feats)
         yaw = _median3(np.array([f.yaw for f in feats]))
         pitch = _median3(np.array([f.pitch for f in feats]))
-        pose = np.column_stack([[f.yaw for f in feats], [f.pitch for f in feats]])
+        pose, limit = self._steadiness(feats)
         blink, lowest = detect_blink(
-            ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio, pose, cfg.blink_max_pose_change
+            ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio, pose, limit
         )
         yaw_range, pitch_range = float(np.ptp(yaw)), float(np.ptp(pitch))
         motion = yaw_range >= cfg.min_yaw_change or pitch_range >= cfg.min_pitch_change
@@ -150,8 +150,27 @@ class LivenessTracker:
         reason = "live" if passed else f"missing evidence for {cfg.mode}"
         return LivenessVerdict(passed, blink, motion, n, yaw_range, pitch_range, lowest, reason)
 
+    def _steadiness(self, feats: list[MeshFeatures]) -> tuple[np.ndarray, float]:
+        """What must stay put during a blink, and by how much: the face's shape from
+        the detector's keypoints, or without them the mesh's yaw and pitch."""
+        shapes = [f.shape for f in feats]
+        if all(s is not None for s in shapes):
+            return np.array(shapes, dtype=float)[:, None], self.config.blink_max_shape_change
+        pose = np.column_stack([[f.yaw for f in feats], [f.pitch for f in feats]])
+        return pose, self.config.blink_max_pose_change
+
+    def _lids(self, times: list[float], feats: list[MeshFeatures]) -> np.ndarray:
+        """The eye-openness series, median-filtered only when the samples are dense
+        (``blink_median_max_interval_s``): at 5 fps a blink leaves one closed
+        sample, which a three-tap median would remove by design."""
+        has_openness = all(f.openness is not None for f in feats)
+        ear = np.array([f.openness if has_openness else f.ear for f in feats])
+        interval = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        return _median3(ear) if interval <= self.config.blink_median_max_interval_s else ear
+
     def _challenge_verdict(self, n: int) -> LivenessVerdict:
         cfg = self.config
+        times = [ts for ts, _ in self._samples if ts >= self._challenge_at]
         feats = [f for ts, f in self._samples if ts >= self._challenge_at]
         if self.challenge is None or len(feats) < 3:
             return LivenessVerdict(False, False, False, n, 0.0, 0.0, 1.0, "awaiting challenge")
@@ -159,11 +178,10 @@ class LivenessTracker:
         turn = float(yaw.max() - yaw[0]), float(yaw[0] - yaw.min())  # to their left, right
         blink = lowest = None
         if self.challenge == "blink":
-            has_openness = all(f.openness is not None for f in feats)
-            ear = _median3(np.array([f.openness if has_openness else f.ear for f in feats]))
-            pose = np.column_stack([[f.yaw for f in feats], [f.pitch for f in feats]])
+            ear = self._lids(times, feats)
+            pose, limit = self._steadiness(feats)
             blink, lowest = detect_blink(
-                ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio, pose, cfg.blink_max_pose_change
+                ear, cfg.blink_close_ratio, cfg.blink_reopen_ratio, pose, limit
             )
             passed = blink
         else:

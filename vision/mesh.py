@@ -42,7 +42,8 @@ class MeshFeatures:
     the cheek-to-cheek width; ``pitch``: nose offset along the face over the
     forehead-to-chin height; ``presence``: the model's face confidence (0..1);
     ``openness``: eye lid gap from the iris model (:mod:`vision.eyes`), None
-    when that model is not loaded (liveness then falls back to ``ear``).
+    when that model is not loaded (liveness then falls back to ``ear``);
+    ``shape``: :func:`face_shape` of the detector's keypoints, None without them.
     """
 
     ear: float
@@ -50,6 +51,24 @@ class MeshFeatures:
     pitch: float
     presence: float
     openness: float | None = None
+    shape: float | None = None
+
+
+def face_shape(keypoints: FloatArray) -> float | None:
+    """log(eye-to-eye distance / eye-line-to-mouth distance) from BlazeFace's
+    keypoints (eye, eye, nose, mouth, tragion, tragion).
+
+    A ratio of lengths, so shifting, scaling and rolling the image leave it
+    alone, while turning or tilting a face or a sheet foreshortens one length
+    and not the other.  It comes from the detector, not the mesh: the mesh's
+    yaw moved 0.04 on one rendered face when only its eyes closed (a learned
+    prior looks at the whole face); this moved < 3 % (docs/door.md)."""
+    if len(keypoints) < 4:
+        return None
+    eyes = (keypoints[0] + keypoints[1]) / 2
+    across = float(np.hypot(*(keypoints[1] - keypoints[0])))
+    down = float(np.hypot(*(keypoints[3] - eyes)))
+    return math.log(across / down) if across > 1e-6 and down > 1e-6 else None
 
 
 def eye_aspect_ratio(points: FloatArray, eye: tuple[int, ...]) -> float:

@@ -23,7 +23,7 @@ from vision.embed import FaceEmbedder, FaceEmbedding
 from vision.errors import ModelUnavailable
 from vision.eyes import EyeModel
 from vision.matcher import Matcher, MatchResult
-from vision.mesh import FaceMesh, MeshFeatures, mesh_features
+from vision.mesh import FaceMesh, MeshFeatures, face_shape, mesh_features
 
 # A face turned or nodded further than this (mesh yaw/pitch ratios) gives a poor
 # descriptor: the frame still feeds liveness but is not embedded.  A frontal
@@ -119,7 +119,7 @@ class FaceAnalyzer:
                 meshes.append((None, None))
                 continue
             points, presence = self.mesh.run(image_bgr, det)
-            features = mesh_features(points, presence)
+            features = replace(mesh_features(points, presence), shape=face_shape(det.keypoints))
             if self.eyes is not None:
                 features = replace(features, openness=self.eyes.openness(image_bgr, points))
             meshes.append((features, points))
