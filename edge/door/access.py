@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from edge.core import EdgeCore
 from edge.door.config import DoorConfig
 from edge.door.rules import access_refusal
-from edge.door.security import SecurityMode
+from edge.door.security import Security
 from edge.door.vault import Vault
 from edge.errors import NotFound
 from edge.shop.errors import NotFound as ShopNotFound
@@ -38,8 +38,9 @@ class DoorAccess:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.core.config.site.timezone)
 
-    def security_mode(self) -> SecurityMode:
-        return self.config.security.mode_at(self.clock(), self.tz)
+    def security(self) -> Security:
+        """The security mode and challenge in force now, and the period that set them."""
+        return self.config.security.at(self.clock(), self.tz, self.core.config.opening_hours)
 
     async def refusal(self, member_id: str, *, needs_consent: bool) -> str | None:
         """The access rule (edge/door/rules.py) that refuses this member now, or None.

@@ -94,6 +94,8 @@ class DoorService:
         # The access rules' clock (an aware instant); tests set their own.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.access = DoorAccess(core, config, self.vault, lambda: self.clock())
+        # Whether the member just recognised is challenged: the security in force now.
+        self.decider.wants_challenge = lambda: self.access.security().challenge
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -195,12 +197,13 @@ class DoorService:
 
     async def handle_attempt(self, attempt: Attempt, latency: dict[str, float]) -> DoorEvent:
         """Decide on one face attempt: member checks, then unlock or deny."""
-        liveness = verdict_summary(attempt.liveness)
+        security = self.access.security()
         base: dict[str, Any] = {
             "member_id": attempt.member_id,
             "distance": finite(attempt.distance),
             "margin": finite(attempt.margin),
-            "liveness": liveness,
+            "liveness": verdict_summary(attempt.liveness),
+            "security": security.as_dict(),
         }
         if not attempt.passed or attempt.member_id is None:
             return await self.actuator.deny("face", attempt.reason, latency, **base)
@@ -210,7 +213,7 @@ class DoorService:
         if refusal is not None:
             return await self.actuator.deny("face", refusal, latency, **base)
         who = Actor("door", attempt.member_id)
-        if self.access.security_mode() == "face_and_pin":
+        if security.mode == "face_and_pin":
             window = self.config.security.second_factor_s
             if not self._second.complete(attempt.member_id, "face", time.time(), window):
                 return await self.actuator.pending("face", "awaiting_pin", latency, **base)
@@ -233,9 +236,10 @@ class DoorService:
         await self.vault.set_pin(member_id, pin_hash, by)
 
     async def pin_unlock(self, member_id: str, pin: str, keypad: str) -> DoorEvent:
-        mode = self.access.security_mode()
-        if mode == "face_only":
-            return await self.actuator.deny("pin", "pin_not_allowed", None, member_id=member_id)
+        security = self.access.security()
+        fields: dict[str, Any] = {"member_id": member_id, "security": security.as_dict()}
+        if security.mode == "face_only":
+            return await self.actuator.deny("pin", "pin_not_allowed", None, **fields)
         keys = [f"member:{member_id}", f"keypad:{keypad}"]
         locked_until = await self.vault.pin_locked_until(keys)
         if locked_until > time.time():
@@ -247,17 +251,16 @@ class DoorService:
             )
             raise PinThrottled("too many wrong PINs; try later", locked_until - time.time())
         stored = await self.vault.pin_hash(member_id)
-        ok = await self.keypad.verify(stored, pin)
-        if not ok:
+        if not await self.keypad.verify(stored, pin):
             log.warning("wrong PIN for member %s at keypad %s", member_id, keypad)
             await self.vault.pin_failure(keys, self.keypad.throttle)
-            return await self.actuator.deny("pin", "wrong_pin", None, member_id=member_id)
+            return await self.actuator.deny("pin", "wrong_pin", None, **fields)
         await self.vault.pin_success(keys[0])
         refusal = await self.access.refusal(member_id, needs_consent=False)
         if refusal is not None:
-            return await self.actuator.deny("pin", refusal, None, member_id=member_id)
-        who, fields = Actor("door", member_id), {"member_id": member_id}
-        if mode == "face_and_pin":
+            return await self.actuator.deny("pin", refusal, None, **fields)
+        who = Actor("door", member_id)
+        if security.mode == "face_and_pin":
             window = self.config.security.second_factor_s
             if not self._second.complete(member_id, "pin", time.time(), window):
                 return await self.actuator.pending("pin", "awaiting_face", None, **fields)
