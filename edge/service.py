@@ -304,7 +304,8 @@ class EdgeService:
                 sup.links["camera"] = self._camera_up
             sup.add("door", self._run_door)
             if self.mqtt is not None:
-                sup.add("door-display", DoorDisplay(core, self.mqtt).run)
+                display = DoorDisplay(core, self.mqtt, self.config.door)
+                sup.add("door-display", display.run)
         if self.with_api:
             # Last to start, first to stop: no request finds a stopped part.
             sup.add("lan-api", self._run_api)

@@ -25,14 +25,17 @@ import numpy as np
 import pytest
 
 from bench.bench_vision_attacks import blink_frames, camera_frame, write_clip
+from drivers.mqtt.config import MqttBrokerConfig
+from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.simulator import ZigbeeSimulator
 from edge.config import load_config
-from edge.door.display import PROMPTS, display_message, display_topic
+from edge.door.display import PROMPTS, DoorDisplay, display_message, display_topic
 from edge.service import open_shop
 from tests.conftest import Broker, free_port
 from tests.edge_process import EdgeProcess
-from tests.edge_site import zigbee_devices
-from tests.test_api_support import SITE
+from tests.edge_site import wait_until, zigbee_devices
+from tests.test_api_support import SITE, ApiSite
+from tests.test_door_service import door_config, site  # noqa: F401
 from vision.pipeline import FaceAnalyzer
 
 FPS = 15.0
@@ -79,6 +82,30 @@ def test_display_messages_carry_no_member_and_no_reason() -> None:
     assert display_message(remote, 3.0) is None  # nobody at the door to greet
     tailgate = {"decision": "tailgate", "reason": "2 people", "ts": 1.0}
     assert display_message(tailgate, 3.0) is None
+
+
+async def test_a_display_that_cannot_be_reached_leaves_the_door_alone(
+    site: ApiSite,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker unreachable (a port nobody listens on): each message is a
+    warning, nothing more; the display keeps taking door events."""
+    unreachable = MqttConnection(
+        MqttBrokerConfig(host="127.0.0.1", port=free_port()), site_id="display-down"
+    )
+    display = DoorDisplay(site.core, unreachable, door_config())
+    listening = site.core.events.subscriber_count
+    task = asyncio.create_task(display.run())
+    try:
+        await wait_until(lambda: site.core.events.subscriber_count > listening)
+        for ts in (1.0, 2.0):
+            site.core.events.publish("door", {"decision": "challenge", "reason": "blink", "ts": ts})
+        warned = "door display message not published"
+        await wait_until(lambda: sum(warned in r.getMessage() for r in caplog.records) == 2)
+        assert not task.done() and display.published == 0
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
 
 
 def render_clip(shared_faces: Path, path: Path) -> Path:

@@ -158,15 +158,7 @@ DOOR = 'room = "entrance"\nlock = "door"\n'
     ],
 )
 def test_bad_security_schedule_names_the_problem(security: str, needle: str) -> None:
-    if security.startswith("[["):
-        text = SITE.format(
-            door=DOOR + security.replace("[[door.security.schedule]]", "[[door.security.schedule]]")
-        )
-    else:
-        text = SITE.format(door=DOOR).replace(
-            "[door]\n" + DOOR,
-            "[door]\n" + DOOR + security.replace("[door.security]\n", "security = { ") + " }",
-        )
+    text = SITE.format(door=DOOR + security)
     with pytest.raises(ConfigError) as err:
         parse_config(text)
     assert needle in " ".join(err.value.problems), err.value.problems

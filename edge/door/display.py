@@ -20,6 +20,7 @@ from typing import Any
 
 from drivers.mqtt.connection import MqttConnection
 from edge.core import EdgeCore
+from edge.door.config import DoorConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ def display_message(event: dict[str, Any], challenge_s: float) -> dict[str, Any]
 class DoorDisplay:
     """A supervised component: door events → the display topic."""
 
-    def __init__(self, core: EdgeCore, connection: MqttConnection) -> None:
-        door = core.config.door
-        assert door is not None
+    def __init__(self, core: EdgeCore, connection: MqttConnection, door: DoorConfig) -> None:
         self.core = core
         self.conn = connection
         self.topic = display_topic(core.site_id, door.room, door.lock)
