@@ -60,11 +60,12 @@ class FrameSteps:
             self._embedding = None
         if task.cancelled() or self._closed:
             return
-        error = task.exception()
-        if error is not None:
-            self._error = self._error or error
-            return
-        result = task.result()
+        try:
+            self._take_match(task.result())
+        except Exception as exc:  # a worker error, or a bug: raised by the next step
+            self._error = self._error or exc
+
+    def _take_match(self, result: FrameResult) -> None:
         outcome = self.decider.feed_match(result, time.time())
         if outcome is not None:
             self._outcome = self._outcome or (outcome, result.ts)
