@@ -85,14 +85,14 @@ async def search_in_worker(
 ) -> None:
     local = Matcher(local_ids, local_templates)
     in_worker: list[float] = []
-    for _ in range(40):
+    for _ in range(100):
         result = await worker.analyze(image)
         assert result.faces[0].match is not None and result.faces[0].match.member_id == "obama"
         in_worker.append(result.latency_ms["match"])
     probe = (await worker.analyze(image)).faces[0].embedding
     assert probe is not None
     baseline: list[float] = []
-    for _ in range(40):
+    for _ in range(100):
         t0 = time.perf_counter()
         local.match(probe.vector)
         baseline.append((time.perf_counter() - t0) * 1e3)
@@ -171,7 +171,7 @@ async def blink_walkups(worker: VisionWorker) -> None:
         points = (await mesh_worker.analyze(photo, embed=False)).faces[0].points
         assert points is not None
         walkups: dict[str, list[float]] = {"chained": [], "unchained": []}
-        for run in range(16):
+        for run in range(24):
             # The blink starts 1-4 frames after the face appears; both ways of
             # scheduling embeddings take turns, so they share the machine's load.
             frames = blink_frames(photo, points, before=1 + (run // 2) % 4, after=60)
