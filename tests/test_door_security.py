@@ -80,6 +80,7 @@ async def test_face_and_pin_at_night_needs_both_in_either_order(
         assert (first.decision, first.reason) == ("pending", "awaiting_pin")
         # The door event names the period in force (and the dashboard lists it).
         assert first.security == {"mode": "face_and_pin", "challenge": False, "period": "night"}
+        assert door.status()["security"] == first.security  # the door page shows it
         both = await door.pin_unlock(member, "4821", "keypad-1")
         assert (both.method, both.decision) == ("face+pin", "unlock")
         # PIN first, then the face; a wrong PIN is no factor at all.

@@ -176,6 +176,8 @@
       el("div", {}, el("span", { class: "muted" }, "Face access "), s.cooling_down ? badge("cooling down", "warn") : badge("ready", "ok")),
       el("div", {}, el("span", { class: "muted" }, "Enrolled "), el("strong", {}, String(s.enrolled_members))),
       el("div", {}, el("span", { class: "muted" }, "Liveness "), s.liveness),
+      s.security ? el("div", {}, el("span", { class: "muted" }, "Security "),
+        `${s.security.mode.replace(/_/g, " ")}${s.security.challenge ? " + challenge" : ""}${s.security.period === "usual" ? "" : ` (${s.security.period})`}`) : null,
       s.worker_restarts ? el("div", {}, el("span", { class: "muted" }, "Worker restarts "), String(s.worker_restarts)) : null,
     ].filter(Boolean));
   }

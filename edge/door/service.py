@@ -358,6 +358,7 @@ class DoorService:
             "relock": relock.failing or "ok",
             "enrolled_members": self.enrolled_members,
             "liveness": self.config.liveness.mode,
+            "security": self.access.security().as_dict(),  # in force now
             "cooling_down": self.cooling_down,
             "worker_restarts": self.worker.restarts + self.mesh_worker.restarts,
         }
