@@ -184,7 +184,7 @@ def _door_events(data_dir: Path, limit: int) -> list[dict[str, Any]]:
         events = store.events(limit)
     finally:
         store.close()
-    keep = ("decision", "method", "member_id", "actor", "reason", "lock_result")
+    keep = ("decision", "method", "member_id", "actor", "reason", "lock_result", "security")
     return [
         {"source": "door", "time": d["time"], **{k: d[k] for k in keep}}
         for d in (e.as_dict() for e in events)

@@ -28,6 +28,7 @@ from drivers.mqtt.config import (
 from edge.alerts.config import AlertsConfig
 from edge.api.settings import ApiSettings
 from edge.door.config import DoorConfig, check_door_against_rooms
+from edge.door.security import check_security_against_site
 from edge.errors import ConfigError
 from edge.ha_config import HomeAssistantConfig
 from edge.opening_hours import OpeningHours
@@ -233,6 +234,7 @@ class SiteConfig(StrictModel):
                     )
         if self.door is not None:
             check_door_against_rooms(self.door, self.rooms)
+            check_security_against_site(self.door.security, self.opening_hours)
         self._check_home_assistant()
         check_schedules(self.schedules, self.rooms, self.opening_hours)
         return self

@@ -23,7 +23,7 @@ from edge.api.settings import ApiSettings
 from edge.config import RoomConfig, SceneAction, SceneConfig, SiteInfo, StorageConfig
 from edge.door.config import DoorConfig
 from edge.door.rules import AccessRules
-from edge.door.security import SecurityConfig
+from edge.door.security import SecurityConfig, SecurityPeriod
 from edge.ha_config import HomeAssistantConfig
 from edge.opening_hours import OpeningHours, WeeklyHours
 from edge.ops.retention import RetentionConfig
@@ -63,7 +63,12 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         WeeklyHours,
         "Door hours of one membership tier (basic, premium, unlimited).",
     ),
-    ("[door.security]", SecurityConfig, "Which ways in open the door; per schedule."),
+    ("[door.security]", SecurityConfig, "Which ways in open the door, and the challenge."),
+    (
+        "[[door.security.schedule]]",
+        SecurityPeriod,
+        "A period with another mode or challenge (first match wins; docs/door.md).",
+    ),
     ("[door.match]", MatchConfig, "When a face counts as a member (1:N)."),
     ("[door.agreement]", AgreementConfig, "Frames that must agree on one member."),
     ("[door.liveness]", LivenessConfig, "Liveness evidence required before an unlock."),

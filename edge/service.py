@@ -36,6 +36,7 @@ from edge.clock import Clock
 from edge.config import SiteConfig
 from edge.core import EdgeCore
 from edge.door import registry
+from edge.door.display import DoorDisplay
 from edge.events import EventBus
 from edge.guest import register_guards
 from edge.ha_discovery import HaDiscovery
@@ -303,6 +304,9 @@ class EdgeService:
             if self.config.door.camera:
                 sup.links["camera"] = self._camera_up
             sup.add("door", self._run_door)
+            if self.mqtt is not None:
+                display = DoorDisplay(core, self.mqtt, self.config.door)
+                sup.add("door-display", display.run)
         if self.with_api:
             # Last to start, first to stop: no request finds a stopped part.
             sup.add("lan-api", self._run_api)

@@ -230,7 +230,7 @@ async def test_worker_crash_keeps_door_locked_and_worker_restarts(
 
     door.worker.analyze = analyze_seen  # type: ignore[method-assign]
     await source.start()
-    door._tasks.append(asyncio.create_task(door._camera_loop(), name="door-camera"))
+    door._tasks.append(asyncio.create_task(door.camera_track().loop(), name="door-camera"))
     try:
         await asyncio.wait_for(asked.wait(), 30)  # a frame is on its way to the hung worker
         os.kill(pid, signal.SIGKILL)

@@ -82,7 +82,7 @@ async def test_two_people_on_one_unlock_raise_a_tailgate_event_and_alert(
             await door.enroll_photos(member, [("half.png", photo)], "staff1")
         door.source = OpenCVSource(str(clip), loop=True, fps=10)
         await door.source.start()
-        door._tasks.append(asyncio.create_task(door._camera_loop()))
+        door._tasks.append(asyncio.create_task(door.camera_track().loop()))
         seen: list[tuple[str, dict[str, object]]] = []
         while not any(d.get("decision") == "tailgate" for _, d in seen):
             try:

@@ -108,7 +108,7 @@ async def test_camera_loop_survives_a_door_db_lock_and_resumes(
         await enroll(door, member, obama[:3])
         door.source = ImageFolderSource(folder_of(tmp_path, biden[0]), fps=10, loop=True)
         await door.source.start()
-        door._tasks.append(asyncio.create_task(door._camera_supervisor(), name="door-camera"))
+        door._tasks.append(asyncio.create_task(door.camera_track().supervise(), name="door-camera"))
 
         async def next_event(within_s: float) -> dict[str, Any]:
             data: dict[str, Any] = (await asyncio.wait_for(sub.get(), within_s)).data
@@ -134,7 +134,7 @@ async def test_camera_loop_survives_a_door_db_lock_and_resumes(
             if not event["spooled"]:
                 break
         assert loop.time() - released <= 5.0 + 1.0, "decisions did not resume within 5 s"
-        await _wait(lambda: door.event_spool.pending == 0, 10, "spooled events written")
+        await _wait(lambda: door.records.spool.pending == 0, 10, "spooled events written")
         assert door.status()["storage"] == "ok"
         stored = await door.vault.events(1000)
         assert sum(e.decision == "deny" for e in stored) >= spooled + 1

@@ -47,6 +47,14 @@
     return e;
   }
 
+  // The security in force for a face or PIN attempt, when a schedule period set it.
+  function security(e) {
+    const s = e.security;
+    if (!s || s.period === "usual") return "";
+    const how = `${s.mode.replace(/_/g, " ")}${s.challenge ? " + challenge" : ""}`;
+    return el("span", { class: "muted", title: "security period in force" }, ` · ${how} (${s.period})`);
+  }
+
   function row(raw) {
     const e = normal(raw);
     const actor = e.method === "remote" || e.type === "lock_command" ? e.actor : "";
@@ -55,7 +63,7 @@
       el("td", {}, e.method),
       el("td", {}, badge(e.decision, DECISION[e.decision] || "")),
       el("td", {}, who(e) || actor || el("span", { class: "muted" }, "—")),
-      el("td", { class: "reason" }, (e.reason || "").replace(/_/g, " ")),
+      el("td", { class: "reason" }, (e.reason || "").replace(/_/g, " "), security(e)),
       el("td", { class: "nowrap" }, score(e)),
       el("td", {}, liveness(e)),
       el("td", {}, latency(e)));
@@ -168,6 +176,8 @@
       el("div", {}, el("span", { class: "muted" }, "Face access "), s.cooling_down ? badge("cooling down", "warn") : badge("ready", "ok")),
       el("div", {}, el("span", { class: "muted" }, "Enrolled "), el("strong", {}, String(s.enrolled_members))),
       el("div", {}, el("span", { class: "muted" }, "Liveness "), s.liveness),
+      s.security ? el("div", {}, el("span", { class: "muted" }, "Security "),
+        `${s.security.mode.replace(/_/g, " ")}${s.security.challenge ? " + challenge" : ""}${s.security.period === "usual" ? "" : ` (${s.security.period})`}`) : null,
       s.worker_restarts ? el("div", {}, el("span", { class: "muted" }, "Worker restarts "), String(s.worker_restarts)) : null,
     ].filter(Boolean));
   }

@@ -7,16 +7,22 @@ decider asks to have embedded (:meth:`DoorDecider.wants_embedding`: until K
 embedded frames agree) carry a 1:N match, computed in the worker process.  K of
 the last N embedded frames must agree (:class:`vision.matcher.FrameAgreement`);
 then liveness evidence must pass within ``decision_window_s`` of that
-agreement.  A face the matcher keeps rejecting for ``unknown_frames`` embedded
-frames is a failed attempt.  After an outcome the decider forgets everything
+agreement.  When a challenge is wanted at that moment (``wants_challenge``:
+the door's security schedule, or ``[door.liveness] mode = "challenge"``), a
+prompt is drawn for the door display and the evidence asked for, seen after
+the prompt, must pass as well as the door's passive liveness.  A face the
+matcher keeps rejecting for ``unknown_frames`` embedded frames is a failed
+attempt.  After an outcome the decider forgets everything
 (a new attempt starts from scratch), so one still photo can never accumulate
 into a pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vision.liveness import CHALLENGES, LivenessConfig, LivenessTracker, LivenessVerdict
@@ -78,6 +84,10 @@ class DoorDecider:
         self.matcher = matcher
         self.agreement = FrameAgreement(agreement)
         self.liveness = LivenessTracker(liveness)
+        # The challenge asked on top of the passive liveness (a scheduled challenge);
+        # with liveness mode "challenge" the tracker above is the challenge itself.
+        self._asked = LivenessTracker(liveness.model_copy(update={"mode": "challenge"}))
+        self.wants_challenge: Callable[[], bool] = lambda: False
         self.decision_window_s = decision_window_s
         self.unknown_frames = unknown_frames
         self._agreed: str | None = None
@@ -98,6 +108,7 @@ class DoorDecider:
         self.prompt = None
         self.agreement.reset()
         self.liveness.reset()
+        self._asked.reset()
         self._agreed = None
         self._best = None
         self._rejected = 0
@@ -144,6 +155,8 @@ class DoorDecider:
         self._last_face_ts = now
         if face.mesh is not None:
             self.liveness.add(ts, face.mesh)
+            if self._asked.challenge is not None:
+                self._asked.add(ts, face.mesh)
         latency = dict(result.latency_ms)
         match = face.match
         if match is None and face.embedding is not None and self.matcher is not None:
@@ -180,18 +193,33 @@ class DoorDecider:
         if agreed is not None and agreed != self._agreed:
             if self._agreed is not None:
                 self.liveness.reset()  # another member stepped up
+                self._asked.reset()
             self._agreed, self._agreed_at = agreed, now
             if self.liveness.config.mode == "challenge":
                 challenge = _random.choice(CHALLENGES)
                 self.liveness.start_challenge(challenge, now)
                 self.prompt = challenge
+            elif self.wants_challenge():
+                challenge = _random.choice(CHALLENGES)
+                self._asked.start_challenge(challenge, now)
+                self.prompt = challenge
+
+    def _verdict(self, now: float) -> LivenessVerdict:
+        """The passive liveness verdict, and the challenge's when one was asked."""
+        verdict = self.liveness.verdict(now)
+        if self._asked.challenge is None:
+            return verdict
+        asked = self._asked.verdict(now)
+        passed = verdict.passed and asked.passed
+        reason = verdict.reason if not verdict.passed else asked.reason
+        return dataclasses.replace(verdict, passed=passed, reason=reason)
 
     def _decide(
         self, now: float, latency: dict[str, float], match: MatchResult | None
     ) -> Attempt | None:
         if self._agreed is not None:
             t1 = time.perf_counter()
-            verdict = self.liveness.verdict(now)
+            verdict = self._verdict(now)
             latency["liveness"] = (time.perf_counter() - t1) * 1e3
             best = self._best
             if verdict.passed:

@@ -78,6 +78,8 @@ STEPS = [
         locked_until REAL NOT NULL
     );
     """,
+    # The security mode, challenge and period in force for a face or PIN attempt.
+    "ALTER TABLE door_events ADD COLUMN security TEXT;",
 ]
 
 
@@ -99,6 +101,7 @@ class DoorEvent:
     liveness: dict[str, Any] | None = None
     latency_ms: dict[str, float] | None = None
     lock_result: str | None = None
+    security: dict[str, Any] | None = None
     ts: float = 0.0
     id: int | None = None
 
@@ -117,6 +120,7 @@ class DoorEvent:
             "liveness": self.liveness,
             "latency_ms": self.latency_ms,
             "lock_result": self.lock_result,
+            "security": self.security,
         }
 
 
@@ -166,7 +170,8 @@ class DoorStore:
         ts = event.ts or time.time()
         cur = self._conn.execute(
             "INSERT INTO door_events (ts, method, decision, reason, member_id, actor, distance,"
-            " margin, liveness, latency_ms, lock_result) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " margin, liveness, latency_ms, lock_result, security)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 ts,
                 event.method,
@@ -179,6 +184,7 @@ class DoorStore:
                 None if event.liveness is None else json.dumps(event.liveness),
                 None if event.latency_ms is None else json.dumps(event.latency_ms),
                 event.lock_result,
+                None if event.security is None else json.dumps(event.security),
             ),
         )
         return DoorEvent(**{**event.__dict__, "ts": ts, "id": cur.lastrowid})
@@ -338,6 +344,7 @@ def _event(r: sqlite3.Row) -> DoorEvent:
         liveness=None if r["liveness"] is None else json.loads(r["liveness"]),
         latency_ms=None if r["latency_ms"] is None else json.loads(r["latency_ms"]),
         lock_result=r["lock_result"],
+        security=None if r["security"] is None else json.loads(r["security"]),
         ts=r["ts"],
         id=r["id"],
     )
