@@ -190,7 +190,11 @@ def wrk(url: str, token: str | None, seconds: int, pid: int) -> tuple[float, flo
 async def tablets(url: str, tokens: list[str], device: str, changes: int) -> None:
     # No connector limit: the default 100 would hold every socket after the 100th.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        sockets = [await http.ws_connect(f"{url}/api/v1/ws?token={t}") for t in tokens]
+        # A tablet app sends its token as a header (a browser trades it for a ticket).
+        sockets = [
+            await http.ws_connect(f"{url}/api/v1/ws", headers={"Authorization": f"Bearer {t}"})
+            for t in tokens
+        ]
         for ws in sockets:
             await ws.receive_json()  # hello
         print("ready", flush=True)

@@ -123,6 +123,16 @@ class Discovery:
                 out += self._device(room, dev.id, dev.name or dev.id, dev.kind, ref, keys)
         return out
 
+    def sensor_entities(self, ref: str, keys: list[str]) -> list[Entity]:
+        """The entities of values ``keys`` of the sensor ``ref`` ("room/device")."""
+        room_id, _, dev_id = ref.partition("/")
+        for room in self.cfg.rooms:
+            for dev in room.devices if room.id == room_id else ():
+                if dev.id == dev_id:
+                    obj, name = object_id(room.id, dev.id), dev.name or dev.id
+                    return [self._sensor(room, obj, name, dev.id, key) for key in keys]
+        return []
+
     def device_prefixes(self) -> set[str]:
         """Object-id prefixes of the configured devices (a sensor's values extend them)."""
         return {object_id(r.id, d.id) for r in self.cfg.rooms for d in r.devices}
@@ -309,10 +319,16 @@ class HaDiscovery:
             return
         known += new
         if self.conn.is_connected:
-            await self._publish_all()
+            # Only the new values' configs: republishing every config on each
+            # sensor's first report was n² messages at start (50 Modbus sensors
+            # of 20 values: ~26,000 retained publishes, a busy minute).
+            await self._publish(self.discovery.sensor_entities(ref, new))
 
     async def _publish_all(self) -> None:
-        for entity in self.discovery.entities(self._sensor_keys):
+        await self._publish(self.discovery.entities(self._sensor_keys))
+
+    async def _publish(self, entities: list[Entity]) -> None:
+        for entity in entities:
             topic = self.discovery.topic(entity)
             payload = json.dumps(entity.config, separators=(",", ":")).encode()
             self._current.add(topic)

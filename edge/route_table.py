@@ -78,6 +78,12 @@ def mount(
     handler that checks its access rule before running it.  A static folder has
     no handler to wrap: ``public`` must say its rule lets anyone in."""
     seen: set[tuple[str, str]] = set()
+    # aiohttp tries the resources filed under a path's longest fixed prefix in
+    # the order they were added: "/rooms" and "/rooms/{room_id}" share one
+    # list.  A plain path never matches where a path with variables does (it
+    # is exactly the prefix, they are longer), so the plain ones go last and
+    # GET /rooms/{room_id} is matched at the first try.
+    routes = sorted(routes, key=lambda route: not route.path_params)
     for route in routes:
         key = (route.method, route.full_path)
         if key in seen:

@@ -389,3 +389,23 @@ def test_lock_commands_name_a_lock_and_never_the_door(tmp_path: Path) -> None:
     assert "is the [door] lock" in bad
     (bad,) = problems('["locker"]')
     assert "is not 'room/device'" in bad
+
+
+def test_a_sensors_new_values_add_only_their_own_configs() -> None:
+    """A sensor's first report announces its values' configs and nothing else:
+    republishing every config on each sensor's first report was n² retained
+    messages at start (50 Modbus sensors of 20 values: ~26,000)."""
+    from edge.ha_discovery import Discovery
+
+    cfg = parse_config(site_text("new", "homeassistant"), "site.toml")
+    assert cfg.home_assistant is not None
+    discovery = Discovery(cfg, cfg.home_assistant)
+    before = {discovery.topic(e): e.config for e in discovery.entities({})}
+    keys = {"spa-1/air": ["temperature_c", "humidity_pct"]}
+    after = {discovery.topic(e): e.config for e in discovery.entities(keys)}
+    added = discovery.sensor_entities("spa-1/air", keys["spa-1/air"])
+    assert {discovery.topic(e): e.config for e in added} == {
+        topic: config for topic, config in after.items() if topic not in before
+    }
+    assert len(added) == 2
+    assert discovery.sensor_entities("spa-1/nothing", ["temperature_c"]) == []

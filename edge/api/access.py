@@ -12,7 +12,7 @@ judges it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,8 @@ from edge.api.keys import BODY, QUERY, SETTINGS
 from edge.api.models import parse_query, parse_strict
 from edge.route_table import RouteTableError, WebHandler
 
-Check = Callable[[web.Request], Awaitable[None]]
+# Sync: a rule judges the principal the auth middleware resolved (no I/O).
+Check = Callable[[web.Request], None]
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,22 @@ class Route(route_table.Route[WebHandler, Access]):
     """A LAN API route: ``path`` is the full path."""
 
 
-async def _anyone(request: web.Request) -> None:
+def _anyone(request: web.Request) -> None:
     return None
 
 
-async def _signed_in(request: web.Request) -> None:
+def _signed_in(request: web.Request) -> None:
     principal(request)
 
 
 def _staff(role: str) -> Check:
-    async def check(request: web.Request) -> None:
+    def check(request: web.Request) -> None:
         require_staff(request, role)
 
     return check
 
 
-async def _room(request: web.Request) -> None:
+def _room(request: web.Request) -> None:
     require_room(request, request.match_info["room_id"])
 
 
@@ -69,7 +70,7 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
-async def _loopback_or_staff(request: web.Request) -> None:
+def _loopback_or_staff(request: web.Request) -> None:
     if not (request.app[SETTINGS].metrics_public_on_loopback and _is_loopback(request.remote)):
         require_staff(request)
 
@@ -94,7 +95,7 @@ def guarded(route: Route) -> WebHandler:
     check, handler, query, body = route.auth.check, route.handler, route.query, route.body
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        await check(request)
+        check(request)
         if query is not None:
             request[QUERY] = parse_query(query, request.query)
         if body is not None:

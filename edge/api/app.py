@@ -7,20 +7,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from edge.api import db
 from edge.api.access import guarded, is_public
-from edge.api.auth import Auth, auth_middleware
-from edge.api.errors import error_middleware
+from edge.api.auth import Auth, authenticate
+from edge.api.errors import error_for
+from edge.api.headers import security_headers
 from edge.api.keys import AUTH, CORE, DATA_DIR, METRICS, OPENAPI, SETTINGS, WS_HUB
-from edge.api.metrics import Metrics, metrics_middleware
-from edge.api.routes import ROUTES, openapi_document
+from edge.api.metrics import Metrics
+from edge.api.routes import ROUTES, OpenApi
 from edge.api.routes_auth import ensure_admin
 from edge.api.settings import ApiSettings
 from edge.api.ws import WsHub
 from edge.core import EdgeCore
 from edge.errors import StorageError
 from edge.migrations import migrate
+from edge.request_metrics import timed
 from edge.route_table import mount
 
 log = logging.getLogger(__name__)
@@ -31,26 +34,41 @@ def create_app(
 ) -> web.Application:
     """The LAN API for ``core``; ``data_dir`` receives the initial admin password file."""
     settings = settings or ApiSettings()
+    metrics = Metrics()
+    # One middleware (each is a layer on every request): timing outermost, so
+    # it records the status the client gets; inside it errors and auth.
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[timed(lambda request: metrics.http, around=_errors_and_auth)],
         client_max_size=64 * 1024,
     )
-    metrics = Metrics()
     app[CORE] = core
     app[SETTINGS] = settings
     app[DATA_DIR] = Path(data_dir)
     app[AUTH] = Auth(core.store, settings)
     app[METRICS] = metrics
     app[WS_HUB] = WsHub(core, metrics)
-    app[OPENAPI] = openapi_document(core.site_id)
+    app[OPENAPI] = OpenApi(core.site_id)
     app.cleanup_ctx.append(_lifecycle)
     # Before the server waits for open handlers: a connected WebSocket would
     # otherwise hold shutdown until its heartbeat times out.
     app.on_shutdown.append(_close_websockets)
-    app.on_response_prepare.append(_security_headers)
 
     mount(app, ROUTES, guarded, public=is_public)
     return app
+
+
+async def _errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The caller resolved (edge.api.auth) before the route's access rule judges
+    it, every failure a JSON error (edge.api.errors), the security headers on
+    every answer (edge.api.headers)."""
+    try:
+        await authenticate(request)
+        response = await handler(request)
+    except Exception as exc:
+        response = error_for(request, exc)
+    if not response.prepared:  # the WebSocket upgrade set its own
+        security_headers(request, response)
+    return response
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -74,19 +92,3 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_websockets(app: web.Application) -> None:
     await app[WS_HUB].close_all()
-
-
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    # No versions in Server: they only help someone shopping for exploits.
-    response.headers["Server"] = "coresync-edge"
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    else:
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-            "frame-ancestors 'none'",
-        )

@@ -89,20 +89,27 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as err:
-        return error_response(err)
-    except ValidationFailed as exc:
+    except Exception as exc:
+        return error_for(request, exc)
+
+
+def error_for(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error answering ``exc`` (called in its ``except`` block, so a 500
+    logs the traceback); an HTTP exception below 400 (a redirect) is raised again."""
+    if isinstance(exc, ApiError):
+        return error_response(exc)
+    if isinstance(exc, ValidationFailed):
         return error_response(invalid_field(exc))
-    except NotFound as exc:
+    if isinstance(exc, NotFound):
         return error_response(ApiError("not_found", str(exc), field=exc.what))
-    except LimitViolation as exc:
+    if isinstance(exc, LimitViolation):
         return error_response(ApiError("limit_violation", str(exc), field=exc.field))
-    except InvalidCommand as exc:
+    if isinstance(exc, InvalidCommand):
         return error_response(ApiError("invalid_field", str(exc), field=exc.field))
-    except StorageError as exc:
+    if isinstance(exc, StorageError):
         log.error("storage failure on %s %s: %s", request.method, request.path, exc)
         return error_response(ApiError("storage_unavailable", storage_reason(exc)))
-    except web.HTTPMethodNotAllowed as exc:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
         return error_response(
             ApiError(
@@ -111,26 +118,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 headers={"Allow": allowed},
             )
         )
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = _HTTP_CODES.get(exc.status)
         if code is None:
             code = "bad_request" if exc.status < 500 else "internal"
         http_err = ApiError(code, exc.reason)
         http_err.status = exc.status
         return error_response(http_err)
-    except OSError as exc:
+    if isinstance(exc, OSError):
         if not isinstance(request.match_info.route.resource, web.StaticResource):
             return _internal(request)
         # aiohttp's static handler lets ENAMETOOLONG and the like escape: no such file.
         return error_response(ApiError("not_found", f"no such file: {exc.strerror}", field="path"))
-    except Exception as exc:
-        if is_storage_outage(exc):
-            # sqlite3 straight from a store without its own wrapper (the door's).
-            log.error("storage failure on %s %s: %s", request.method, request.path, exc)
-            return error_response(ApiError("storage_unavailable", storage_reason(exc)))
-        return _internal(request)
+    if is_storage_outage(exc):
+        # sqlite3 straight from a store without its own wrapper (the door's).
+        log.error("storage failure on %s %s: %s", request.method, request.path, exc)
+        return error_response(ApiError("storage_unavailable", storage_reason(exc)))
+    return _internal(request)
 
 
 def _internal(request: web.Request) -> web.Response:

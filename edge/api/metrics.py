@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
@@ -45,10 +43,10 @@ from edge.api.metrics_process import DaemonFigures, daemon_families, daemon_figu
 from edge.core import EdgeCore
 from edge.door import registry
 from edge.events import Event
+from edge.request_metrics import BUCKETS, RequestMetrics
 
 log = logging.getLogger(__name__)
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # `_created` series double every counter for a figure no dashboard of ours uses.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -59,19 +57,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "coresync_api_requests",
-            "HTTP requests by method, route and status.",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.request_seconds = Histogram(
-            "coresync_api_request_seconds",
-            "HTTP request latency by route template.",
-            ["route"],
-            buckets=BUCKETS,
-            registry=r,
-        )
+        # Requests by method, route and status, and their latency: the shared
+        # timing of edge.request_metrics (counted cheaply, rendered at scrape).
+        self.http = RequestMetrics("coresync_api", "HTTP")
+        r.register(self.http)
         self._ws_clients = Gauge(
             "coresync_api_websocket_clients", "Connected WebSocket clients.", registry=r
         )
@@ -127,10 +116,6 @@ class Metrics:
             self.command_result(str(data.get("result")))
         if event.type == "command" and isinstance(data.get("duration_ms"), int | float):
             self.command_seconds.observe(float(data["duration_ms"]) / 1000.0)
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_seconds.labels(route).observe(seconds)
 
     def command_result(self, result: str) -> None:
         self.commands.labels(result).inc()
@@ -243,22 +228,6 @@ async def _sync_status(core: EdgeCore) -> dict[str, Any] | None:
         # A scrape must still answer with the other figures.
         log.exception("sync status for /metrics failed")
         return None
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    finally:
-        resource = request.match_info.route.resource
-        # The route template, not the raw path: room ids must not explode the label set.
-        route = resource.canonical if resource is not None else "unmatched"
-        metrics: Metrics = request.app[METRICS]
-        metrics.observe(request.method, route, status, time.perf_counter() - started)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -100,7 +100,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return web.json_response(request.app[OPENAPI].document())
 
 
 def page(name: str) -> Any:
@@ -297,6 +297,20 @@ _PATH_PARAMS: dict[str, dict[str, Any]] = {
 
 def _path_param(name: str) -> dict[str, Any]:
     return _PATH_PARAMS.get(name, {"type": "string", "pattern": ID_PATTERN})
+
+
+class OpenApi:
+    """``/api/openapi.json``, built on its first request: building it builds
+    every model's schema, which an idle daemon need not hold (defer_build)."""
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        self._document: dict[str, Any] | None = None
+
+    def document(self) -> dict[str, Any]:
+        if self._document is None:
+            self._document = openapi_document(self.site_id)
+        return self._document
 
 
 def openapi_document(site_id: str) -> dict[str, Any]:

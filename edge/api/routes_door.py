@@ -128,7 +128,7 @@ async def remote_unlock(request: web.Request) -> web.Response:
     return web.json_response(event.as_dict())
 
 
-async def keypad_check(request: web.Request) -> None:
+def keypad_check(request: web.Request) -> None:
     """The KEYPAD rule: the door keypad's token, never a tablet."""
     who = request.get(PRINCIPAL)
     if who is not None and who.kind == "tablet":

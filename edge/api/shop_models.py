@@ -39,14 +39,18 @@ class CounterRequestBody(ConciergeInput):
 
 
 class ApproveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True
+    )  # built on first use (edge.api.models.Body says why)
 
     staff_notes: str | None = Field(None, max_length=2000, description="Staff notes.")
 
 
 class Query(BaseModel):
     # Query strings are text: lax parsing turns "2" into 2, but unknown keys are refused.
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True
+    )
 
 
 class OrdersQuery(Query):

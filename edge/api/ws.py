@@ -2,7 +2,7 @@
 
 One hub task reads the event bus, encodes each event once, and offers the
 same bytes to every client allowed to see it (sent as one text frame each,
-no per-client encoding): staff see everything, a tablet only its own room
+no per-client encoding or compression): staff see everything, a tablet only its own room
 and never lock devices.  Each client has a bounded queue; a client too slow
 to keep up loses its oldest events rather than slowing the others.  The
 ``hello`` carries the rooms' views from the shared cache (edge.room_views).
@@ -21,6 +21,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from drivers.model import DeviceKind
 from edge.api.auth import WS_TICKET_TTL_S, Principal, principal
 from edge.api.errors import ApiError
+from edge.api.headers import security_headers
 from edge.api.keys import AUTH, WS_HUB
 from edge.api.metrics import Metrics
 from edge.api.routes_rooms import audience
@@ -143,7 +144,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         if origin is not None and origin.split("://", 1)[-1] != request.host:
             raise ApiError("forbidden", "cross-origin WebSocket refused", field="Origin")
     hub: WsHub = request.app[WS_HUB]
-    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
+    # No permessage-deflate: with it every frame is compressed again for each
+    # tablet (its own zlib stream), so one event's same bytes cost a deflate
+    # per tablet on the loop; events are a few hundred bytes on a LAN.
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024, compress=False)
+    security_headers(request, ws)  # prepared here, not after the handler returns
     await ws.prepare(request)
     client = WsClient(who, ws)
     core = hub.core

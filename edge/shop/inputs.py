@@ -39,7 +39,11 @@ SiteId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # defer_build: validators built on first use, not at import (an edge
+    # daemon that never takes an order need not hold them).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True
+    )
 
 
 M = TypeVar("M", bound=BaseModel)
