@@ -69,9 +69,19 @@ assert set(REQUEST_MERGED) == {"status", *merge.REQUEST_SET_ONCE, *merge.REQUEST
 class Applier:
     """The rules for each entity, for the cloud or for an edge."""
 
-    def __init__(self, shop: Shop, role: Role) -> None:
+    def __init__(self, shop: Shop, role: Role, absent: set[str] | None = None) -> None:
         self.shop = shop
         self.role = role
+        # Ids of orders and requests known not to exist here (a push batch looked them
+        # up at once): no look-up before inserting them.
+        self.absent = absent if absent is not None else set()
+        self._stock_sites: dict[str | None, str | None] = {}
+
+    def _stock_site(self, tx: Tx, site: str | None) -> str | None:
+        """``Shop.stock_site``, looked up once per applier (one push batch in the cloud)."""
+        if site not in self._stock_sites:
+            self._stock_sites[site] = self.shop.stock_site(tx, site)
+        return self._stock_sites[site]
 
     def apply(self, tx: Tx, c: Change) -> list[tuple[str, bool, bool]]:
         """Apply ``c``; returns member events (id, active, consent) for the hook."""
@@ -129,7 +139,7 @@ class Applier:
         product_id, delta = str(p["product_id"]), int(p["delta"])
         actor = f"sync:{c.origin}"
         # Cloud: a site's node moves that site's stock; an edge has one stock.
-        site = self.shop.stock_site(tx, c.site) if self.role == "cloud" else None
+        site = self._stock_site(tx, c.site) if self.role == "cloud" else None
         if (
             c.op == "cancellation"
             and p.get("order_id")
@@ -201,9 +211,10 @@ class Applier:
     # ---- orders and requests: upsert, then merge ---------------------------------
     def _order(self, tx: Tx, c: Change) -> None:
         p = c.payload
-        row = self.shop.remote_order_state(tx, c.entity_id)
+        row = None if c.entity_id in self.absent else self.shop.remote_order_state(tx, c.entity_id)
         if row is None:
             self.shop.insert_remote_order(tx, c.entity_id, p, c.origin, self._record_site(c))
+            self.absent.discard(c.entity_id)
             return
         out = merge.merge_record(merge.ORDER_RANK, row, p, merge.ORDER_SET_ONCE, merge.ORDER_TEXT)
         synced = bool(row["accounting_synced"]) or bool(p.get("accounting_synced"))
@@ -250,7 +261,9 @@ class Applier:
 
     def _concierge_request(self, tx: Tx, c: Change) -> None:
         p = {**c.payload, "actual_cost": cents(c.payload.get("actual_cost"))}
-        row = self.shop.remote_request_state(tx, c.entity_id)
+        absent = c.entity_id in self.absent
+        row = None if absent else self.shop.remote_request_state(tx, c.entity_id)
+        self.absent.discard(c.entity_id)
         if row is None:
             self.shop.insert_remote_request(tx, c.entity_id, c.payload, c.origin,
                                             self._record_site(c), c.created_at)  # fmt: skip

@@ -146,22 +146,44 @@ class SyncClient:
                 return
 
     async def push_all(self, report: SyncReport) -> None:
-        while True:
-            changes, reach = await self._db(self.store.pending, self.cfg.batch_size)
-            if not changes:
-                if reach:
-                    await self._db(self.store.acknowledge, reach, None)
-                return
-            body = {"changes": [_wire(c) for c in changes]}
-            result = await self._http("POST", "sync/push", body)
-            report.requests += 1
-            acks = wire.acks(result, [c.key for c in changes])
-            refused = wire.refused(changes, acks)
-            for a in acks:
-                report.pushed += a["status"] == "applied"
-                report.duplicates += a["status"] == "duplicate"
-                report.rejected_by_cloud += a["status"] == "rejected"
-            await self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]), refused)
+        """Batch after batch; the next batch is read and sent while the last one's
+        acknowledgement is written (the cursor still moves in order, on the one
+        database thread; a crash in between re-sends a batch: duplicates)."""
+        after: int | None = None
+        acked: asyncio.Future[None] | None = None
+        sent: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                changes, reach = await self._db(self.store.pending, self.cfg.batch_size, after)
+                if acked is not None and not changes:
+                    previous, acked = acked, None
+                    await previous
+                if not changes:
+                    if reach:
+                        await self._db(self.store.acknowledge, reach, None)
+                    return
+                body = {"changes": [_wire(c) for c in changes]}
+                sent = asyncio.ensure_future(self._http("POST", "sync/push", body))
+                if acked is not None:
+                    previous, acked = acked, None
+                    await previous  # a failed acknowledgement stops here
+                result, sent = await sent, None
+                report.requests += 1
+                acks = wire.acks(result, [c.key for c in changes])
+                refused = wire.refused(changes, acks)
+                for a in acks:
+                    report.pushed += a["status"] == "applied"
+                    report.duplicates += a["status"] == "duplicate"
+                    report.rejected_by_cloud += a["status"] == "rejected"
+                acked = asyncio.ensure_future(
+                    self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]), refused)
+                )
+                after = reach
+        finally:
+            if sent is not None:
+                sent.cancel()
+            await asyncio.gather(*(f for f in (sent, acked) if f is not None),
+                                 return_exceptions=True)  # fmt: skip
 
     async def pull_all(self, report: SyncReport) -> None:
         while True:

@@ -20,7 +20,7 @@ from edge.shop.numbering import Kind, lease_block
 from sync import feed, sites
 from sync.apply import Applier, Change
 from sync.attention import raise_attention, utc_stamp
-from sync.feed import FeedRow
+from sync.feed import Ack, FeedRow
 from sync.poison import is_poison, refuse_nul, storable
 from sync.poison import reason as poison_reason
 from sync.schema import migrate_sync
@@ -29,32 +29,50 @@ INGEST_LOOKBACK = 1000  # outbox seqs re-checked for late commits (see ingest_ou
 INGEST_BATCH = 5000
 
 
-@dataclass(frozen=True)
-class Ack:
-    key: str
-    cloud_seq: int
-    status: str  # applied | rejected | duplicate
-    reason: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "cloud_seq": self.cloud_seq, "status": self.status,
-                "reason": self.reason}  # fmt: skip
-
-
 _SITE_OWNED = {"order": "orders", "concierge_request": "concierge_requests"}
 
 
-def _same_site(tx: Tx, c: Change, site: str | None) -> None:
-    """A site's node may not change another site's orders or requests (poison: rejected)."""
-    table = _SITE_OWNED.get(c.entity)
-    if table is None or site is None:
+@dataclass(frozen=True)
+class _Lookups:
+    """What a push batch needs to know of the cloud, read once per batch, not per change."""
+
+    owners: dict[tuple[str, str], str | None]  # records the cloud has: their site
+    absent: frozenset[str]  # ids of the batch's orders and requests the cloud lacks
+    linked: frozenset[str]  # members already of the pushing node's site
+
+
+def _look_up(tx: Tx, batch: list[Change], site: str | None) -> _Lookups:
+    owners: dict[tuple[str, str], str | None] = {}
+    absent: set[str] = set()
+    for entity, table in _SITE_OWNED.items():
+        ids = sorted({c.entity_id for c in batch if c.entity == entity})
+        if not ids:
+            continue
+        marks = ", ".join("?" for _ in ids)
+        rows = tx.all(f"SELECT id, site, origin_node FROM {table} WHERE id IN ({marks})", ids)
+        for r in rows:
+            # The record's pickup site (a web order's too); a record from before
+            # sites: the site of the node that made it.
+            owner = r["site"] if r["site"] is not None else sites.site_of(tx, str(r["origin_node"]))
+            owners[(entity, str(r["id"]))] = owner
+        absent |= set(ids) - {str(r["id"]) for r in rows}
+    linked: set[str] = set()
+    members = sorted({m for c in batch if (m := _member_of(c)) is not None})
+    if site is not None and members:
+        marks = ", ".join("?" for _ in members)
+        linked = {str(r["member_id"]) for r in tx.all(
+            f"SELECT member_id FROM member_sites WHERE site = ? AND member_id IN ({marks})",
+            (site, *members),
+        )}  # fmt: skip
+    return _Lookups(owners, frozenset(absent), frozenset(linked))
+
+
+def _same_site(c: Change, site: str | None, owners: dict[tuple[str, str], str | None]) -> None:
+    """A site's node may not change another site's orders or requests (poison: rejected).
+    A record the cloud did not have when the batch began is this node's own."""
+    if c.entity not in _SITE_OWNED or site is None:
         return
-    row = tx.one(f"SELECT site, origin_node FROM {table} WHERE id = ?", (c.entity_id,))
-    if row is None:
-        return
-    # The record's pickup site (a web order's too); a record from before sites:
-    # the site of the node that made it.
-    owner = row["site"] if row["site"] is not None else sites.site_of(tx, str(row["origin_node"]))
+    owner = owners.get((c.entity, c.entity_id))
     if owner is not None and owner != site:
         raise Forbidden(f"entity_id: {c.entity} {c.entity_id} belongs to another site")
 
@@ -85,34 +103,11 @@ class _Poisoned(Exception):
     """A change of the batch can never apply: redo the batch change by change."""
 
 
-def _acks(
-    node: str, batch: list[Change], seen: dict[tuple[str, int], Row], done: list[FeedRow],
-    seqs: dict[tuple[str, str, int], int],
-) -> list[Ack]:  # fmt: skip
-    """One acknowledgement per change of the batch, in order."""
-    status = {(c.incarnation, c.origin_seq): (st, why) for c, st, why, _ in done
-              if c.origin == node}  # fmt: skip
-    acks: list[Ack] = []
-    for c in batch:
-        at = (c.incarnation, c.origin_seq)
-        seq = seqs.get((node, *at))
-        if at in status:
-            st, why = status.pop(at)  # the first of a key sent twice applied; the rest duplicate
-            acks.append(Ack(c.key, seq or 0, st, why))
-            continue
-        before = seen.get(at) or {"seq": seq, "status": "applied", "reason": None}
-        # A retry of a refused change hears the reason again (quarantine).
-        why = before["reason"] if before["status"] == "rejected" else None
-        acks.append(Ack(c.key, seq or int(before["seq"] or 0), "duplicate", why))
-    return acks
-
-
 class CloudSync:
     def __init__(self, shop: Shop) -> None:
         self.shop = shop
         # The cloud is the chain's shop: orders name a site, sites have their stock.
         shop.site_book = sites.SiteBook()
-        self.applier = Applier(shop, "cloud")
         self._sites: dict[str, str] = {}
 
     def migrate(self) -> int:
@@ -132,17 +127,19 @@ class CloudSync:
             feed.push_lock(tx, site)
             batch = [replace(c, site=site) for c in changes]
             seen = feed.seen(tx, node, batch)
+            new = [c for c in batch if (c.incarnation, c.origin_seq) not in seen]
+            known = _look_up(tx, new, site)
             tx.execute("SAVEPOINT sync_batch")
             try:
-                done = self._apply_batch(tx, batch, dict(seen), site, isolate=False)
+                done = self._apply_batch(tx, batch, dict(seen), site, known, isolate=False)
             except _Poisoned:
                 tx.execute("ROLLBACK TO SAVEPOINT sync_batch")
-                done = self._apply_batch(tx, batch, dict(seen), site, isolate=True)
+                done = self._apply_batch(tx, batch, dict(seen), site, known, isolate=True)
             tx.execute("RELEASE SAVEPOINT sync_batch")
             feed.set_state(tx, {f"node:{node}:last_push": utc_stamp()})
             feed.feed_lock(tx)
             seqs = feed.insert_rows(tx, done)
-        return _acks(node, batch, seen, done, seqs)
+        return feed.acks(node, batch, seen, done, seqs)
 
     def _site_of(self, tx: Tx, node: str) -> str | None:
         """A node's site (bindings never change: kept per process once known)."""
@@ -155,18 +152,20 @@ class CloudSync:
 
     def _apply_batch(
         self, tx: Tx, batch: list[Change], seen: dict[tuple[str, int], Row], site: str | None,
-        *, isolate: bool,
+        known: _Lookups, *, isolate: bool,
     ) -> list[FeedRow]:  # fmt: skip
         """Apply the batch's new changes; the feed rows to write, in order."""
         done: list[FeedRow] = []
+        applier = Applier(self.shop, "cloud", set(known.absent))
+        linked = set(known.linked)
         for c in batch:
             if (c.incarnation, c.origin_seq) in seen:
                 continue
             if isolate:
-                status, reason = self._apply_one(tx, c, site)
+                status, reason = self._apply_one(tx, c, site, applier, known)
             else:
                 try:
-                    self._apply(tx, c, site)
+                    self._apply(tx, c, site, applier, known)
                 except Exception as exc:
                     if is_poison(exc):
                         raise _Poisoned from exc
@@ -175,21 +174,25 @@ class CloudSync:
             kept = c if status == "applied" else storable(c)
             if status == "applied" and site is not None:
                 # Its share rows go first: a member reaches a site before its order.
-                done += self._share_member(tx, _member_of(c), site)
+                done += self._share_member(tx, _member_of(c), site, linked)
             done.append((kept, status, reason, site))
             seen[(c.incarnation, c.origin_seq)] = {"seq": None, "status": status,
                                                    "reason": reason}  # fmt: skip
         return done
 
-    def _apply(self, tx: Tx, c: Change, site: str | None) -> None:
+    def _apply(
+        self, tx: Tx, c: Change, site: str | None, applier: Applier, known: _Lookups
+    ) -> None:
         refuse_nul(("entity_id", c.entity_id), ("op", c.op), ("payload", c.payload))
-        _same_site(tx, c, site)
-        self.applier.apply(tx, c)
+        _same_site(c, site, known.owners)
+        applier.apply(tx, c)
 
-    def _apply_one(self, tx: Tx, c: Change, site: str | None) -> tuple[str, str | None]:
+    def _apply_one(
+        self, tx: Tx, c: Change, site: str | None, applier: Applier, known: _Lookups
+    ) -> tuple[str, str | None]:
         tx.execute("SAVEPOINT sync_change")
         try:
-            self._apply(tx, c, site)
+            self._apply(tx, c, site, applier, known)
         except Exception as exc:
             if not is_poison(exc):
                 raise  # transient: the batch answers 5xx and is sent again
@@ -203,10 +206,17 @@ class CloudSync:
         tx.execute("RELEASE SAVEPOINT sync_change")
         return "applied", None
 
-    def _share_member(self, tx: Tx, member_id: str | None, site: str) -> list[FeedRow]:
+    def _share_member(
+        self, tx: Tx, member_id: str | None, site: str, linked: set[str] | None = None
+    ) -> list[FeedRow]:
         """First time ``member_id`` is of ``site``: the feed rows that bring its record (and
-        consent) into the site's partition, to be written ahead of the linking change."""
-        if member_id is None or not sites.link_member(tx, member_id, site):
+        consent) into the site's partition, to be written ahead of the linking change.
+        ``linked``: members known to be of ``site`` already (kept up to date)."""
+        if member_id is None or (linked is not None and member_id in linked):
+            return []
+        if linked is not None:
+            linked.add(member_id)
+        if not sites.link_member(tx, member_id, site):
             return []
         row = tx.one("SELECT id FROM members WHERE id = ?", (member_id,))
         if row is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from edge.shop.db import Row, Tx
@@ -33,6 +34,18 @@ CHUNK = 500  # feed rows per INSERT statement (13 parameters each)
 COMPACTED = "~compact"  # incarnation of a row compaction rewrote (sync/compact.py)
 
 FeedRow = tuple[Change, str, str | None, str | None]  # change, status, reason, site
+
+
+@dataclass(frozen=True)
+class Ack:
+    key: str
+    cloud_seq: int
+    status: str  # applied | rejected | duplicate
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "cloud_seq": self.cloud_seq, "status": self.status,
+                "reason": self.reason}  # fmt: skip
 
 
 def feed_lock(tx: Tx) -> None:
@@ -133,3 +146,25 @@ def set_state(tx: Tx, values: dict[str, str]) -> None:
 
 def decode(rows: list[Row]) -> list[dict[str, Any]]:
     return [{**r, "payload": json.loads(r["payload"])} for r in rows]
+
+
+def acks(
+    node: str, batch: list[Change], seen: dict[tuple[str, int], Row], done: list[FeedRow],
+    seqs: dict[tuple[str, str, int], int],
+) -> list[Ack]:  # fmt: skip
+    """One acknowledgement per change of the batch, in order."""
+    status = {(c.incarnation, c.origin_seq): (st, why) for c, st, why, _ in done
+              if c.origin == node}  # fmt: skip
+    acks: list[Ack] = []
+    for c in batch:
+        at = (c.incarnation, c.origin_seq)
+        seq = seqs.get((node, *at))
+        if at in status:
+            st, why = status.pop(at)  # the first of a key sent twice applied; the rest duplicate
+            acks.append(Ack(c.key, seq or 0, st, why))
+            continue
+        before = seen.get(at) or {"seq": seq, "status": "applied", "reason": None}
+        # A retry of a refused change hears the reason again (quarantine).
+        why = before["reason"] if before["status"] == "rejected" else None
+        acks.append(Ack(c.key, seq or int(before["seq"] or 0), "duplicate", why))
+    return acks

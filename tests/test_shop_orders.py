@@ -135,17 +135,13 @@ def test_stock_must_cover_every_line(shop: Shop) -> None:
 def test_failure_midway_leaves_no_trace(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     m = member(shop)
     outbox_before = len(shop.outbox())
-    real = Shop._insert_item
-    calls = 0
+    real = Shop._insert_items
 
-    def failing(self: Shop, *args: Any) -> None:
-        nonlocal calls
-        calls += 1
-        real(self, *args)
-        if calls == 1:
-            raise RuntimeError("power cut after the first item")
+    def failing(*args: Any) -> None:
+        real(*args)  # the lines are written, the outbox not yet
+        raise RuntimeError("power cut after the items")
 
-    monkeypatch.setattr(Shop, "_insert_item", failing)
+    monkeypatch.setattr(Shop, "_insert_items", staticmethod(failing))
     with pytest.raises(RuntimeError):
         shop.create_order(m.id, order(("serum", 2), ("roller", 1)))
     monkeypatch.undo()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edge.shop.base import ShopBase, new_id
+from edge.shop.base import Change, ShopBase, new_id
 from edge.shop.db import Tx
 from edge.shop.errors import NotFound, OutOfStock, ValidationFailed
 from edge.shop.inputs import (
@@ -212,8 +212,10 @@ class CatalogMixin(ShopBase):
         order_id: str | None = None,
         note: str | None = None,
         site: str | None = None,
+        changes: list[Change] | None = None,
     ) -> None:
-        """Write one ledger row and move the cached stock; refuse to go below zero."""
+        """Write one ledger row and move the cached stock; refuse to go below zero.
+        ``changes``: add the outbox entry there (the caller writes them together)."""
         if not self.write_movement(tx, product_id, delta, kind, actor, order_id=order_id,
                                    note=note, site=site):  # fmt: skip
             row = tx.one("SELECT slug FROM products WHERE id = ?", (product_id,))
@@ -223,7 +225,10 @@ class CatalogMixin(ShopBase):
         payload = {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note}
         if site is not None:
             payload["site"] = site
-        self.record_change(tx, "stock_movement", product_id, kind, payload, site=site)
+        if changes is not None:
+            changes.append(("stock_movement", product_id, kind, payload, site))
+        else:
+            self.record_change(tx, "stock_movement", product_id, kind, payload, site=site)
 
     def write_movement(
         self, tx: Tx, product_id: str, delta: int, kind: str, actor: str, *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from edge.shop.base import ShopBase, new_id, where_equal
+from edge.shop.base import Change, ShopBase, new_id, where_equal
 from edge.shop.catalog import CatalogMixin
 from edge.shop.db import Tx
 from edge.shop.errors import Conflict, InvalidTransition, NotFound, OutOfStock, ValidationFailed
@@ -68,32 +68,38 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 (*(row[n] for n in names), self.config.node_id),
             )
             # Lock products in id order so concurrent orders cannot deadlock.
-            for i, product, qty, unit, note in sorted(lines, key=lambda line: line[1].id):
+            changes: list[Change] = []
+            for i, product, qty, _, _ in sorted(lines, key=lambda line: line[1].id):
                 try:
                     self._move_stock(tx, product.id, -qty, "sale", actor or member.id,
-                                     order_id=oid, site=at)  # fmt: skip
+                                     order_id=oid, site=at, changes=changes)  # fmt: skip
                 except OutOfStock as exc:
                     exc.field = f"items[{i}].quantity"
                     raise
-                self._insert_item(tx, oid, i, product, qty, unit, note)
+            self._insert_items(tx, oid, lines)
             # The order as written (no read-back: two round trips fewer per order).
             items = [{"product_id": product.id, "product_name": product.name, "quantity": qty,
                       "unit_price_cents": to_cents(unit), "line_total_cents": to_cents(unit * qty),
                       "note": note} for _, product, qty, unit, note in lines]  # fmt: skip
             result = Order.from_row(row, items)
-            self.record_change(tx, "order", oid, "create", result.to_json(), site=result.site)
+            changes.append(("order", oid, "create", result.to_json(), result.site))
+            self.record_changes(tx, changes)  # its stock moves and itself: one statement
         return result
 
-    def _insert_item(
-        self, tx: Tx, order_id: str, position: int, product: Product, qty: int,
-        unit: Decimal, note: str | None,
-    ) -> None:  # fmt: skip
+    @staticmethod
+    def _insert_items(
+        tx: Tx, order_id: str, lines: list[tuple[int, Product, int, Decimal, str | None]]
+    ) -> None:
+        """Every line of a new order in one statement."""
+        rows = [(new_id(), order_id, position, product.id, product.name, qty, to_cents(unit),
+                 to_cents(unit * qty), note)
+                for position, product, qty, unit, note in lines]  # fmt: skip
         tx.execute(
             "INSERT INTO order_items (id, order_id, position, product_id, product_name, quantity,"
-            " unit_price_cents, line_total_cents, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (new_id(), order_id, position, product.id, product.name, qty,
-             to_cents(unit), to_cents(unit * qty), note),
-        )  # fmt: skip
+            " unit_price_cents, line_total_cents, note) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in rows),
+            [v for row in rows for v in row],
+        )
 
     def get_order(
         self, order_id: str, *, member_id: str | None = None, site: str | None = None

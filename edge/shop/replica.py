@@ -92,28 +92,36 @@ class ReplicaMixin(ShopBase):
     def insert_remote_order(
         tx: Tx, order_id: str, p: dict[str, Any], origin: str, site: str | None
     ) -> None:
-        """The order and its items as the origin node recorded them (totals included)."""
-        tx.execute(
+        """The order and its items as the origin node recorded them (totals included);
+        one statement on PostgreSQL (a push applies hundreds)."""
+        order = (order_id, p["number"], p["member_id"], p["status"], p["pickup_date"],
+                 p["booking_ref"], cents(p["subtotal"]), cents(p["tax"]), cents(p["total"]),
+                 str(p["tax_rate"]), p["payment_ref"], p["paid_at"], p["customer_notes"],
+                 p["staff_notes"], int(bool(p["accounting_synced"])), p["invoice_id"],
+                 p["accounting_error"], origin, p["created_at"], p["updated_at"], site)  # fmt: skip
+        items = [(f"{order_id}-{position}", order_id, position, item["product_id"],
+                  item["product_name"], int(item["quantity"]), cents(item["unit_price"]),
+                  cents(item["line_total"]), item["note"])
+                 for position, item in enumerate(p["items"])]  # fmt: skip
+        insert_order = (
             "INSERT INTO orders (id, number, member_id, status, pickup_date, booking_ref,"
             " subtotal_cents, tax_cents, total_cents, tax_rate, payment_ref, paid_at,"
             " customer_notes, staff_notes, accounting_synced, invoice_id, accounting_error,"
             " origin_node, created_at, updated_at, site)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (order_id, p["number"], p["member_id"], p["status"], p["pickup_date"],
-             p["booking_ref"], cents(p["subtotal"]), cents(p["tax"]), cents(p["total"]),
-             str(p["tax_rate"]), p["payment_ref"], p["paid_at"], p["customer_notes"],
-             p["staff_notes"], int(bool(p["accounting_synced"])), p["invoice_id"],
-             p["accounting_error"], origin, p["created_at"], p["updated_at"], site),
-        )  # fmt: skip
-        for position, item in enumerate(p["items"]):
-            tx.execute(
-                "INSERT INTO order_items (id, order_id, position, product_id, product_name,"
-                " quantity, unit_price_cents, line_total_cents, note)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (f"{order_id}-{position}", order_id, position, item["product_id"],
-                 item["product_name"], int(item["quantity"]), cents(item["unit_price"]),
-                 cents(item["line_total"]), item["note"]),
-            )  # fmt: skip
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        insert_items = (
+            "INSERT INTO order_items (id, order_id, position, product_id, product_name,"
+            " quantity, unit_price_cents, line_total_cents, note) VALUES "
+            + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in items)
+        )
+        values = [v for item in items for v in item]
+        if tx.dialect == "postgres" and items:
+            tx.execute(f"WITH o AS ({insert_order}) {insert_items}", (*order, *values))
+            return
+        tx.execute(insert_order, order)
+        if items:
+            tx.execute(insert_items, values)
 
     @staticmethod
     def store_merged_order(
