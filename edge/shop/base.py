@@ -170,12 +170,16 @@ class ShopBase:
         self.record_changes(tx, [(entity, entity_id, op, payload, site)])
 
     def record_changes(self, tx: Tx, changes: list[Change]) -> None:
-        """Several changes, in order, in one statement (an order and its stock moves)."""
+        """Several changes, in order, in one statement."""
+        tx.execute(*self._outbox_insert(changes))
+
+    def _outbox_insert(self, changes: list[Change]) -> tuple[str, list[Any]]:
+        """The statement writing ``changes`` to the outbox (an order and its stock moves)."""
         stamp = self.stamp()
         rows = [(entity, entity_id, op, json.dumps(jsonable(payload), sort_keys=True),
                  self.config.node_id, stamp, site)
                 for entity, entity_id, op, payload, site in changes]  # fmt: skip
-        tx.execute(
+        return (
             "INSERT INTO outbox (entity, entity_id, op, payload, node, created_at, site)"
             " VALUES " + ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in rows),
             [v for row in rows for v in row],

@@ -48,6 +48,19 @@ class Tx(ABC):
         rows = self.all(sql, params)
         return rows[0] if rows else None
 
+    def execute_all(self, statements: Sequence[tuple[str, Params]]) -> None:
+        """Write statements that need no answer, in order.  PostgreSQL runs them as one
+        statement (data-modifying CTEs: one round trip; constraints are checked at its
+        end, so a row may reference one written before it in the same call)."""
+        if self.dialect == "postgres" and len(statements) > 1:
+            *first, (last, _) = statements
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first))
+            self.execute(f"WITH {ctes} {last}",
+                         [v for _, params in statements for v in params])  # fmt: skip
+            return
+        for sql, params in statements:
+            self.execute(sql, params)
+
     def scalar(self, sql: str, params: Params = ()) -> Any:
         row = self.one(sql, params)
         return None if row is None else next(iter(row.values()))

@@ -61,12 +61,6 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 "accounting_synced": 0, "invoice_id": None, "accounting_error": None,
                 "created_at": now, "updated_at": now, "site": site.id,
             }  # fmt: skip
-            names = [c.strip() for c in _ORDER_COLUMNS.split(",")]
-            marks = ", ".join("?" for _ in names)
-            tx.execute(
-                f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES ({marks}, ?)",
-                (*(row[n] for n in names), self.config.node_id),
-            )
             # Lock products in id order so concurrent orders cannot deadlock.
             changes: list[Change] = []
             for i, product, qty, _, _ in sorted(lines, key=lambda line: line[1].id):
@@ -76,25 +70,33 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                 except OutOfStock as exc:
                     exc.field = f"items[{i}].quantity"
                     raise
-            self._insert_items(tx, oid, lines)
             # The order as written (no read-back: two round trips fewer per order).
             items = [{"product_id": product.id, "product_name": product.name, "quantity": qty,
                       "unit_price_cents": to_cents(unit), "line_total_cents": to_cents(unit * qty),
                       "note": note} for _, product, qty, unit, note in lines]  # fmt: skip
             result = Order.from_row(row, items)
             changes.append(("order", oid, "create", result.to_json(), result.site))
-            self.record_changes(tx, changes)  # its stock moves and itself: one statement
+            names = [c.strip() for c in _ORDER_COLUMNS.split(",")]
+            marks = ", ".join("?" for _ in names)
+            # The order, its lines, and the outbox rows of its stock moves and itself:
+            # one statement on PostgreSQL.
+            tx.execute_all([
+                (f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES ({marks}, ?)",
+                 (*(row[n] for n in names), self.config.node_id)),
+                self._items_insert(oid, lines),
+                self._outbox_insert(changes),
+            ])  # fmt: skip
         return result
 
     @staticmethod
-    def _insert_items(
-        tx: Tx, order_id: str, lines: list[tuple[int, Product, int, Decimal, str | None]]
-    ) -> None:
+    def _items_insert(
+        order_id: str, lines: list[tuple[int, Product, int, Decimal, str | None]]
+    ) -> tuple[str, list[Any]]:
         """Every line of a new order in one statement."""
         rows = [(new_id(), order_id, position, product.id, product.name, qty, to_cents(unit),
                  to_cents(unit * qty), note)
                 for position, product, qty, unit, note in lines]  # fmt: skip
-        tx.execute(
+        return (
             "INSERT INTO order_items (id, order_id, position, product_id, product_name, quantity,"
             " unit_price_cents, line_total_cents, note) VALUES "
             + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in rows),

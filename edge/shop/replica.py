@@ -116,12 +116,7 @@ class ReplicaMixin(ShopBase):
             + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in items)
         )
         values = [v for item in items for v in item]
-        if tx.dialect == "postgres" and items:
-            tx.execute(f"WITH o AS ({insert_order}) {insert_items}", (*order, *values))
-            return
-        tx.execute(insert_order, order)
-        if items:
-            tx.execute(insert_items, values)
+        tx.execute_all([(insert_order, order), *([(insert_items, values)] if items else [])])
 
     @staticmethod
     def store_merged_order(
