@@ -75,6 +75,10 @@ class Applier:
         # Ids of orders and requests known not to exist here (a push batch looked them
         # up at once): no look-up before inserting them.
         self.absent = absent if absent is not None else set()
+        # A list: new orders wait there and go in together (``flush``), before
+        # anything reads orders; None: each is written at once.
+        self.buffer: list[tuple[str, dict[str, Any], str, str | None]] | None = None
+        self.sales: list[Change] = []  # with a buffer: sales waiting to go in together
         self._stock_sites: dict[str | None, str | None] = {}
 
     def _stock_site(self, tx: Tx, site: str | None) -> str | None:
@@ -88,6 +92,12 @@ class Applier:
         handler = getattr(self, f"_{c.entity}", None)
         if handler is None:
             raise ValidationFailed("entity", f"unknown entity {c.entity!r}")
+        if self.buffer is not None:
+            if self._sale(c) and (not self.sales or self.sales[0].site == c.site):
+                self.sales.append(c)  # stock moves nothing else of the batch reads
+                return []
+            if not (c.entity == "order" and c.entity_id in self.absent):
+                self.flush(tx)
         result: list[tuple[str, bool, bool]] | None = handler(tx, c)
         return result or []
 
@@ -209,11 +219,41 @@ class Applier:
                                 site=site)  # fmt: skip
 
     # ---- orders and requests: upsert, then merge ---------------------------------
+    @staticmethod
+    def _sale(c: Change) -> bool:
+        return c.entity == "stock_movement" and c.op == "sale" and int(c.payload["delta"]) < 0
+
+    def flush(self, tx: Tx) -> None:
+        """Write the new orders and the sales waiting in the buffer.  Sales go in together
+        when every product has the stock; else one by one, as they came (oversells)."""
+        if self.buffer:
+            self.shop.insert_remote_orders(tx, self.buffer)
+            self.buffer.clear()
+        if not self.sales:
+            return
+        sales, self.sales = self.sales, []
+        moves = [(str(c.payload["product_id"]), int(c.payload["delta"]), c.op, f"sync:{c.origin}",
+                  c.payload.get("order_id"), c.payload.get("note")) for c in sales]  # fmt: skip
+        if not self.shop.write_movements(tx, moves, self._stock_site(tx, sales[0].site)):
+            buffer, self.buffer = self.buffer, None
+            try:
+                for c in sales:
+                    self._stock_movement(tx, c)
+            finally:
+                self.buffer = buffer
+
     def _order(self, tx: Tx, c: Change) -> None:
         p = c.payload
-        row = None if c.entity_id in self.absent else self.shop.remote_order_state(tx, c.entity_id)
+        absent = c.entity_id in self.absent
+        if not absent:
+            self.flush(tx)
+        row = None if absent else self.shop.remote_order_state(tx, c.entity_id)
         if row is None:
-            self.shop.insert_remote_order(tx, c.entity_id, p, c.origin, self._record_site(c))
+            new = (c.entity_id, p, c.origin, self._record_site(c))
+            if absent and self.buffer is not None:
+                self.buffer.append(new)
+            else:
+                self.shop.insert_remote_order(tx, *new)
             self.absent.discard(c.entity_id)
             return
         out = merge.merge_record(merge.ORDER_RANK, row, p, merge.ORDER_SET_ONCE, merge.ORDER_TEXT)

@@ -157,6 +157,8 @@ class CloudSync:
         """Apply the batch's new changes; the feed rows to write, in order."""
         done: list[FeedRow] = []
         applier = Applier(self.shop, "cloud", set(known.absent))
+        if not isolate:
+            applier.buffer = []  # new orders go in together (isolated: one by one)
         linked = set(known.linked)
         for c in batch:
             if (c.incarnation, c.origin_seq) in seen:
@@ -178,6 +180,12 @@ class CloudSync:
             done.append((kept, status, reason, site))
             seen[(c.incarnation, c.origin_seq)] = {"seq": None, "status": status,
                                                    "reason": reason}  # fmt: skip
+        try:
+            applier.flush(tx)
+        except Exception as exc:
+            if is_poison(exc):  # which one? the isolated run writes them one by one
+                raise _Poisoned from exc
+            raise
         return done
 
     def _apply(
