@@ -85,6 +85,12 @@ class Database(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def autocommit(self) -> Any:
+        """Context manager yielding a :class:`Tx` whose statements each commit on their
+        own (PostgreSQL: no BEGIN/COMMIT round trips; SQLite: one transaction).  Only for
+        work whose writes are one statement."""
+        return self.write()
+
     def query_one(self, sql: str, params: Params = ()) -> Row | None:
         """One row of one read-only statement (its own snapshot; no transaction needed)."""
         with self.read() as tx:
@@ -301,6 +307,19 @@ class PostgresDatabase(Database):
 
     def read(self) -> Any:
         return self._tx(read_only=True)
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Tx]:
+        import psycopg
+
+        with self.connection() as conn:
+            try:
+                yield _PgTx(conn)
+            except psycopg.OperationalError as exc:
+                raise StorageFailure(str(exc)) from exc
+
+    def autocommit(self) -> Any:
+        return self._autocommit()
 
     def query_one(self, sql: str, params: Params = ()) -> Row | None:
         """Autocommit: one round trip instead of BEGIN, the statement and COMMIT."""
