@@ -30,7 +30,7 @@ from sync.attention import utc_stamp
 FEED_LOCK = 7_301_001  # the feed insert + commit (seq order = commit order)
 CHAIN_LOCK = 7_301_002  # shared by site pushes; exclusive for chain-wide work
 SITE_LOCK_CLASS = 7_301  # pg_advisory_xact_lock(7301, hashtext(site))
-CHUNK = 500  # feed rows per INSERT statement (13 parameters each)
+CHUNK = 500  # feed rows per INSERT statement
 COMPACTED = "~compact"  # incarnation of a row compaction rewrote (sync/compact.py)
 
 FeedRow = tuple[Change, str, str | None, str | None]  # change, status, reason, site
@@ -74,6 +74,11 @@ def chain_lock(tx: Tx) -> None:
         tx.all("SELECT pg_advisory_xact_lock(?::bigint)", (CHAIN_LOCK,))
 
 
+_FEED_COLUMNS = ("origin, incarnation, origin_seq, entity, entity_id, op, payload, created_at,"
+                 " received_at, status, reason, site")  # fmt: skip
+_FEED_TYPES = "text, text, bigint, text, text, text, text, text, text, text, text, text"
+
+
 def insert_rows(tx: Tx, rows: Sequence[FeedRow], *, skip_known: bool = False) -> dict[
     tuple[str, str, int], int
 ]:  # fmt: skip
@@ -84,18 +89,14 @@ def insert_rows(tx: Tx, rows: Sequence[FeedRow], *, skip_known: bool = False) ->
     stamp = utc_stamp()
     conflict = " ON CONFLICT (origin, incarnation, origin_seq) DO NOTHING" if skip_known else ""
     for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
-        params = [v for c, status, reason, site in chunk
-                  for v in (c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
-                            json.dumps(c.payload, sort_keys=True), c.created_at, stamp, status,
-                            reason, site)]  # fmt: skip
-        for r in tx.all(
-            "INSERT INTO sync_changes (origin, incarnation, origin_seq, entity, entity_id, op,"
-            f" payload, created_at, received_at, status, reason, site) VALUES {values}{conflict}"
-            " RETURNING seq, origin, incarnation, origin_seq",
-            params,
-        ):
+        values = [(c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
+                   json.dumps(c.payload, sort_keys=True), c.created_at, stamp, status, reason,
+                   site) for c, status, reason, site in rows[start : start + CHUNK]]  # fmt: skip
+        sql, params = tx.insert_statement(
+            "sync_changes", _FEED_COLUMNS, _FEED_TYPES, values,
+            f"{conflict} RETURNING seq, origin, incarnation, origin_seq",
+        )  # fmt: skip
+        for r in tx.all(sql, params):
             seqs[(str(r["origin"]), str(r["incarnation"]), int(r["origin_seq"]))] = int(r["seq"])
     return seqs
 

@@ -263,15 +263,13 @@ class CatalogMixin(ShopBase):
         stamp = self.stamp()
         rows = [(pid, kind, delta, order_id, actor, note, stamp, site)
                 for pid, delta, kind, actor, order_id, note in moves]  # fmt: skip
+        ledger, params = tx.insert_statement(
+            "stock_movements", "product_id, kind, delta, order_id, actor, note, created_at, site",
+            "text, text, integer, text, text, text, text, text", rows,
+        )  # fmt: skip
         tx.execute(
-            f"WITH d (product_id, delta) AS (VALUES {values}), u AS (UPDATE {target[0]})"
-            " INSERT INTO stock_movements (product_id, kind, delta, order_id, actor, note,"
-            " created_at, site) VALUES " + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in rows),
-            [
-                *(v for pid in ids for v in (pid, totals[pid])),
-                *target[1],
-                *(v for row in rows for v in row),
-            ],
+            f"WITH d (product_id, delta) AS (VALUES {values}), u AS (UPDATE {target[0]}) {ledger}",
+            [*(v for pid in ids for v in (pid, totals[pid])), *target[1], *params],
         )
         return True
 

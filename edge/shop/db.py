@@ -48,6 +48,22 @@ class Tx(ABC):
         rows = self.all(sql, params)
         return rows[0] if rows else None
 
+    def insert_statement(
+        self, table: str, columns: str, types: str, rows: Sequence[Sequence[Any]],
+        suffix: str = "",
+    ) -> tuple[str, list[Any]]:  # fmt: skip
+        """One INSERT of many rows (``columns`` and their PostgreSQL ``types`` comma
+        separated; ``suffix``: ON CONFLICT / RETURNING).  PostgreSQL gets one array per
+        column (``unnest``), so the statement's text does not grow with the rows and is
+        prepared once; SQLite a VALUES list."""
+        if self.dialect == "postgres":
+            arrays = ", ".join(f"?::{t.strip()}[]" for t in types.split(","))
+            sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){suffix}"
+            return sql, [list(column) for column in zip(*rows, strict=True)]
+        one = "(" + ", ".join("?" for _ in columns.split(",")) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join(one for _ in rows)}{suffix}"
+        return sql, [v for row in rows for v in row]
+
     def execute_all(self, statements: Sequence[tuple[str, Params]]) -> None:
         """Write statements that need no answer, in order.  PostgreSQL runs them as one
         statement (data-modifying CTEs: one round trip; constraints are checked at its

@@ -114,21 +114,19 @@ class ReplicaMixin(ShopBase):
                   cents(item["line_total"]), item["note"])
                  for order_id, p, _, _ in orders
                  for position, item in enumerate(p["items"])]  # fmt: skip
-        statements: list[tuple[str, list[Any]]] = [(
-            "INSERT INTO orders (id, number, member_id, status, pickup_date, booking_ref,"
-            " subtotal_cents, tax_cents, total_cents, tax_rate, payment_ref, paid_at,"
-            " customer_notes, staff_notes, accounting_synced, invoice_id, accounting_error,"
-            " origin_node, created_at, updated_at, site) VALUES "
-            + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        for _ in rows),
-            [v for row in rows for v in row],
+        statements = [tx.insert_statement(
+            "orders", "id, number, member_id, status, pickup_date, booking_ref, subtotal_cents,"
+            " tax_cents, total_cents, tax_rate, payment_ref, paid_at, customer_notes, staff_notes,"
+            " accounting_synced, invoice_id, accounting_error, origin_node, created_at,"
+            " updated_at, site",
+            "text, text, text, text, text, text, bigint, bigint, bigint, text, text, text, text,"
+            " text, integer, text, text, text, text, text, text", rows,
         )]  # fmt: skip
         if items:
-            statements.append((
-                "INSERT INTO order_items (id, order_id, position, product_id, product_name,"
-                " quantity, unit_price_cents, line_total_cents, note) VALUES "
-                + ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in items),
-                [v for item in items for v in item],
+            statements.append(tx.insert_statement(
+                "order_items", "id, order_id, position, product_id, product_name, quantity,"
+                " unit_price_cents, line_total_cents, note",
+                "text, text, integer, text, text, integer, bigint, bigint, text", items,
             ))  # fmt: skip
         tx.execute_all(statements)
 
