@@ -6,7 +6,9 @@
 4. the same drain with 20 % of connections dropped/cut, with proof of no duplicates;
 5. the 10,000-change drain to a PostgreSQL cloud (``coresync-cloud serve``, 2 workers);
 6. a chain-sized run on PostgreSQL: 50 sites x 2 nodes, 100 counter orders each, every
-   node syncing at once; checks every order arrived once and each site's ledger.
+   node syncing at once; checks every order arrived once and each site's ledger; then
+   10 orders per node are picked up (3 status changes each) and the feed is compacted:
+   its rows before and after.
 
 Run: .venv/bin/python bench/bench_sync.py [--only sqlite|postgres|chain]
 """
@@ -19,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,6 +31,7 @@ from edge.shop.testing import PG_DSN, postgres_schema, postgres_unreachable
 from sync import sites
 from sync.client import SyncClient
 from sync.cloud import CloudSync
+from sync.compact import compact
 from sync.edge import EdgeSync
 from sync.testing import CloudProcess, FaultProxy
 from tests.conftest import free_port
@@ -169,7 +173,33 @@ async def drain_postgres(workers: int = 2) -> None:
             shutil.rmtree(tmp)
 
 
-async def chain(n_sites: int = 50, per_site: int = 2, orders: int = 100, workers: int = 2) -> None:
+async def compaction(
+    sync: CloudSync, edges: dict[str, Shop], nodes: dict[str, str],
+    once: Callable[[str], Awaitable[int]], picked_up: int,
+) -> None:  # fmt: skip
+    """Each node takes ``picked_up`` of its orders through processing, ready and completed
+    (three more feed rows each); then the feed is compacted."""
+    for shop in edges.values():
+        with shop.db.read() as tx:
+            ids = [r["id"] for r in tx.all("SELECT id FROM orders WHERE origin_node = ?"
+                                           " ORDER BY number LIMIT ?",
+                                           (shop.config.node_id, picked_up))]  # fmt: skip
+        for oid in ids:
+            for status in ("processing", "ready", "completed"):
+                shop.set_order_status(oid, {"status": status})
+    for _ in range(2):  # push, then a pull that tells the cloud every node's cursor
+        await asyncio.gather(*(once(n) for n in nodes))
+    t0 = time.perf_counter()
+    done = await asyncio.to_thread(compact, sync)
+    t = time.perf_counter() - t0
+    print(f"  feed compaction after {picked_up} orders per node were picked up: "
+          f"{done.rows_before} rows -> {done.rows_after} ({done.removed} removed,"
+          f" {done.rewritten} rewritten) in {t:.2f} s")  # fmt: skip
+
+
+async def chain(
+    n_sites: int = 50, per_site: int = 2, orders: int = 100, workers: int = 2, picked_up: int = 10
+) -> None:
     """Every node of a 50-spa chain pushes its day's counter orders at once."""
     with postgres_schema() as schema:
         db = PostgresDatabase(PG_DSN, schema=schema, pool_size=4)
@@ -229,6 +259,7 @@ async def chain(n_sites: int = 50, per_site: int = 2, orders: int = 100, workers
             assert check.ledger_mismatches() == []
             print(f"  {n_orders} orders in the cloud, 0 duplicate numbers, every site's stock"
                   f" {10_000 - per_site * orders}, ledger exact")  # fmt: skip
+            await compaction(sync, edges, nodes, once, picked_up)
         finally:
             proc.stop()
             for shop in edges.values():

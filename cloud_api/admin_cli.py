@@ -1,4 +1,5 @@
-"""``coresync-cloud sites|nodes|staff ...``: the chain admin's commands (audited as cli)."""
+"""``coresync-cloud sites|nodes|staff ...`` and ``feed compact``: the chain admin's commands
+(audited as cli)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,14 @@ def run(args: argparse.Namespace) -> int:
 def _do(args: argparse.Namespace, db: Database, auth: Auth) -> int:
     if args.command == "staff":
         return _staff(args, db, auth)
-    if args.command == "sites" and args.action == "add":
+    if args.command == "feed":
+        from sync.cloud import CloudSync
+        from sync.compact import compact
+
+        r = compact(CloudSync(Shop(db, ShopConfig())), retention_days=args.retention_days)
+        print(f"feed compacted: {r.rows_before} rows before, {r.rows_after} after"
+              f" ({r.removed} removed, {r.rewritten} rewritten to the current record)")  # fmt: skip
+    elif args.command == "sites" and args.action == "add":
         s = sites.add_site(db, args.site_id, args.name, args.tax_rate, args.timezone,
                            block_quota=args.block_quota)  # fmt: skip
         print(f"site {s.id} added: {s.name}, tax {s.tax_rate}, {s.timezone}")

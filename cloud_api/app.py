@@ -59,7 +59,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal", "internal error (logged)", None)
 
 
-def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
+def build_app(
+    shop: Shop, auth: Auth, *, workers: int = 16, compact_every_s: float = 0.0,
+    retention_days: float = 30.0,
+) -> web.Application:  # fmt: skip
     # Outermost: it sees the status json_errors turned every failure into.
     app = web.Application(
         middlewares=[metrics_middleware, json_errors], client_max_size=MAX_BODY_BYTES
@@ -85,6 +88,6 @@ def build_app(shop: Shop, auth: Auth, *, workers: int = 16) -> web.Application:
 
     app.router.add_get("/api/openapi.json", openapi)
     mount(app, ROUTES + ADMIN_ROUTES, make_handler)
-    register_sync(app)
+    register_sync(app, compact_every_s, retention_days)
     setup_site(app)  # the members' website (HTML pages, not in the JSON route table)
     return app

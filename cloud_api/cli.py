@@ -11,6 +11,7 @@ coresync-cloud nodes list | nodes revoke NODE_ID [--db DSN | --data-dir DIR]
 coresync-cloud staff add EMAIL --role ROLE [--site SITE_ID] [--name NAME] [--password-stdin]
                      [--db DSN | --data-dir DIR]   (a generated password is the last line)
 coresync-cloud staff list | staff remove EMAIL [--db DSN | --data-dir DIR]
+coresync-cloud feed compact [--retention-days 30] [--db DSN | --data-dir DIR]
 coresync-cloud website password EMAIL | website contact SITE_ID --address A --phone P
                      [--db DSN | --data-dir DIR]   (the password is read from stdin)
 """
@@ -54,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes on one port (SO_REUSEPORT; PostgreSQL only; docs/cloud.md)",
     )  # fmt: skip
     serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--compact-every",
+        type=float,
+        default=600.0,
+        help="seconds between feed compactions (0: never; docs/sync.md)",
+    )
+    serve.add_argument(
+        "--feed-retention-days",
+        type=float,
+        default=30.0,
+        help="compact rows this old even if a node has not pulled them",
+    )
     _admin_commands(sub)
     site_cli.add_commands(sub)
     return p
@@ -106,6 +119,15 @@ def _admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sremove = staff.add_parser("remove", help="disable an account and drop its tokens")
     sremove.add_argument("email")
     _target(sremove)
+    feed = sub.add_parser("feed", help="the sync feed").add_subparsers(dest="action", required=True)
+    compact = feed.add_parser("compact", help="remove superseded feed rows now (docs/sync.md)")
+    compact.add_argument(
+        "--retention-days",
+        type=float,
+        default=30.0,
+        help="also rows this old that a node has not pulled yet",
+    )
+    _target(compact)
 
 
 def _admin(args: argparse.Namespace) -> int:
@@ -121,7 +143,7 @@ def _is_postgres(target: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(raw)
-    if args.command in ("sites", "nodes", "staff"):
+    if args.command in ("sites", "nodes", "staff", "feed"):
         return _admin(args)
     if args.command == "website":
         return site_cli.run(args)
@@ -161,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"member login: {MEMBER_LOGIN[0]} password {MEMBER_LOGIN[1]}")
         sys.stdout.flush()
     try:
-        web.run_app(build_app(shop, auth), host=args.host, port=args.port, print=None,
-                    reuse_port=workers > 1)  # fmt: skip
+        # One worker compacts the feed (the others would only wait for its lock).
+        every = args.compact_every if args.command == "serve" and not args.worker_index else 0
+        app = build_app(shop, auth, compact_every_s=every,
+                        retention_days=getattr(args, "feed_retention_days", 30.0))  # fmt: skip
+        # No access log line per request (as on the edge): requests are counted by
+        # the metrics middleware, and a log line costs the loop a tenth of an order.
+        web.run_app(app, host=args.host, port=args.port, print=None, reuse_port=workers > 1,
+                    access_log=None)  # fmt: skip
     finally:
         db.close()
         if own is not None:

@@ -9,8 +9,10 @@ API's general 64 KiB body limit, up to ``MAX_SYNC_BODY``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -35,7 +37,9 @@ from sync import cloud_nodes
 from sync.apply import INCARNATION_PATTERN, KEY_PATTERN, Change, parse_key
 from sync.attention import list_attention, resolve_attention
 from sync.cloud import CloudSync
+from sync.compact import compact
 
+log = logging.getLogger(__name__)
 MAX_SYNC_BODY = 8 * 1024 * 1024
 SYNC_KEY = web.AppKey("cloud_sync", CloudSync)
 _INCARNATION = f"^{INCARNATION_PATTERN}$"
@@ -255,8 +259,11 @@ def _make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
     return handle
 
 
-def register_sync(app: web.Application) -> None:
-    """Add the sync routes and the feed service to the cloud app."""
+def register_sync(
+    app: web.Application, compact_every_s: float = 0.0, retention_days: float = 30.0
+) -> None:
+    """Add the sync routes and the feed service to the cloud app; with
+    ``compact_every_s`` > 0, a task compacting the feed that often (docs/sync.md)."""
     sync = CloudSync(app[SHOP_KEY])
     app[SYNC_KEY] = sync
 
@@ -265,3 +272,26 @@ def register_sync(app: web.Application) -> None:
 
     app.on_startup.append(migrate)
     mount(app, SYNC_ROUTES, _make_handler)
+    if compact_every_s > 0:
+        app.cleanup_ctx.append(_compactor(sync, compact_every_s, retention_days))
+
+
+def _compactor(
+    sync: CloudSync, every_s: float, retention_days: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def loop() -> None:
+        run = functools.partial(compact, sync, retention_days=retention_days)
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, run)
+            except Exception:  # the next pass tries again; serving goes on
+                log.exception("feed compaction failed")
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop(), name="feed-compaction")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx

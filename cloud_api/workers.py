@@ -6,8 +6,9 @@ so the Linux kernel spreads incoming connections over them; no load balancer
 is needed (one can still sit in front).  The workers share nothing but
 PostgreSQL: numbers come from each worker's own leased blocks
 (``edge.shop.numbering.NumberReserve``, owner ``cloud-w<i>``), the feed is
-ordered by an advisory lock, and the only per-process state is a 5-minute
-cache of node credential checks.
+ordered by advisory locks (``sync/feed.py``), and the only per-process state
+is a 5-minute cache of node credential checks (and each node's site).  Worker
+0 compacts the feed.
 
 A worker that dies is started again after the shared backoff
 (``drivers/backoff.py``); SIGTERM or SIGINT to the parent stops every worker

@@ -69,15 +69,35 @@ assert set(REQUEST_MERGED) == {"status", *merge.REQUEST_SET_ONCE, *merge.REQUEST
 class Applier:
     """The rules for each entity, for the cloud or for an edge."""
 
-    def __init__(self, shop: Shop, role: Role) -> None:
+    def __init__(self, shop: Shop, role: Role, absent: set[str] | None = None) -> None:
         self.shop = shop
         self.role = role
+        # Ids of orders and requests known not to exist here (a push batch looked them
+        # up at once): no look-up before inserting them.
+        self.absent = absent if absent is not None else set()
+        # A list: new orders wait there and go in together (``flush``), before
+        # anything reads orders; None: each is written at once.
+        self.buffer: list[tuple[str, dict[str, Any], str, str | None]] | None = None
+        self.sales: list[Change] = []  # with a buffer: sales waiting to go in together
+        self._stock_sites: dict[str | None, str | None] = {}
+
+    def _stock_site(self, tx: Tx, site: str | None) -> str | None:
+        """``Shop.stock_site``, looked up once per applier (one push batch in the cloud)."""
+        if site not in self._stock_sites:
+            self._stock_sites[site] = self.shop.stock_site(tx, site)
+        return self._stock_sites[site]
 
     def apply(self, tx: Tx, c: Change) -> list[tuple[str, bool, bool]]:
         """Apply ``c``; returns member events (id, active, consent) for the hook."""
         handler = getattr(self, f"_{c.entity}", None)
         if handler is None:
             raise ValidationFailed("entity", f"unknown entity {c.entity!r}")
+        if self.buffer is not None:
+            if self._sale(c) and (not self.sales or self.sales[0].site == c.site):
+                self.sales.append(c)  # stock moves nothing else of the batch reads
+                return []
+            if not (c.entity == "order" and c.entity_id in self.absent):
+                self.flush(tx)
         result: list[tuple[str, bool, bool]] | None = handler(tx, c)
         return result or []
 
@@ -129,7 +149,7 @@ class Applier:
         product_id, delta = str(p["product_id"]), int(p["delta"])
         actor = f"sync:{c.origin}"
         # Cloud: a site's node moves that site's stock; an edge has one stock.
-        site = self.shop.stock_site(tx, c.site) if self.role == "cloud" else None
+        site = self._stock_site(tx, c.site) if self.role == "cloud" else None
         if (
             c.op == "cancellation"
             and p.get("order_id")
@@ -205,11 +225,42 @@ class Applier:
                                 site=site)  # fmt: skip
 
     # ---- orders and requests: upsert, then merge ---------------------------------
+    @staticmethod
+    def _sale(c: Change) -> bool:
+        return c.entity == "stock_movement" and c.op == "sale" and int(c.payload["delta"]) < 0
+
+    def flush(self, tx: Tx) -> None:
+        """Write the new orders and the sales waiting in the buffer.  Sales go in together
+        when every product has the stock; else one by one, as they came (oversells)."""
+        if self.buffer:
+            self.shop.insert_remote_orders(tx, self.buffer)
+            self.buffer.clear()
+        if not self.sales:
+            return
+        sales, self.sales = self.sales, []
+        moves = [(str(c.payload["product_id"]), int(c.payload["delta"]), c.op, f"sync:{c.origin}",
+                  c.payload.get("order_id"), c.payload.get("note")) for c in sales]  # fmt: skip
+        if not self.shop.write_movements(tx, moves, self._stock_site(tx, sales[0].site)):
+            buffer, self.buffer = self.buffer, None
+            try:
+                for c in sales:
+                    self._stock_movement(tx, c)
+            finally:
+                self.buffer = buffer
+
     def _order(self, tx: Tx, c: Change) -> None:
         p = c.payload
-        row = self.shop.remote_order_state(tx, c.entity_id)
+        absent = c.entity_id in self.absent
+        if not absent:
+            self.flush(tx)
+        row = None if absent else self.shop.remote_order_state(tx, c.entity_id)
         if row is None:
-            self.shop.insert_remote_order(tx, c.entity_id, p, c.origin, self._record_site(c))
+            new = (c.entity_id, p, c.origin, self._record_site(c))
+            if absent and self.buffer is not None:
+                self.buffer.append(new)
+            else:
+                self.shop.insert_remote_order(tx, *new)
+            self.absent.discard(c.entity_id)
             return
         out = merge.merge_record(merge.ORDER_RANK, row, p, merge.ORDER_SET_ONCE, merge.ORDER_TEXT)
         synced = bool(row["accounting_synced"]) or bool(p.get("accounting_synced"))
@@ -256,7 +307,9 @@ class Applier:
 
     def _concierge_request(self, tx: Tx, c: Change) -> None:
         p = {**c.payload, "actual_cost": cents(c.payload.get("actual_cost"))}
-        row = self.shop.remote_request_state(tx, c.entity_id)
+        absent = c.entity_id in self.absent
+        row = None if absent else self.shop.remote_request_state(tx, c.entity_id)
+        self.absent.discard(c.entity_id)
         if row is None:
             self.shop.insert_remote_request(tx, c.entity_id, c.payload, c.origin,
                                             self._record_site(c), c.created_at)  # fmt: skip

@@ -146,22 +146,45 @@ class SyncClient:
                 return
 
     async def push_all(self, report: SyncReport) -> None:
-        while True:
+        """Batch after batch; while one is in flight the next is read and the last one's
+        acknowledgement written (the cursor still moves in order, on the one database
+        thread; a crash in between re-sends a batch: duplicates)."""
+        acked: asyncio.Future[None] | None = None
+        sent: asyncio.Future[Any] | None = None
+        ahead: asyncio.Future[tuple[list[Change], int]] | None = None
+        try:
             changes, reach = await self._db(self.store.pending, self.cfg.batch_size)
-            if not changes:
-                if reach:
-                    await self._db(self.store.acknowledge, reach, None)
-                return
-            body = {"changes": [_wire(c) for c in changes]}
-            result = await self._http("POST", "sync/push", body)
-            report.requests += 1
-            acks = wire.acks(result, [c.key for c in changes])
-            refused = wire.refused(changes, acks)
-            for a in acks:
-                report.pushed += a["status"] == "applied"
-                report.duplicates += a["status"] == "duplicate"
-                report.rejected_by_cloud += a["status"] == "rejected"
-            await self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]), refused)
+            while changes:
+                body = {"changes": [_wire(c) for c in changes]}
+                sent = asyncio.ensure_future(self._http("POST", "sync/push", body))
+                ahead = asyncio.ensure_future(
+                    self._db(self.store.pending, self.cfg.batch_size, reach)
+                )
+                if acked is not None:
+                    previous, acked = acked, None
+                    await previous  # a failed acknowledgement stops here
+                result, sent = await sent, None
+                report.requests += 1
+                acks = wire.acks(result, [c.key for c in changes])
+                refused = wire.refused(changes, acks)
+                for a in acks:
+                    report.pushed += a["status"] == "applied"
+                    report.duplicates += a["status"] == "duplicate"
+                    report.rejected_by_cloud += a["status"] == "rejected"
+                acked = asyncio.ensure_future(
+                    self._db(self.store.acknowledge, reach, int(acks[-1]["cloud_seq"]), refused)
+                )
+                (changes, reach), ahead = await ahead, None
+            if acked is not None:
+                previous, acked = acked, None
+                await previous
+            if reach:  # changes the cloud does not take, passed by the cursor
+                await self._db(self.store.acknowledge, reach, None)
+        finally:
+            if sent is not None:
+                sent.cancel()
+            await asyncio.gather(*(f for f in (sent, acked, ahead) if f is not None),
+                                 return_exceptions=True)  # fmt: skip
 
     async def pull_all(self, report: SyncReport) -> None:
         while True:

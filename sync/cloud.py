@@ -1,10 +1,10 @@
 """The cloud side of sync: deduplicate and apply pushes, serve the change feed.
 
 All methods are synchronous (one transaction each); the API calls them from
-its thread pool.  Every write to ``sync_changes`` holds one feed lock (an
-advisory lock on PostgreSQL, the single writer lock on SQLite), so feed
-sequence numbers are handed out in commit order and a puller's cursor can
-never skip a change that commits late.
+its thread pool.  Pushes of different sites run side by side; feed rows are
+written in a tiny serialised step at the end of each transaction, so feed
+seqs are issued in commit order and a puller's cursor can never skip a change
+that commits late (``sync/feed.py``).  Compaction: ``sync/compact.py``.
 """
 
 from __future__ import annotations
@@ -17,95 +17,62 @@ from edge.shop import Shop
 from edge.shop.db import Row, Tx
 from edge.shop.errors import Forbidden, NotFound
 from edge.shop.numbering import Kind, lease_block
-from sync import sites
+from sync import feed, sites
 from sync.apply import Applier, Change
 from sync.attention import raise_attention, utc_stamp
+from sync.feed import Ack, FeedRow
 from sync.poison import is_poison, refuse_nul, storable
 from sync.poison import reason as poison_reason
 from sync.schema import migrate_sync
 
-FEED_LOCK = 7_301_001
 INGEST_LOOKBACK = 1000  # outbox seqs re-checked for late commits (see ingest_outbox)
 INGEST_BATCH = 5000
-
-
-@dataclass(frozen=True)
-class Ack:
-    key: str
-    cloud_seq: int
-    status: str  # applied | rejected | duplicate
-    reason: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "cloud_seq": self.cloud_seq, "status": self.status,
-                "reason": self.reason}  # fmt: skip
-
-
-def _feed_lock(tx: Tx) -> None:
-    if tx.dialect == "postgres":
-        tx.all("SELECT pg_advisory_xact_lock(?)", (FEED_LOCK,))
-
-
-def _set_state(tx: Tx, key: str, value: str) -> None:
-    tx.execute(
-        "INSERT INTO sync_state (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
-
-
-def _insert_feed(
-    tx: Tx, c: Change, status: str, reason: str | None, site: str | None = None
-) -> int:
-    rows = tx.all(
-        "INSERT INTO sync_changes (origin, incarnation, origin_seq, entity, entity_id, op,"
-        " payload, created_at, received_at, status, reason, site)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        (c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
-         json.dumps(c.payload, sort_keys=True), c.created_at, utc_stamp(), status, reason,
-         site),
-    )  # fmt: skip
-    return int(rows[0]["seq"])
-
-
-def _insert_feed_many(
-    tx: Tx, rows: list[tuple[Change, str, str | None]], site: str | None
-) -> dict[tuple[str, int], int]:
-    """A batch's feed rows in one statement per 200 (in order, under the feed lock);
-    their seqs by (incarnation, origin seq)."""
-    seqs: dict[tuple[str, int], int] = {}
-    stamp = utc_stamp()
-    for start in range(0, len(rows), 200):
-        chunk = rows[start : start + 200]
-        values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
-        params = [v for c, status, reason in chunk
-                  for v in (c.origin, c.incarnation, c.origin_seq, c.entity, c.entity_id, c.op,
-                            json.dumps(c.payload, sort_keys=True), c.created_at, stamp, status,
-                            reason, site)]  # fmt: skip
-        for r in tx.all(
-            "INSERT INTO sync_changes (origin, incarnation, origin_seq, entity, entity_id, op,"
-            f" payload, created_at, received_at, status, reason, site) VALUES {values}"
-            " RETURNING seq, incarnation, origin_seq",
-            params,
-        ):
-            seqs[(str(r["incarnation"]), int(r["origin_seq"]))] = int(r["seq"])
-    return seqs
 
 
 _SITE_OWNED = {"order": "orders", "concierge_request": "concierge_requests"}
 
 
-def _same_site(tx: Tx, c: Change, site: str | None) -> None:
-    """A site's node may not change another site's orders or requests (poison: rejected)."""
-    table = _SITE_OWNED.get(c.entity)
-    if table is None or site is None:
+@dataclass(frozen=True)
+class _Lookups:
+    """What a push batch needs to know of the cloud, read once per batch, not per change."""
+
+    owners: dict[tuple[str, str], str | None]  # records the cloud has: their site
+    absent: frozenset[str]  # ids of the batch's orders and requests the cloud lacks
+    linked: frozenset[str]  # members already of the pushing node's site
+
+
+def _look_up(tx: Tx, batch: list[Change], site: str | None) -> _Lookups:
+    owners: dict[tuple[str, str], str | None] = {}
+    absent: set[str] = set()
+    for entity, table in _SITE_OWNED.items():
+        ids = sorted({c.entity_id for c in batch if c.entity == entity})
+        if not ids:
+            continue
+        marks = ", ".join("?" for _ in ids)
+        rows = tx.all(f"SELECT id, site, origin_node FROM {table} WHERE id IN ({marks})", ids)
+        for r in rows:
+            # The record's pickup site (a web order's too); a record from before
+            # sites: the site of the node that made it.
+            owner = r["site"] if r["site"] is not None else sites.site_of(tx, str(r["origin_node"]))
+            owners[(entity, str(r["id"]))] = owner
+        absent |= set(ids) - {str(r["id"]) for r in rows}
+    linked: set[str] = set()
+    members = sorted({m for c in batch if (m := _member_of(c)) is not None})
+    if site is not None and members:
+        marks = ", ".join("?" for _ in members)
+        linked = {str(r["member_id"]) for r in tx.all(
+            f"SELECT member_id FROM member_sites WHERE site = ? AND member_id IN ({marks})",
+            (site, *members),
+        )}  # fmt: skip
+    return _Lookups(owners, frozenset(absent), frozenset(linked))
+
+
+def _same_site(c: Change, site: str | None, owners: dict[tuple[str, str], str | None]) -> None:
+    """A site's node may not change another site's orders or requests (poison: rejected).
+    A record the cloud did not have when the batch began is this node's own."""
+    if c.entity not in _SITE_OWNED or site is None:
         return
-    row = tx.one(f"SELECT site, origin_node FROM {table} WHERE id = ?", (c.entity_id,))
-    if row is None:
-        return
-    # The record's pickup site (a web order's too); a record from before sites:
-    # the site of the node that made it.
-    owner = row["site"] if row["site"] is not None else sites.site_of(tx, str(row["origin_node"]))
+    owner = owners.get((c.entity, c.entity_id))
     if owner is not None and owner != site:
         raise Forbidden(f"entity_id: {c.entity} {c.entity_id} belongs to another site")
 
@@ -136,27 +103,12 @@ class _Poisoned(Exception):
     """A change of the batch can never apply: redo the batch change by change."""
 
 
-def _seen(tx: Tx, node: str, batch: list[Change]) -> dict[tuple[str, int], Row]:
-    """The feed rows this node's batch already has, by (incarnation, origin seq): one query."""
-    if not batch:
-        return {}
-    incarnations = sorted({c.incarnation for c in batch})
-    marks = ", ".join("?" for _ in incarnations)
-    seqs = [c.origin_seq for c in batch]
-    rows = tx.all(
-        "SELECT incarnation, origin_seq, seq, status, reason FROM sync_changes"
-        f" WHERE origin = ? AND incarnation IN ({marks}) AND origin_seq BETWEEN ? AND ?",
-        (node, *incarnations, min(seqs), max(seqs)),
-    )
-    return {(str(r["incarnation"]), int(r["origin_seq"])): r for r in rows}
-
-
 class CloudSync:
     def __init__(self, shop: Shop) -> None:
         self.shop = shop
         # The cloud is the chain's shop: orders name a site, sites have their stock.
         shop.site_book = sites.SiteBook()
-        self.applier = Applier(shop, "cloud")
+        self._sites: dict[str, str] = {}
 
     def migrate(self) -> int:
         return migrate_sync(self.shop.db)
@@ -167,35 +119,55 @@ class CloudSync:
         The batch is first applied as a whole; only when one of its changes is
         poison is it rolled back and applied again change by change, each in a
         savepoint of its own, so the poison one is refused and the rest apply.
+        Only pushes of the same site wait for each other (``feed.push_lock``);
+        the feed rows go in last, in the short serialised step before commit.
         """
         with self.shop.db.write() as tx:
-            _feed_lock(tx)
-            site = sites.site_of(tx, node)
+            site = self._site_of(tx, node)
+            feed.push_lock(tx, site)
             batch = [replace(c, site=site) for c in changes]
-            seen = _seen(tx, node, batch)
+            seen = feed.seen(tx, node, batch)
+            new = [c for c in batch if (c.incarnation, c.origin_seq) not in seen]
+            known = _look_up(tx, new, site)
             tx.execute("SAVEPOINT sync_batch")
             try:
-                acks = self._apply_batch(tx, batch, dict(seen), site, isolate=False)
+                done = self._apply_batch(tx, batch, dict(seen), site, known, isolate=False)
             except _Poisoned:
                 tx.execute("ROLLBACK TO SAVEPOINT sync_batch")
-                acks = self._apply_batch(tx, batch, dict(seen), site, isolate=True)
+                done = self._apply_batch(tx, batch, dict(seen), site, known, isolate=True)
             tx.execute("RELEASE SAVEPOINT sync_batch")
-            _set_state(tx, f"node:{node}:last_push", utc_stamp())
-        return acks
+            feed.set_state(tx, {f"node:{node}:last_push": utc_stamp()})
+            feed.feed_lock(tx)
+            seqs = feed.insert_rows(tx, done)
+        return feed.acks(node, batch, seen, done, seqs)
+
+    def _site_of(self, tx: Tx, node: str) -> str | None:
+        """A node's site (bindings never change: kept per process once known)."""
+        known = self._sites.get(node)
+        if known is None:
+            known = sites.site_of(tx, node)
+            if known is not None:
+                self._sites[node] = known
+        return known
 
     def _apply_batch(
         self, tx: Tx, batch: list[Change], seen: dict[tuple[str, int], Row], site: str | None,
-        *, isolate: bool,
-    ) -> list[Ack]:  # fmt: skip
-        done: list[tuple[Change, str, str | None]] = []  # in order; feed rows written last
+        known: _Lookups, *, isolate: bool,
+    ) -> list[FeedRow]:  # fmt: skip
+        """Apply the batch's new changes; the feed rows to write, in order."""
+        done: list[FeedRow] = []
+        applier = Applier(self.shop, "cloud", set(known.absent))
+        if not isolate:
+            applier.buffer = []  # new orders go in together (isolated: one by one)
+        linked = set(known.linked)
         for c in batch:
             if (c.incarnation, c.origin_seq) in seen:
                 continue
             if isolate:
-                status, reason = self._apply_one(tx, c, site)
+                status, reason = self._apply_one(tx, c, site, applier, known)
             else:
                 try:
-                    self._apply(tx, c, site)
+                    self._apply(tx, c, site, applier, known)
                 except Exception as exc:
                     if is_poison(exc):
                         raise _Poisoned from exc
@@ -204,34 +176,31 @@ class CloudSync:
             kept = c if status == "applied" else storable(c)
             if status == "applied" and site is not None:
                 # Its share rows go first: a member reaches a site before its order.
-                self._share_member(tx, _member_of(c), site)
-            done.append((kept, status, reason))
+                done += self._share_member(tx, _member_of(c), site, linked)
+            done.append((kept, status, reason, site))
             seen[(c.incarnation, c.origin_seq)] = {"seq": None, "status": status,
                                                    "reason": reason}  # fmt: skip
-        seqs = _insert_feed_many(tx, done, site)
-        mine = {(c.incarnation, c.origin_seq) for c, _, _ in done}
-        acks: list[Ack] = []
-        for c in batch:
-            at = (c.incarnation, c.origin_seq)
-            if at in mine:
-                mine.discard(at)  # the first of a key sent twice applied; the rest duplicate
-                acks.append(Ack(c.key, seqs[at], seen[at]["status"], seen[at]["reason"]))
-                continue
-            before = seen[at]
-            # A retry of a refused change hears the reason again (quarantine).
-            why = before["reason"] if before["status"] == "rejected" else None
-            acks.append(Ack(c.key, seqs.get(at) or int(before["seq"]), "duplicate", why))
-        return acks
+        try:
+            applier.flush(tx)
+        except Exception as exc:
+            if is_poison(exc):  # which one? the isolated run writes them one by one
+                raise _Poisoned from exc
+            raise
+        return done
 
-    def _apply(self, tx: Tx, c: Change, site: str | None) -> None:
+    def _apply(
+        self, tx: Tx, c: Change, site: str | None, applier: Applier, known: _Lookups
+    ) -> None:
         refuse_nul(("entity_id", c.entity_id), ("op", c.op), ("payload", c.payload))
-        _same_site(tx, c, site)
-        self.applier.apply(tx, c)
+        _same_site(c, site, known.owners)
+        applier.apply(tx, c)
 
-    def _apply_one(self, tx: Tx, c: Change, site: str | None) -> tuple[str, str | None]:
+    def _apply_one(
+        self, tx: Tx, c: Change, site: str | None, applier: Applier, known: _Lookups
+    ) -> tuple[str, str | None]:
         tx.execute("SAVEPOINT sync_change")
         try:
-            self._apply(tx, c, site)
+            self._apply(tx, c, site, applier, known)
         except Exception as exc:
             if not is_poison(exc):
                 raise  # transient: the batch answers 5xx and is sent again
@@ -245,34 +214,45 @@ class CloudSync:
         tx.execute("RELEASE SAVEPOINT sync_change")
         return "applied", None
 
-    def _share_member(self, tx: Tx, member_id: str | None, site: str) -> None:
-        """First time ``member_id`` is of ``site``: its record (and consent) enter the site's
-        partition of the feed, ahead of the change that linked them."""
-        if member_id is None or not sites.link_member(tx, member_id, site):
-            return
+    def _share_member(
+        self, tx: Tx, member_id: str | None, site: str, linked: set[str] | None = None
+    ) -> list[FeedRow]:
+        """First time ``member_id`` is of ``site``: the feed rows that bring its record (and
+        consent) into the site's partition, to be written ahead of the linking change.
+        ``linked``: members known to be of ``site`` already (kept up to date)."""
+        if member_id is None or (linked is not None and member_id in linked):
+            return []
+        if linked is not None:
+            linked.add(member_id)
+        if not sites.link_member(tx, member_id, site):
+            return []
         row = tx.one("SELECT id FROM members WHERE id = ?", (member_id,))
         if row is None:
-            return
+            return []
         now = utc_stamp()
         shared = [("member", self.shop._member(tx, member_id).to_json())]
         consent = tx.one("SELECT biometric FROM member_consent WHERE member_id = ?", (member_id,))
         if consent is not None:
             shared.append(("consent", {"member_id": member_id,
                                        "biometric": bool(consent["biometric"])}))  # fmt: skip
+        out: list[FeedRow] = []
         for entity, payload in shared:
             share = f"share:{site}:{member_id}:{entity}"  # once per (site, member, entity)
             c = Change("cloud", 1, entity, member_id, "share", payload, now, share)
-            _insert_feed(tx, c, "applied", None, site)
+            out.append((c, "applied", None, site))
+        return out
 
     def enroll(self, member_id: str, site: str, actor: str) -> dict[str, Any]:
         """Enrol a member at ``site`` (a spa they may visit): its nodes learn the member."""
         with self.shop.db.write() as tx:
-            _feed_lock(tx)
             self.shop._member(tx, member_id)
             if not sites.SiteBook().known(tx, site):
                 raise NotFound("site", site)
-            self._share_member(tx, member_id, site)
+            rows = self._share_member(tx, member_id, site)
             sites.audit(tx, actor, "member.enroll", member_id, {"site": site})
+            if rows:
+                feed.feed_lock(tx)
+                feed.insert_rows(tx, rows)
         return {"member_id": member_id, "site": site}
 
     def member_of_site(self, member_id: str, site: str) -> None:
@@ -287,12 +267,12 @@ class CloudSync:
 
         Outbox sequence numbers on PostgreSQL can commit out of order, so rows
         are found by anti-join over a look-back window rather than trusted to
-        arrive in order after a cursor.
+        arrive in order after a cursor.  Two workers may copy the same row at
+        once: the feed's key keeps one.
         """
         total = 0
         while True:
             with self.shop.db.write() as tx:
-                _feed_lock(tx)
                 cursor = int(
                     tx.scalar("SELECT value FROM sync_state WHERE key = 'outbox_ingested'") or 0
                 )
@@ -300,43 +280,56 @@ class CloudSync:
                     "SELECT o.seq, o.entity, o.entity_id, o.op, o.payload, o.node, o.created_at,"
                     " o.site FROM outbox o LEFT JOIN sync_changes s"
                     " ON s.origin = o.node AND s.incarnation = '' AND s.origin_seq = o.seq"
-                    " WHERE o.seq > ? AND s.seq IS NULL ORDER BY o.seq LIMIT ?",
+                    " WHERE o.seq > ? AND s.seq IS NULL AND NOT EXISTS (SELECT 1"
+                    " FROM sync_compacted_outbox g WHERE g.node = o.node AND g.seq = o.seq)"
+                    " ORDER BY o.seq LIMIT ?",
                     (cursor - INGEST_LOOKBACK, INGEST_BATCH),
                 )
+                if not rows:
+                    return total
+                out: list[FeedRow] = []
                 for r in rows:
                     c = Change(r["node"], int(r["seq"]), r["entity"], r["entity_id"], r["op"],
                                json.loads(r["payload"]), r["created_at"])  # fmt: skip
                     if r["site"] is not None:
-                        self._share_member(tx, _member_of(c), r["site"])
-                    _insert_feed(tx, c, "applied", None, r["site"])
-                if rows:
-                    _set_state(tx, "outbox_ingested", str(max(cursor, int(rows[-1]["seq"]))))
+                        out += self._share_member(tx, _member_of(c), r["site"])
+                    out.append((c, "applied", None, r["site"]))
+                feed.set_state(tx, {"outbox_ingested": str(max(cursor, int(rows[-1]["seq"])))})
+                feed.feed_lock(tx)
+                feed.insert_rows(tx, out, skip_known=True)
             total += len(rows)
             if len(rows) < INGEST_BATCH:
                 return total
 
     def pull(self, node: str, after: int, limit: int) -> dict[str, Any]:
-        """Changes after ``after`` that ``node`` did not make itself, in feed order."""
+        """Changes after ``after`` that ``node`` did not make itself, in feed order.
+
+        A row compaction rewrote comes back to its own origin too (it may carry
+        what others merged into the record).  ``after`` is kept as the node's
+        cursor: compaction waits for the nodes of a site to pull past a row.
+        """
         self.ingest_outbox()
         with self.shop.db.read() as tx:
             # Head first: feed seqs commit in order, so every seq <= head is
             # visible to the next statement even under READ COMMITTED.
             head = int(tx.scalar("SELECT COALESCE(MAX(seq), 0) AS h FROM sync_changes"))
-            site = sites.site_of(tx, node)
+            site = self._site_of(tx, node)
             partition = "" if site is None else _PARTITION
             rows = tx.all(
                 "SELECT seq, origin, origin_seq, entity, entity_id, op, payload, created_at"
-                " FROM sync_changes WHERE seq > ? AND seq <= ? AND origin <> ?"
+                " FROM sync_changes WHERE seq > ? AND seq <= ?"
+                " AND (origin <> ? OR incarnation = ?)"
                 f" AND status = 'applied' AND entity <> 'attendance'{partition}"
                 " ORDER BY seq LIMIT ?",
-                (after, head, node, *(() if site is None else (site, site)), limit),
-            )
+                (after, head, node, feed.COMPACTED, *(() if site is None else (site, site)),
+                 limit),
+            )  # fmt: skip
         full = len(rows) == limit
         cursor = int(rows[-1]["seq"]) if full else max(head, after)
         with self.shop.db.write() as tx:
-            _set_state(tx, f"node:{node}:last_pull", utc_stamp())
-        changes = [{**r, "payload": json.loads(r["payload"])} for r in rows]
-        return {"changes": changes, "next_cursor": cursor, "more": full}
+            feed.set_state(tx, {f"node:{node}:last_pull": utc_stamp(),
+                                f"node:{node}:cursor": str(after)})  # fmt: skip
+        return {"changes": feed.decode(rows), "next_cursor": cursor, "more": full}
 
     def lease(
         self, node: str, request_key: str, kind: Kind, year: int, incarnation: str = ""

@@ -58,11 +58,14 @@ def hello(db: Database, node: str, h: Hello) -> dict[str, Any]:
                 "SELECT incarnation FROM sync_incarnations WHERE node = ? AND previous = ?",
                 (node, h.incarnation),
             )
+            # Compaction may have removed the newest rows; it notes how far it went.
             head = int(
                 tx.scalar(
-                    "SELECT COALESCE(MAX(origin_seq), 0) AS h FROM sync_changes"
-                    " WHERE origin = ? AND incarnation = ?",
-                    (node, h.incarnation),
+                    "SELECT COALESCE(MAX(h), 0) AS h FROM (SELECT MAX(origin_seq) AS h"
+                    " FROM sync_changes WHERE origin = ? AND incarnation = ? UNION ALL"
+                    " SELECT upto AS h FROM sync_compacted WHERE origin = ? AND incarnation = ?)"
+                    " t",
+                    (node, h.incarnation, node, h.incarnation),
                 )
             )
             if successor is not None or head > h.outbox_head:

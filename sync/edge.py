@@ -90,14 +90,15 @@ class EdgeSync:
             self._set(tx, "last_error_at", utc_stamp())
 
     # ---- push -------------------------------------------------------------------------
-    def pending(self, limit: int) -> tuple[list[Change], int]:
-        """Up to ``limit`` changes to send, and the outbox seq they reach.
+    def pending(self, limit: int, after: int | None = None) -> tuple[list[Change], int]:
+        """Up to ``limit`` changes to send after ``after`` (default: the push cursor),
+        and the outbox seq they reach.
 
         Changes the cloud does not take from edges are skipped (the cursor
         still passes them).  Raises ``BiometricDataRefused`` before anything
         biometric could be sent.
         """
-        push_cursor, _ = self.cursors()
+        push_cursor = self.cursors()[0] if after is None else after
         rows = self.shop.outbox(push_cursor, limit)
         node = self.shop.config.node_id
         with self.shop.db.read() as tx:

@@ -6,7 +6,7 @@ Edge: ``sync_state`` (cursors, last success/error), ``sync_attention``,
 ``member_consent``, ``sync_quarantine`` (own changes the cloud refused for
 good), ``sync_incarnations`` (both sides).  Cloud: additionally ``sync_changes`` (the change feed
 every edge pulls, keyed by ``(origin, origin_seq)`` for deduplication),
-``sync_leases`` and ``attendance_events``.  Unused tables on a side are empty.
+``sync_leases``, ``attendance_events`` and ``sync_compacted``.  Unused tables on a side are empty.
 """
 
 from __future__ import annotations
@@ -205,8 +205,26 @@ UPDATE sync_attention SET site = (SELECT s.site_id FROM site_nodes s
 CREATE INDEX sync_attention_site ON sync_attention (site, resolved_at, id);
 """
 
+# Step 7: feed compaction (sync/compact.py).  Per (origin, incarnation), the
+# highest outbox seq whose feed row compaction removed: a retried push of it
+# is still a duplicate.  The cloud's own outbox rows it removed inside the
+# outbox copier's look-back window, so they are not copied again.
+_STEP_7 = """
+CREATE TABLE sync_compacted (
+    origin TEXT NOT NULL,
+    incarnation TEXT NOT NULL,
+    upto {bigint} NOT NULL,
+    PRIMARY KEY (origin, incarnation)
+);
+CREATE TABLE sync_compacted_outbox (
+    node TEXT NOT NULL,
+    seq {bigint} NOT NULL,
+    PRIMARY KEY (node, seq)
+);
+"""
+
 STEPS_TEMPLATE: tuple[str | dict[str, str], ...] = (
-    _STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6,
+    _STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6, _STEP_7,
 )  # fmt: skip
 
 

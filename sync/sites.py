@@ -101,6 +101,7 @@ class SiteBook:
 
     def __init__(self) -> None:
         self._rules: dict[str, SiteRules] = {}
+        self._known: set[str] = set()
 
     def rules(self, tx: Tx, site: str | None) -> SiteRules | None:
         if site is None:
@@ -130,9 +131,12 @@ class SiteBook:
         return [str(r["id"]) for r in tx.all("SELECT id FROM sites ORDER BY id LIMIT 2")]
 
     def known(self, tx: Tx, site: str) -> bool:
-        if site in self._rules:
+        if site in self._rules or site in self._known:
             return True
-        return tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is not None
+        if tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is None:
+            return False
+        self._known.add(site)  # never removed: one look-up per process
+        return True
 
 
 def bind_node(tx: Tx, node_id: str, site_id: str) -> None:

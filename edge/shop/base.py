@@ -21,6 +21,8 @@ from edge.shop.numbering import Kind, allocate
 from edge.shop.records import jsonable
 
 M = TypeVar("M", bound=BaseModel)
+# An outbox entry: entity, entity id, op, payload, site.
+Change = tuple[str, str, str, dict[str, Any], str | None]
 
 
 @dataclass(frozen=True)
@@ -165,18 +167,22 @@ class ShopBase:
         when the change does.  The sync engine reads ``outbox`` by ``seq``;
         ``site`` (a multi-site cloud) says which site's nodes it belongs to.
         """
-        tx.execute(
+        self.record_changes(tx, [(entity, entity_id, op, payload, site)])
+
+    def record_changes(self, tx: Tx, changes: list[Change]) -> None:
+        """Several changes, in order, in one statement."""
+        tx.execute(*self._outbox_insert(changes))
+
+    def _outbox_insert(self, changes: list[Change]) -> tuple[str, list[Any]]:
+        """The statement writing ``changes`` to the outbox (an order and its stock moves)."""
+        stamp = self.stamp()
+        rows = [(entity, entity_id, op, json.dumps(jsonable(payload), sort_keys=True),
+                 self.config.node_id, stamp, site)
+                for entity, entity_id, op, payload, site in changes]  # fmt: skip
+        return (
             "INSERT INTO outbox (entity, entity_id, op, payload, node, created_at, site)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                entity,
-                entity_id,
-                op,
-                json.dumps(jsonable(payload), sort_keys=True),
-                self.config.node_id,
-                self.stamp(),
-                site,
-            ),
+            " VALUES " + ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in rows),
+            [v for row in rows for v in row],
         )
 
     def outbox(self, after_seq: int = 0, limit: int = 500) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edge.shop.base import ShopBase, new_id
+from edge.shop.base import Change, ShopBase, new_id
 from edge.shop.db import Tx
 from edge.shop.errors import NotFound, OutOfStock, ValidationFailed
 from edge.shop.inputs import (
@@ -29,6 +29,9 @@ from edge.shop.records import Page, Product
 
 # What is really there: the ledger less what is owed, never below zero.
 SELLABLE = "CASE WHEN {t}stock > {t}owed THEN {t}stock - {t}owed ELSE 0 END"
+# A stock movement to write: product id, delta, kind, actor, order id, note.
+Move = tuple[str, int, str, str, str | None, str | None]
+
 _STORED = (
     "id, slug, name, category, description, short_description, price_cents,"
     " member_price_cents, stock, low_stock_threshold, image_url, gallery, active, featured,"
@@ -236,9 +239,11 @@ class CatalogMixin(ShopBase):
         order_id: str | None = None,
         note: str | None = None,
         site: str | None = None,
+        changes: list[Change] | None = None,
     ) -> None:
         """Write one ledger row and move the cached stock; refuse to take more than is
-        really there (``stock - owed``)."""
+        really there (``stock - owed``).  ``changes``: add the outbox entry there (the
+        caller writes them together)."""
         if not self.write_movement(tx, product_id, delta, kind, actor, order_id=order_id,
                                    note=note, site=site, sellable=True):  # fmt: skip
             row = tx.one("SELECT slug FROM products WHERE id = ?", (product_id,))
@@ -248,7 +253,50 @@ class CatalogMixin(ShopBase):
         payload = {"product_id": product_id, "delta": delta, "order_id": order_id, "note": note}
         if site is not None:
             payload["site"] = site
-        self.record_change(tx, "stock_movement", product_id, kind, payload, site=site)
+        if changes is not None:
+            changes.append(("stock_movement", product_id, kind, payload, site))
+        else:
+            self.record_change(tx, "stock_movement", product_id, kind, payload, site=site)
+
+    def write_movements(self, tx: Tx, moves: list[Move], site: str | None = None) -> bool:
+        """Several sales (negative deltas) of one stock, all or none, in two statements
+        (PostgreSQL; a push batch carries hundreds).  False, with nothing written, when
+        one product would go short or has no stock row, and always on SQLite: the
+        caller then writes them one by one (``write_movement``)."""
+        if tx.dialect != "postgres" or not moves or any(m[1] >= 0 for m in moves):
+            return False
+        totals: dict[str, int] = {}
+        for product_id, delta, *_ in moves:
+            totals[product_id] = totals.get(product_id, 0) + delta
+        ids = sorted(totals)
+        marks = ", ".join("?" for _ in ids)
+        where = ("products WHERE id", ()) if site is None else (
+            "site_stock WHERE site = ? AND product_id", (site,))  # fmt: skip
+        key = "id" if site is None else "product_id"
+        # Locked in id order (as orders lock them), read, then written knowing they fit.
+        have = {str(r["k"]): int(r["stock"]) for r in tx.all(
+            f"SELECT {key} AS k, stock FROM {where[0]} IN ({marks}) ORDER BY {key} FOR UPDATE",
+            (*where[1], *ids),
+        )}  # fmt: skip
+        if any(have.get(pid, -1) + total < 0 for pid, total in totals.items()):
+            return False
+        values = ", ".join("(?, ?::integer)" for _ in ids)
+        target = ("products s SET stock = s.stock + d.delta, updated_at = ? FROM d"
+                  " WHERE s.id = d.product_id", (self.stamp(),)) if site is None else (
+                  "site_stock s SET stock = s.stock + d.delta FROM d WHERE s.site = ?"
+                  " AND s.product_id = d.product_id", (site,))  # fmt: skip
+        stamp = self.stamp()
+        rows = [(pid, kind, delta, order_id, actor, note, stamp, site)
+                for pid, delta, kind, actor, order_id, note in moves]  # fmt: skip
+        ledger, params = tx.insert_statement(
+            "stock_movements", "product_id, kind, delta, order_id, actor, note, created_at, site",
+            "text, text, integer, text, text, text, text, text", rows,
+        )  # fmt: skip
+        tx.execute(
+            f"WITH d (product_id, delta) AS (VALUES {values}), u AS (UPDATE {target[0]}) {ledger}",
+            [*(v for pid in ids for v in (pid, totals[pid])), *target[1], *params],
+        )
+        return True
 
     def write_movement(
         self, tx: Tx, product_id: str, delta: int, kind: str, actor: str, *,

@@ -48,6 +48,35 @@ class Tx(ABC):
         rows = self.all(sql, params)
         return rows[0] if rows else None
 
+    def insert_statement(
+        self, table: str, columns: str, types: str, rows: Sequence[Sequence[Any]],
+        suffix: str = "",
+    ) -> tuple[str, list[Any]]:  # fmt: skip
+        """One INSERT of many rows (``columns`` and their PostgreSQL ``types`` comma
+        separated; ``suffix``: ON CONFLICT / RETURNING).  PostgreSQL gets one array per
+        column (``unnest``), so the statement's text does not grow with the rows and is
+        prepared once; SQLite a VALUES list."""
+        if self.dialect == "postgres":
+            arrays = ", ".join(f"?::{t.strip()}[]" for t in types.split(","))
+            sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){suffix}"
+            return sql, [list(column) for column in zip(*rows, strict=True)]
+        one = "(" + ", ".join("?" for _ in columns.split(",")) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join(one for _ in rows)}{suffix}"
+        return sql, [v for row in rows for v in row]
+
+    def execute_all(self, statements: Sequence[tuple[str, Params]]) -> None:
+        """Write statements that need no answer, in order.  PostgreSQL runs them as one
+        statement (data-modifying CTEs: one round trip; constraints are checked at its
+        end, so a row may reference one written before it in the same call)."""
+        if self.dialect == "postgres" and len(statements) > 1:
+            *first, (last, _) = statements
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first))
+            self.execute(f"WITH {ctes} {last}",
+                         [v for _, params in statements for v in params])  # fmt: skip
+            return
+        for sql, params in statements:
+            self.execute(sql, params)
+
     def scalar(self, sql: str, params: Params = ()) -> Any:
         row = self.one(sql, params)
         return None if row is None else next(iter(row.values()))
@@ -71,6 +100,12 @@ class Database(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def autocommit(self) -> Any:
+        """Context manager yielding a :class:`Tx` whose statements each commit on their
+        own (PostgreSQL: no BEGIN/COMMIT round trips; SQLite: one transaction).  Only for
+        work whose writes are one statement."""
+        return self.write()
 
     def query_one(self, sql: str, params: Params = ()) -> Row | None:
         """One row of one read-only statement (its own snapshot; no transaction needed)."""
@@ -288,6 +323,19 @@ class PostgresDatabase(Database):
 
     def read(self) -> Any:
         return self._tx(read_only=True)
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Tx]:
+        import psycopg
+
+        with self.connection() as conn:
+            try:
+                yield _PgTx(conn)
+            except psycopg.OperationalError as exc:
+                raise StorageFailure(str(exc)) from exc
+
+    def autocommit(self) -> Any:
+        return self._autocommit()
 
     def query_one(self, sql: str, params: Params = ()) -> Row | None:
         """Autocommit: one round trip instead of BEGIN, the statement and COMMIT."""

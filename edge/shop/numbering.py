@@ -129,17 +129,34 @@ class NumberReserve:
     is killed, are gaps: numbers stay unique, not gapless (docs/numbering.md).
     """
 
-    def __init__(self, db: Database, owner: str, chunk: int = 50) -> None:
+    def __init__(self, db: Database, owner: str, chunk: int = 100) -> None:
         self.db, self.owner, self.chunk = db, owner, chunk
-        self._lock = threading.Lock()
+        self.low = chunk // 4  # refill ahead below this many, while others still take
+        self._lock = threading.Lock()  # the queues (held for microseconds)
+        self._refill = threading.Lock()  # one reservation at a time
         self._free: dict[tuple[str, int], deque[str]] = {}
 
     def take(self, kind: Kind, year: int) -> str:
-        with self._lock:
-            free = self._free.get((kind, year))
-            if not free:
-                free = self._free[(kind, year)] = self._reserve(kind, year)
-            return free.popleft()
+        """A number from memory; the thread that sees the queue run low reserves more
+        while the others go on taking (they wait only when it is empty)."""
+        key = (kind, year)
+        while True:
+            with self._lock:
+                free = self._free.setdefault(key, deque())
+                number = free.popleft() if free else None
+                low = len(free) < self.low
+            if low and self._refill.acquire(blocking=number is None):
+                try:
+                    with self._lock:
+                        again = len(self._free[key]) < self.low
+                    if again:
+                        more = self._reserve(kind, year)
+                        with self._lock:
+                            self._free[key].extend(more)
+                finally:
+                    self._refill.release()
+            if number is not None:
+                return number
 
     def _reserve(self, kind: Kind, year: int) -> deque[str]:
         with self.db.write() as tx:
