@@ -16,6 +16,9 @@
    frame instead of starting the moment the previous one returns.
 
 Uses ../shared/faces: enrolls barack_obama 1-3 among 9,999 random members.
+Run from the repository root as a module (it imports bench.bench_vision_attacks):
+
+    .venv/bin/python -m bench.bench_door
 """
 
 from __future__ import annotations
