@@ -17,7 +17,7 @@ from typing import Literal
 
 from edge.migrations import migrate
 from edge.passwords import Passwords
-from edge.shop.db import Database, PostgresDatabase, SqliteDatabase
+from edge.shop.db import Database, PostgresDatabase, SqliteDatabase, Tx
 from edge.shop.errors import Conflict, ShopError, ValidationFailed
 from edge.shop.schema import migrate_postgres
 from sync import sites
@@ -118,13 +118,11 @@ class Auth:
     ) -> str:
         """``site`` binds the account to one site's orders, requests and stock; the
         chain admin is never bound."""
-        if site is not None and role == "admin":
-            raise ValidationFailed("site", "an admin is the chain's; bind staff or managers")
+        _admin_is_the_chains(role, site)
         staff_id = secrets.token_hex(16)
         hashed = _passwords.hash(password)
         with self.db.write() as tx:
-            if site is not None and tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is None:
-                raise ValidationFailed("site", f"no such site {site!r}")
+            _site_exists(tx, site)
             tx.execute(
                 "INSERT INTO staff_accounts (id, email, name, password_hash, role, created_at,"
                 " site) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -136,12 +134,10 @@ class Auth:
         self, staff_id: str, name: str, password: str, role: Role, site: str | None = None
     ) -> str:
         """A removed account taken over by a new ``staff add`` of its email."""
-        if site is not None and role == "admin":
-            raise ValidationFailed("site", "an admin is the chain's; bind staff or managers")
+        _admin_is_the_chains(role, site)
         hashed = _passwords.hash(password)
         with self.db.write() as tx:
-            if site is not None and tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is None:
-                raise ValidationFailed("site", f"no such site {site!r}")
+            _site_exists(tx, site)
             tx.execute(
                 "UPDATE staff_accounts SET name = ?, password_hash = ?, role = ?, site = ?,"
                 " active = 1 WHERE id = ? AND active = 0",
@@ -243,3 +239,13 @@ class Auth:
         if stored is None or not hmac.compare_digest(given.encode(), stored.encode()):
             raise Unauthenticated("bad node credentials")
         return Principal("node", node_id)
+
+
+def _admin_is_the_chains(role: str, site: str | None) -> None:
+    if site is not None and role == "admin":
+        raise ValidationFailed("site", "an admin is the chain's; bind staff or managers")
+
+
+def _site_exists(tx: Tx, site: str | None) -> None:
+    if site is not None and tx.one("SELECT id FROM sites WHERE id = ?", (site,)) is None:
+        raise ValidationFailed("site", f"no such site {site!r}")

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +34,13 @@ from bench.bench_vision_attacks import (
     write_clip,
 )
 from drivers.mqtt.simulator import ZigbeeSimulator
-from edge.config import load_config
-from edge.service import open_shop
-from tests.conftest import Broker, free_port
+from tests.conftest import Broker
+from tests.door_daemon import enrolled_door_site, run_cli
 from tests.edge_process import EdgeProcess
 from tests.edge_site import zigbee_devices
-from tests.test_api_support import SITE
 from vision.pipeline import FaceAnalyzer
 
 FPS = 15.0
-EXE = Path(sys.executable).parent / "coresync-edge"
 DOOR = """
 [door]
 room = "entrance"
@@ -79,15 +74,6 @@ def render_clip(shared_faces: Path, path: Path) -> Path:
     return write_clip(frames, path, FPS)
 
 
-async def run_cli(*args: str) -> Any:
-    proc = await asyncio.create_subprocess_exec(
-        str(EXE), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
 @pytest.mark.slow  # ~1-2.5 min: a 31 s clip through a real daemon
 async def test_prints_are_refused_and_the_live_stand_in_unlocks(
     mqtt_broker: Broker, tmp_path: Path, shared_faces: Path
@@ -95,36 +81,9 @@ async def test_prints_are_refused_and_the_live_stand_in_unlocks(
     clip = await asyncio.to_thread(render_clip, shared_faces, tmp_path / "door.avi")
     tag = uuid.uuid4().hex[:8]
     base = f"attack-z2m-{tag}"
-    config = tmp_path / "site.toml"
-    text = SITE.format(
-        site=f"attack-{tag}", host=mqtt_broker.host, port=mqtt_broker.port, base=base
+    config, data, cfg, member = await enrolled_door_site(
+        mqtt_broker, tmp_path, shared_faces, f"attack-{tag}", base, DOOR.format(camera=clip)
     )
-    api = f'[api]\nhost = "127.0.0.1"\nport = {free_port()}\nzeroconf = false\n\n'
-    text = text.replace("[[rooms]]", api + "[[rooms]]", 1)
-    await asyncio.to_thread(config.write_text, text + DOOR.format(camera=clip))
-    data = tmp_path / "data"
-    data.mkdir()
-    cfg = load_config(config)
-
-    def new_member() -> str:
-        shop = open_shop(cfg, data)
-        shop.migrate()
-        member = shop.create_member(
-            {
-                "name": "Barack Obama",
-                "email": "barack@example.com",
-                "phone": "+1 555 0100",
-                "date_of_birth": date(1961, 8, 4),
-            }
-        )
-        shop.db.close()
-        return str(member.id)
-
-    member = await asyncio.to_thread(new_member)
-    files = ["--config", str(config), "--data-dir", str(data)]
-    await run_cli("members", *files, "consent", member, "--witness", "Dana", "--purpose", "door")
-    photos = [str(p) for p in sorted((shared_faces / "dev" / "barack_obama").iterdir())[:3]]
-    await run_cli("enroll", *files, "--member", member, "--photos", *photos)
 
     zigbee = ZigbeeSimulator(
         mqtt_broker.host, mqtt_broker.port, base=base, devices=zigbee_devices(cfg)

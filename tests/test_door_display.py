@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +26,16 @@ from bench.bench_vision_attacks import blink_frames, camera_frame, write_clip
 from drivers.mqtt.config import MqttBrokerConfig
 from drivers.mqtt.connection import MqttConnection
 from drivers.mqtt.simulator import ZigbeeSimulator
-from edge.config import load_config
 from edge.door.display import PROMPTS, DoorDisplay, display_message, display_topic
-from edge.service import open_shop
 from tests.conftest import Broker, free_port
+from tests.door_daemon import enrolled_door_site, run_cli
 from tests.edge_process import EdgeProcess
 from tests.edge_site import wait_until, zigbee_devices
-from tests.test_api_support import SITE, ApiSite
+from tests.test_api_support import ApiSite
 from tests.test_door_service import door_config, site  # noqa: F401
 from vision.pipeline import FaceAnalyzer
 
 FPS = 15.0
-EXE = Path(sys.executable).parent / "coresync-edge"
 DOOR = """
 [opening_hours]
 holidays = []
@@ -120,15 +116,6 @@ def render_clip(shared_faces: Path, path: Path) -> Path:
     return write_clip(frames, path, FPS)
 
 
-async def run_cli(*args: str) -> Any:
-    proc = await asyncio.create_subprocess_exec(
-        str(EXE), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
 @pytest.mark.slow  # ~30-60 s: a daemon with a door camera
 async def test_the_closed_hours_challenge_reaches_the_display_and_is_named(
     mqtt_broker: Broker, tmp_path: Path, shared_faces: Path
@@ -136,34 +123,9 @@ async def test_the_closed_hours_challenge_reaches_the_display_and_is_named(
     clip = await asyncio.to_thread(render_clip, shared_faces, tmp_path / "door.avi")
     tag = uuid.uuid4().hex[:8]
     site_id, base = f"display-{tag}", f"display-z2m-{tag}"
-    config = tmp_path / "site.toml"
-    text = SITE.format(site=site_id, host=mqtt_broker.host, port=mqtt_broker.port, base=base)
-    api = f'[api]\nhost = "127.0.0.1"\nport = {free_port()}\nzeroconf = false\n\n'
-    text = text.replace("[[rooms]]", api + "[[rooms]]", 1)
-    await asyncio.to_thread(config.write_text, text + DOOR.format(camera=clip))
-    data = tmp_path / "data"
-    data.mkdir()
-    cfg = load_config(config)
-
-    def new_member() -> str:
-        shop = open_shop(cfg, data)
-        shop.migrate()
-        member = shop.create_member(
-            {
-                "name": "Barack Obama",
-                "email": "barack@example.com",
-                "phone": "+1 555 0100",
-                "date_of_birth": date(1961, 8, 4),
-            }
-        )
-        shop.db.close()
-        return str(member.id)
-
-    member = await asyncio.to_thread(new_member)
-    files = ["--config", str(config), "--data-dir", str(data)]
-    await run_cli("members", *files, "consent", member, "--witness", "Dana", "--purpose", "door")
-    photos = [str(p) for p in sorted((shared_faces / "dev" / "barack_obama").iterdir())[:3]]
-    await run_cli("enroll", *files, "--member", member, "--photos", *photos)
+    config, data, cfg, _ = await enrolled_door_site(
+        mqtt_broker, tmp_path, shared_faces, site_id, base, DOOR.format(camera=clip)
+    )
 
     zigbee = ZigbeeSimulator(
         mqtt_broker.host, mqtt_broker.port, base=base, devices=zigbee_devices(cfg)
