@@ -279,12 +279,19 @@ def register_sync(
 def _compactor(
     sync: CloudSync, every_s: float, retention_days: float
 ) -> Callable[[web.Application], AsyncIterator[None]]:
+    passes: set[asyncio.Future[Any]] = set()
+
     async def loop() -> None:
         run = functools.partial(compact, sync, retention_days=retention_days)
         while True:
             await asyncio.sleep(every_s)
+            job = asyncio.get_running_loop().run_in_executor(None, run)
+            passes.add(job)
+            job.add_done_callback(passes.discard)
             try:
-                await asyncio.get_running_loop().run_in_executor(None, run)
+                # Shielded: cancelling the loop at shutdown must not orphan a
+                # pass that is still writing in its thread (see ctx).
+                await asyncio.shield(job)
             except Exception:  # the next pass tries again; serving goes on
                 log.exception("feed compaction failed")
 
@@ -293,5 +300,9 @@ def _compactor(
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        # A pass already in its thread ends before the database can be closed
+        # under it (closing a SQLite connection another thread is using crashes
+        # the process).
+        await asyncio.gather(*passes, return_exceptions=True)
 
     return ctx

@@ -9,6 +9,8 @@ cloud app over HTTP, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,7 +23,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cloud_api.app import build_app
-from edge.shop import Shop
+from cloud_api.auth import Auth
+from edge.shop import Shop, SqliteDatabase
 from edge.shop.testing import make_shop, postgres_unreachable
 from sync import sites
 from sync.client import SyncClient
@@ -29,6 +32,7 @@ from sync.cloud import CloudSync
 from sync.compact import compact
 from sync.edge import EdgeSync
 from tests.conftest import free_port
+from tests.edge_site import wait_until
 from tests.parts import missing
 from tests.sync_helpers import edge_config, make_edge, off_loop, prepare_cloud, snapshot
 
@@ -272,3 +276,40 @@ def test_compaction_runs_in_serve(tmp_path: Path) -> None:
         watchdog.cancel()
         proc.terminate()
         proc.wait(10)
+
+
+async def test_a_compaction_pass_that_fails_is_logged_and_the_next_one_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Storage locked under the periodic pass (another writer holds cloud.db): the
+    pass fails and says so in the log, the cloud keeps answering, and once the
+    lock is gone the next pass compacts, with nobody restarting anything."""
+    path = tmp_path / "cloud.db"
+    db = SqliteDatabase(str(path), busy_timeout_ms=200)
+    shop = Shop(db)
+    shop.migrate()
+    auth = Auth(db)
+    auth.migrate()
+    member = shop.create_member({"name": "Ava", "email": "ava@example.com", "phone": "+1 555 0100",
+                                 "date_of_birth": "1990-01-01"})  # fmt: skip
+    headers = {"Authorization": f"Bearer {auth.issue_member_token(member.id)}"}
+    caplog.set_level(logging.INFO, logger="sync.compact")
+    caplog.set_level(logging.INFO, logger="cloud_api.sync_routes")
+
+    def count(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        async with TestClient(TestServer(build_app(shop, auth, compact_every_s=0.05))) as client:
+            await wait_until(lambda: count("feed compacted") > 0)
+            await off_loop(lambda: holder.execute("BEGIN EXCLUSIVE"))
+            await wait_until(lambda: count("feed compaction failed") > 0)
+            r = await client.get("/api/v1/shop/products", headers=headers)
+            assert r.status == 200, "reads go on while the pass cannot write"
+            await off_loop(lambda: holder.execute("ROLLBACK"))
+            done = count("feed compacted")
+            await wait_until(lambda: count("feed compacted") > done)
+    finally:
+        await off_loop(holder.close)
+        await off_loop(db.close)
