@@ -37,6 +37,13 @@ def error_response(status: int, code: str, message: str, field: str | None) -> w
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# No versions in Server (aiohttp sends "Python/3.x aiohttp/3.y"): they only help
+# someone shopping for exploits, on the internet-facing API and website alike.
+SERVER = "coresync-cloud"
+
+
+async def _server_header(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER
 
 
 @web.middleware
@@ -82,6 +89,7 @@ def build_app(
         )
 
     app.cleanup_ctx.append(executor_ctx)
+    app.on_response_prepare.append(_server_header)
 
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(document)

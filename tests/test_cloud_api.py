@@ -253,7 +253,8 @@ async def test_openapi_lists_every_route(client: TestClient[Any, Any]) -> None:
     registered = {
         (route.method.lower(), route.resource.canonical)
         for route in client.app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
+        if route.method != "HEAD"
+        and route.resource is not None
         # the website's HTML pages are not API routes (tests/test_auth_coverage.py)
         and route.resource.canonical.startswith("/api/")
     }
@@ -284,3 +285,11 @@ async def test_metrics_for_admins_in_prometheus_format(
     count = samples[("coresync_cloud_request_seconds_count", (("route", product),))]
     assert count == 1
     assert samples[("process_resident_memory_bytes", ())] > 0
+
+
+async def test_no_versions_in_the_server_header(client: TestClient[Any, Any]) -> None:
+    """The cloud faces the internet: no Python or aiohttp version for anyone shopping
+    for exploits, on JSON answers, errors, unknown paths and website pages alike."""
+    for path in ("/api/v1/shop/products", "/api/v1/no-such-route", "/api/openapi.json", "/"):
+        r = await client.get(path)
+        assert r.headers.get("Server") == "coresync-cloud", (path, r.headers.get("Server"))
