@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 FUZZ_ADMIN = ("fuzz-admin", "fuzz-admin-password-1")
 # Examples per operation, generation mode and real path; API_FUZZ_EXAMPLES=200 digs deeper.
-EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "12"))
 LOGOUT = "/api/v1/auth/logout"
 PATH_PARAM = re.compile(r"{(\w+)}")
 
