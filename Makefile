@@ -24,8 +24,10 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/coresync-edge demo $(if $(PORT),--http-port $(PORT)) $(if $(BROKER),--broker $(BROKER))
 
+# Two worker processes, a test file each at a time (pytest-xdist): CI's machine
+# has two cores. `$(BIN)/python -m pytest tests/test_x.py` runs one file alone.
 test: $(VENV)/.installed system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
