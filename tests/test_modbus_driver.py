@@ -111,10 +111,10 @@ def tcp_bus_cfg(sim: ModbusSimulator, **kw: Any) -> ModbusTcpBusConfig:
 
 @pytest.fixture
 async def manager(gateway: ModbusSimulator) -> AsyncIterator[ModbusBuses]:
-    # 0.5 s, the driver's default: the simulator shares this test's event loop
+    # 1.0 s, twice the driver's default: the simulator shares this test's event loop
     # (in asyncio debug mode), and on a loaded 2-core box a healthy answer can
     # take longer than a tighter timeout now and then.
-    mgr = ModbusBuses([tcp_bus_cfg(gateway, timeout_s=0.5)])
+    mgr = ModbusBuses([tcp_bus_cfg(gateway, timeout_s=1.0)])
     yield mgr
     await mgr.stop()
     await mgr.stop()
