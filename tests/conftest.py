@@ -9,14 +9,21 @@ test that left tasks running. Nothing here measures wall time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import gc
+import inspect
+import io
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +32,8 @@ from tests.parts import missing
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+# How long a leaked task gets to end after its cancel (an event, not a sleep).
+LEAK_CANCEL_TIMEOUT_S = 10.0
 
 
 def free_port() -> int:
@@ -152,12 +161,18 @@ async def loop_guard() -> AsyncIterator[None]:
             await asyncio.sleep(0.05)
         for t in leaked:
             t.cancel()
+        stuck: set[asyncio.Task[object]] = set()
         if leaked:
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*leaked, return_exceptions=True)
+            # Bounded: a task that swallows its cancellation would otherwise
+            # hang this teardown (and the whole CI run) with the loop idle.
+            _, stuck = await asyncio.wait(leaked, timeout=LEAK_CANCEL_TIMEOUT_S)
     problems = []
     if leaked:
         problems.append("leaked tasks: " + ", ".join(sorted(_describe(t) for t in leaked)))
+    for t in stuck:
+        stack = io.StringIO()
+        t.print_stack(file=stack)
+        problems.append(f"task ignored its cancellation: {_describe(t)}\n{stack.getvalue()}")
     if (blocking := guard.report()) is not None:
         problems.append(blocking)
     if problems:
@@ -174,3 +189,63 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "no_loop_guard: skip the blocking/leak guard")
+
+
+def _await_chain(obj: Any) -> str:
+    """Where a coroutine (or async generator) waits, innermost last."""
+    lines = []
+    while obj is not None:
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None)
+        frame = frame or getattr(obj, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        nxt = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None)
+        obj = nxt or getattr(obj, "gi_yieldfrom", None)
+    return "\n".join(lines)
+
+
+def _asyncio_tasks_report() -> str:
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return "no event loop was running"
+    out = [
+        f"--- task {_describe(t)}\n{_await_chain(t.get_coro())}" for t in asyncio.all_tasks(loop)
+    ]
+    # A fixture's teardown runs in an async generator, which a task's chain
+    # does not reach through __anext__(): list the suspended ones too.
+    gens = [g for g in gc.get_objects() if inspect.isasyncgen(g) and g.ag_await is not None]
+    out += [f"--- async generator {g.ag_code.co_qualname}\n{_await_chain(g)}" for g in gens]
+    return "\n".join(out)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout's signal method, with the failure naming what every
+    asyncio task was waiting on (a hung async teardown shows an idle loop in
+    the thread dump, which says nothing about which fixture it is)."""
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_timeout(signum: int, frame: object) -> None:
+        __tracebackhide__ = True
+        cancel()
+        here = "".join(traceback.format_stack(frame))  # type: ignore[arg-type]
+        report = (
+            f"Timeout (>{settings.timeout}s) from pytest-timeout in {item.nodeid}\n"
+            f"main thread:\n{here}\nasyncio tasks:\n{_asyncio_tasks_report()}"
+        )
+        # Written at once (an xdist worker's stderr reaches the CI log) and
+        # attached to the test's report: the raise below may surface as a
+        # secondary error of another fixture's teardown.
+        print(report, file=sys.__stderr__, flush=True)
+        item.add_report_section("teardown", "pytest-timeout", report)
+        pytest.fail(report, pytrace=False)
+
+    def cancel() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined]
+    signal.signal(signal.SIGALRM, on_timeout)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
