@@ -5,8 +5,6 @@ own parser.  A real aiohttp server; on the edge's real app too."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
@@ -38,17 +36,23 @@ async def test_one_middleware_times_by_route_template_with_the_status_sent() -> 
             raise ValueError("turned into a 418 by the app's own error handling")
         return web.json_response({"ok": True})
 
-    async def teapot(request: web.Request, handler: Any) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ValueError:
+    def teapot(request: web.Request, exc: Exception) -> web.StreamResponse:
+        if isinstance(exc, ValueError):
             return web.json_response({"error": "teapot"}, status=418)
+        raise exc  # aiohttp's own 404 goes on as it was
 
-    app = web.Application(middlewares=[timed(lambda request: metrics, around=teapot)])
+    def stamp(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Stamped"] = "yes"
+
+    app = web.Application(
+        middlewares=[timed(lambda request: metrics, on_error=teapot, finish=stamp)]
+    )
     app.router.add_get("/items/{item_id}", item)
     async with TestClient(TestServer(app)) as client:
         for path in ("/items/a", "/items/b", "/items/bad", "/nowhere"):
-            await client.get(path)
+            resp = await client.get(path)
+            # the app's finishing touch on its answers, errors it made included
+            assert (resp.headers.get("X-Stamped") == "yes") == (path != "/nowhere")
     got = samples(registry)
     route = "/items/{item_id}"
     ok = (("method", "GET"), ("route", route), ("status", "200"))

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from edge.api import db
 from edge.api.access import guarded, is_public
@@ -35,10 +34,19 @@ def create_app(
     """The LAN API for ``core``; ``data_dir`` receives the initial admin password file."""
     settings = settings or ApiSettings()
     metrics = Metrics()
-    # One middleware (each is a layer on every request): timing outermost, so
-    # it records the status the client gets; inside it errors and auth.
+    # One middleware (each is a layer on every request): it times the request
+    # and, as plain calls in its frame, resolves the caller (edge.api.auth)
+    # before the route's access rule judges it, turns every failure into a
+    # JSON error (edge.api.errors) and puts the security headers on every
+    # answer (edge.api.headers).
+    middleware = timed(
+        lambda request: metrics.http,
+        prepare=authenticate,
+        on_error=error_for,
+        finish=security_headers,
+    )
     app = web.Application(
-        middlewares=[timed(lambda request: metrics.http, around=_errors_and_auth)],
+        middlewares=[middleware],
         client_max_size=64 * 1024,
     )
     app[CORE] = core
@@ -55,20 +63,6 @@ def create_app(
 
     mount(app, ROUTES, guarded, public=is_public)
     return app
-
-
-async def _errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The caller resolved (edge.api.auth) before the route's access rule judges
-    it, every failure a JSON error (edge.api.errors), the security headers on
-    every answer (edge.api.headers)."""
-    try:
-        await authenticate(request)
-        response = await handler(request)
-    except Exception as exc:
-        response = error_for(request, exc)
-    if not response.prepared:  # the WebSocket upgrade set its own
-        security_headers(request, response)
-    return response
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

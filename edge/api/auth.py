@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -203,27 +204,42 @@ def token_from_request(request: web.Request) -> tuple[str | None, bool]:
     return None, False
 
 
-async def authenticate(request: web.Request) -> None:
+def authenticate(request: web.Request) -> Awaitable[None] | None:
     """Who is calling, into ``request[PRINCIPAL]`` (None: nobody); a cookie
-    session's unsafe request without the matching CSRF header is refused."""
+    session's unsafe request without the matching CSRF header is refused.
+    A token resolved lately is answered here, with no coroutine (the hot path
+    of every signed-in request); otherwise the awaitable that looks it up."""
     auth: Auth = request.app[AUTH]
     token, via_cookie = token_from_request(request)
     principal: Principal | None = None
     if token is None and request.path == WS_PATH and "ticket" in request.query:
         principal = auth.redeem_ws_ticket(request.query["ticket"])
     elif token and request.path not in PUBLIC_PATHS:
-        principal = auth.cached(token) or await auth.resolve(token)
-        if principal is not None and via_cookie:
-            principal = Principal(
-                principal.kind,
-                principal.id,
-                principal.role,
-                principal.room_id,
-                True,
-                principal.csrf_hash,
-            )
-            if request.method not in SAFE_METHODS:
-                check_csrf(request, principal)
+        principal = auth.cached(token)
+        if principal is None:
+            return _resolve_then_admit(request, auth, token, via_cookie)
+    _admit(request, principal, via_cookie)
+    return None
+
+
+async def _resolve_then_admit(
+    request: web.Request, auth: Auth, token: str, via_cookie: bool
+) -> None:
+    _admit(request, await auth.resolve(token), via_cookie)
+
+
+def _admit(request: web.Request, principal: Principal | None, via_cookie: bool) -> None:
+    if principal is not None and via_cookie:
+        principal = Principal(
+            principal.kind,
+            principal.id,
+            principal.role,
+            principal.room_id,
+            True,
+            principal.csrf_hash,
+        )
+        if request.method not in SAFE_METHODS:
+            check_csrf(request, principal)
     request[PRINCIPAL] = principal
 
 
