@@ -31,7 +31,7 @@ from edge.alerts.door_watch import watch_forced_doors
 from edge.alerts.sync_watch import watch_sync
 from edge.api.server import ApiServer
 from edge.api.settings import ApiSettings
-from edge.attendance import forward_attendance, init_cursor
+from edge.attendance import forward_attendance
 from edge.clock import Clock
 from edge.config import SiteConfig
 from edge.core import EdgeCore
@@ -40,24 +40,22 @@ from edge.door.display import DoorDisplay
 from edge.events import EventBus
 from edge.guest import register_guards
 from edge.ha_discovery import HaDiscovery
-from edge.health import MIN_FREE_BYTES, LoopMonitor, disk_free
+from edge.health import LoopMonitor
 from edge.mqtt_bridge import MqttBridge
 from edge.ops.layout import DOOR_DB, EDGE_DB, SHOP_DB, DataDirLock, check_data_files
 from edge.ops.retention import run_retention
-from edge.outage import is_storage_outage, storage_reason
 from edge.safety import HeaterGuard
 from edge.schedules import ScheduleRunner
 from edge.shop.base import ShopConfig
 from edge.shop.db import open_database
 from edge.shop.service import Shop
+from edge.storage_keeper import StorageKeeper
 from edge.store import Store
 from edge.supervisor import Supervisor
 from sync import run_sync_job
-from sync.schema import migrate_sync
 
 log = logging.getLogger(__name__)
 
-STORAGE_CHECK_S = 2.0
 DB_NAME = EDGE_DB  # edge.ops.layout.DATA_FILES is the one list
 SHOP_DB_NAME = SHOP_DB
 
@@ -102,6 +100,7 @@ class EdgeService:
             self.data_dir / DB_NAME, history_limit=config.storage.state_history_limit
         )
         self.shop = open_shop(config, self.data_dir)
+        self.storage = StorageKeeper(self.data_dir, self.store, self.shop, self.events)
         self.mqtt: MqttConnection | None = None
         self.modbus = ModbusBuses(config.modbus_buses)
         self.devices: dict[str, Device] = {}
@@ -114,7 +113,6 @@ class EdgeService:
         self.monitor = LoopMonitor(self.supervisor)
         self.supervisor.monitor = self.monitor
         self._api_started = asyncio.Event()
-        self._storage_ready = False
         self._pending: dict[str, DeviceSnapshot] = {}
         self._pending_event = asyncio.Event()
         self._started = False
@@ -161,7 +159,7 @@ class EdgeService:
         self._started = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._claim_data_dir)
-        self._storage_ready = await self._open_storage()
+        await self.storage.open()
         self.core = core = self._build()
         supervisor.register(core, self.supervisor)
         await self._supervise(core)
@@ -183,56 +181,6 @@ class EdgeService:
         log.info("edge service for site %s started", self.config.site.id)
         return core
 
-    async def _open_storage(self) -> bool:
-        """True once edge.db and shop.db are open and migrated.  On a full or
-        broken disk False, logged: the daemon runs degraded (heater guards,
-        door relock and rooms live in memory) and the storage monitor retries."""
-        try:
-            await self.store.open()
-            await asyncio.get_running_loop().run_in_executor(None, self._migrate_shop)
-        except Exception as exc:
-            if not is_storage_outage(exc):
-                raise
-            log.error("storage unavailable, running degraded: %s", storage_reason(exc))
-            return False
-        return True
-
-    async def _storage_monitor(self) -> None:
-        """Alert when the data dir fills up or the databases cannot be opened,
-        and finish opening them once space returns, without a restart."""
-        assert self.core is not None
-        full = False
-        while True:
-            try:
-                free = await asyncio.to_thread(disk_free, self.data_dir)
-            except OSError as exc:
-                log.error("cannot read free space of %s: %s", self.data_dir, exc)
-                free = 0
-            if (free < MIN_FREE_BYTES) != full:
-                full = not full
-                self._storage_alert(full, free)
-            if not self._storage_ready and not full:
-                self._storage_ready = await self._open_storage()
-                if self._storage_ready:
-                    log.info("storage recovered: edge.db and shop.db open again")
-            await asyncio.sleep(STORAGE_CHECK_S)
-
-    def _storage_alert(self, full: bool, free: int) -> None:
-        assert self.core is not None
-        if full:
-            message = (
-                f"disk full ({free} bytes free in {self.data_dir}): running degraded, "
-                "nothing is saved until space is freed"
-            )
-            log.error("%s", message)
-        else:
-            message = f"disk space back ({free} bytes free): saving again"
-            log.warning("%s", message)
-        self.core.events.publish(
-            "alert",
-            {"severity": "critical" if full else "info", "kind": "disk_full", "message": message},
-        )
-
     def _claim_data_dir(self) -> None:
         # Staff password hashes, tokens and member data live here: owner only.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -246,20 +194,11 @@ class EdgeService:
             self._lock.release()
             raise
 
-    def _migrate_shop(self) -> None:
-        self.shop.migrate()
-        # The sync tables exist on a stand-alone spa too: its status page and
-        # the outbox of attendance work before a cloud is configured.
-        migrate_sync(self.shop.db)
-        init_cursor(self.shop, self.data_dir / DOOR_DB)
-        for db in (DB_NAME, SHOP_DB_NAME):
-            (self.data_dir / db).chmod(0o600)
-
     async def _supervise(self, core: EdgeCore) -> None:
         """Every long-lived part as its own supervised component, in start order."""
         sup = self.supervisor
         sup.add("loop-monitor", self.monitor.run)
-        sup.add("storage-monitor", self._storage_monitor)
+        sup.add("storage-monitor", self.storage.monitor)
         if self.mqtt is not None:
             mqtt = self.mqtt
             sup.links["mqtt"] = lambda: mqtt.is_connected
