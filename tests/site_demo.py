@@ -16,12 +16,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import async_playwright
 
 from tests.axe import axe_script_path
+from tests.chromium import CHROMIUM, launched
 from tests.conftest import free_port, wait_port
 from tests.parts import missing
-from tests.test_web_pages import CHROMIUM, CHROMIUM_ARGS
 
 EXE = Path(sys.executable).parent / "coresync-cloud"
 LOGIN_LINE = re.compile(r"^member login: (\S+) password (\S+)$")
@@ -86,12 +85,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCloud]:
 async def browser() -> AsyncIterator[Any]:
     if not CHROMIUM.exists():
         missing("Chromium", f"the website tests drive {CHROMIUM}")
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launched() as chromium:
+        yield chromium
 
 
 async def new_page(browser: Any, cloud: DemoCloud, *, width: int = 390) -> Any:

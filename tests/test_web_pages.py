@@ -13,28 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import async_playwright
 
 from edge.api.keys import WS_HUB
+from tests.chromium import CHROMIUM, HAVE_CHROMIUM, launched
 from tests.edge_site import wait_until
 from tests.parts import missing
 from tests.test_api_support import PASSWORDS, ApiSite, api
 
 __all__ = ["api"]
 
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
-# bypass_csp: Playwright evaluates its wait expressions as strings, which the
-# pages' Content-Security-Policy (rightly) forbids.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+# bypass_csp (in the tests' contexts): Playwright evaluates its wait
+# expressions as strings, which the pages' Content-Security-Policy (rightly)
+# forbids.
 SCREENSHOTS = os.environ.get("CORESYNC_SCREENSHOTS")  # a directory, to look at the pages
 
 
@@ -42,12 +32,8 @@ SCREENSHOTS = os.environ.get("CORESYNC_SCREENSHOTS")  # a directory, to look at 
 async def browser() -> AsyncIterator[Any]:
     if not HAVE_CHROMIUM:
         missing("Chromium", f"headless browser tests drive {CHROMIUM}")
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launched() as chromium:
+        yield chromium
 
 
 def base_url(api: ApiSite) -> str:
@@ -119,8 +105,10 @@ async def test_tablet_pairs_controls_its_room_and_is_refused_elsewhere(
     await page.locator('[data-device="ceiling"] input[data-role="color"]').fill("#ff0000")
     ceiling = api.core.device("room-a", "ceiling")[0]
     await wait_until(
-        lambda: (xy := getattr(ceiling.snapshot().state, "color_xy", None)) is not None
-        and abs(xy[0] - 0.6401) < 0.01
+        lambda: (
+            (xy := getattr(ceiling.snapshot().state, "color_xy", None)) is not None
+            and abs(xy[0] - 0.6401) < 0.01
+        )
     )
     # The page's token is refused on another room.
     status = await page.evaluate(
