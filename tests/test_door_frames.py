@@ -69,3 +69,53 @@ async def test_the_next_embedding_starts_when_the_last_returns(
         assert len(sent) == 3  # one embedding per needed vote
     finally:
         await steps.close()
+
+
+async def test_an_embedding_back_before_its_frames_mesh_still_votes(
+    workers: tuple[VisionWorker, VisionWorker], shared_faces: Path
+) -> None:
+    """The two workers race: on a busy machine the embedding of a frame can come
+    back before that frame's mesh opened the track.  Its vote waits for the
+    track instead of being dropped (which cost one more embedding)."""
+    embed, mesh = workers
+    photos = sorted((shared_faces / "dev" / "barack_obama").iterdir())
+    image = np.asarray(cv2.imread(str(photos[0])), np.uint8)
+    probe = (await embed.analyze(image)).faces[0].embedding
+    assert probe is not None
+    await embed.set_gallery(["obama"], probe.vector[None, :], MatchConfig())
+    decider = DoorDecider(None, AgreementConfig(), LivenessConfig(mode="off"), 6.0, 8)
+    steps = FrameSteps(decider, embed, mesh)
+    sent: list[int] = []
+    embedding_tasks: list[asyncio.Task[object]] = []
+    first_embedding = asyncio.Event()
+    analyze_embed, analyze_mesh = embed.analyze, mesh.analyze
+
+    async def embedded(frame: Frame, **kw: object) -> object:
+        sent.append(frame.seq)
+        task = asyncio.current_task()
+        assert task is not None
+        embedding_tasks.append(task)
+        first_embedding.set()
+        return await analyze_embed(frame, **kw)  # type: ignore[arg-type]
+
+    async def meshed(frame: Frame, **kw: object) -> object:
+        if frame.seq == 0:
+            # Fault injection: frame 0's mesh only once its embedding is back
+            # (and FrameSteps has taken it: its callback runs before ours).
+            await first_embedding.wait()
+            await asyncio.wait([embedding_tasks[0]])
+        return await analyze_mesh(frame, **kw)  # type: ignore[arg-type]
+
+    embed.analyze = embedded  # type: ignore[method-assign]
+    mesh.analyze = meshed  # type: ignore[method-assign]
+    try:
+        async with asyncio.timeout(60):
+            decided = None
+            seq = 0
+            while decided is None:
+                decided = await steps.step(Frame(image, time.time(), seq))
+                seq += 1
+        assert decided[0].passed and decided[0].member_id == "obama"
+        assert sent[0] == 0 and len(sent) == 3  # frame 0's vote counted
+    finally:
+        await steps.close()

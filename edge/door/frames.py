@@ -43,6 +43,12 @@ class FrameSteps:
         self._outcome: Decided | None = None
         self._error: BaseException | None = None
         self._closed = False
+        # The frame whose mesh is being analysed, and an embedding of that same
+        # frame that came back first: its vote waits for the mesh to open the
+        # track (the decider drops a vote with no track), or it would be lost
+        # and cost another embedding.
+        self._meshing: int | None = None
+        self._early: FrameResult | None = None
 
     def _embed(self, frame: Frame) -> None:
         self._embedded_seq = frame.seq
@@ -61,7 +67,11 @@ class FrameSteps:
         if task.cancelled() or self._closed:
             return
         try:
-            self._take_match(task.result())
+            result = task.result()
+            if result.seq == self._meshing:
+                self._early = result
+                return
+            self._take_match(result)
         except Exception as exc:  # a worker error, or a bug: raised by the next step
             self._error = self._error or exc
 
@@ -96,12 +106,22 @@ class FrameSteps:
         if self._embedding is None and self.decider.wants_embedding():
             self._embed(frame)
         # The followed face first, so it is the one that gets the mesh.
-        result = await self.mesh_worker.analyze(frame, embed=False, near=self.decider.track_box)
+        self._meshing = frame.seq
+        try:
+            result = await self.mesh_worker.analyze(frame, embed=False, near=self.decider.track_box)
+        finally:
+            self._meshing = None
         ready = self._ready()
         if ready is not None:
             return ready  # decided on an embedding while this frame was meshed
         outcome = self.decider.feed(result, time.time())
-        return None if outcome is None else (outcome, frame.ts)
+        if outcome is not None:
+            return outcome, frame.ts
+        early, self._early = self._early, None
+        if early is not None:
+            self._take_match(early)
+            return self._ready()
+        return None
 
     async def close(self) -> None:
         self._closed = True
