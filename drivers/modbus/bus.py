@@ -382,8 +382,13 @@ class ModbusBus:
         where = f"bus {self.bus_id}: {job.describe}"
         try:
             # pymodbus enforces timeout_s itself; this outer bound only guards
-            # against a request that never resolves.
-            response = await asyncio.wait_for(job.operation(self._client), self.cfg.timeout_s * 4)
+            # against a request that never resolves.  asyncio.timeout, not
+            # wait_for: on Python 3.11 wait_for wraps the request in a task of
+            # its own (two more event-loop turns per frame) and swallows a
+            # cancel that lands as the answer arrives, so stop() could wait on
+            # a worker that never ended.
+            async with asyncio.timeout(self.cfg.timeout_s * 4):
+                response = await job.operation(self._client)
         except ConnectionException as exc:
             self._lost.set()
             self._mark_down()
