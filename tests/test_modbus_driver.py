@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import subprocess
@@ -425,3 +426,37 @@ async def test_stop_fails_in_flight_and_queued_requests(gateway: ModbusSimulator
             await asyncio.wait_for(task, 5)
     with pytest.raises(TransportError, match="not started"):
         await bus.read("input", 3, 0, 2)
+
+
+async def test_stop_ends_the_worker_when_the_cancel_lands_with_an_answer(
+    gateway: ModbusSimulator,
+) -> None:
+    # Python 3.11's asyncio.wait_for, with which pymodbus awaits each answer,
+    # returns the answer and drops a cancel that lands as the answer arrives.
+    # The worker must end all the same, or stop() (daemon shutdown, a
+    # supervisor restart) waits for it forever; seen as a hung bench.
+    bus = ModbusBus(tcp_bus_cfg(gateway))
+    await bus.start()
+    await asyncio.wait_for(bus.connected(), 10)
+    worker = next(t for t in asyncio.all_tasks() if t.get_name() == "modbus-bus:gw:worker")
+    client = bus._client
+    assert client is not None
+    original = client.ctx.callback_data
+
+    def answer_then_cancel(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        used = original(data, addr)
+        worker.cancel()  # as stop() does, the moment the answer is in
+        return used
+
+    client.ctx.callback_data = answer_then_cancel  # type: ignore[method-assign]
+    read = asyncio.create_task(bus.read("input", 1, 0, 2), name="test-read")
+    try:
+        done, _ = await asyncio.wait({worker}, timeout=5)
+        assert worker in done, "the worker outlived its cancel"
+    finally:
+        client.ctx.callback_data = original  # type: ignore[method-assign]
+        stopping = asyncio.create_task(bus.stop(), name="test-stop")
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert stopping in done, "stop() hung"
+    with contextlib.suppress(TransportError):
+        await read  # answered, or failed by stop(); never left pending
