@@ -167,7 +167,11 @@ class ModbusDevice(Device):
         # slaves at 1 Hz took ~400 us of CPU per frame spread, ~150 us on the
         # grid (issue 17, docs/benchmarks.md).  A write still jumps the queued
         # polls, so it waits at most for the frame on the wire.
-        next_at = _slot_after(loop.time(), interval)
+        # Within a slot, a fixed order by unit (10 us apart): the reads then
+        # queue in the same order every round and each device keeps its
+        # period; equal times would come off the timer heap in any order.
+        phase = self.cfg.unit * 1e-5
+        next_at = _slot_after(loop.time(), interval) + phase
         while True:
             delay = next_at - loop.time()
             if delay > 0:
@@ -187,7 +191,7 @@ class ModbusDevice(Device):
             # Back on the grid (also after a failure's backoff): the next slot,
             # so the period does not drift by the read time, and after a long
             # stall missed slots are skipped rather than burst.
-            next_at = _slot_after(loop.time(), interval)
+            next_at = _slot_after(loop.time() - phase, interval) + phase
 
     def _poll_failed(self, exc: Exception) -> None:
         self.polls_failed += 1
