@@ -20,7 +20,8 @@ Modbus gateway) run in this process; tablets' WebSockets in a child process.
 5. write + read-back of one thermostat while the other 50 are polled: frames
    the gateway served from the request to the read-back (goal <= 3).
 
-Run: ``.venv/bin/python bench/bench_rooms.py`` (needs ``wrk`` and ``mosquitto``).
+Run: ``.venv/bin/python bench/bench_rooms.py`` (needs ``wrk`` and ``mosquitto``);
+``--only modbus --runs 3`` runs part 2 alone, three 30 s samples.
 """
 
 from __future__ import annotations
