@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import subprocess
@@ -138,6 +139,22 @@ async def test_poll_reads_typed_state(gateway: ModbusSimulator, manager: ModbusB
         ("holding", 0, 2),
         ("input", 0, 2),
     ]
+
+
+async def test_devices_of_a_bus_poll_together_on_one_grid(
+    gateway: ModbusSimulator, manager: ModbusBuses
+) -> None:
+    # Every device polls at multiples of its interval on the loop clock, so a
+    # bus's reads go out back to back in one wake-up (issue 17: a wake-up per
+    # frame was most of the daemon's CPU).  The simulator shares this loop.
+    for unit in (1, 2, 3, 4):
+        manager.add_device(thermostat_cfg(unit, poll=1.0), f"spa/heater{unit}")
+    await manager.start()
+    await until(lambda: len(gateway.request_log) >= 16, "two rounds of 4 x 2 reads", 20)
+    # A random phase each would put all 16 within 0.45 s of the slot by chance
+    # once in ~25 runs; on the grid they arrive a few ms after it.
+    late = [round(r.at % 1.0, 3) for r in gateway.request_log[:16]]
+    assert max(late) < 0.45, late
 
 
 async def test_write_then_read_back_confirms(
@@ -409,3 +426,37 @@ async def test_stop_fails_in_flight_and_queued_requests(gateway: ModbusSimulator
             await asyncio.wait_for(task, 5)
     with pytest.raises(TransportError, match="not started"):
         await bus.read("input", 3, 0, 2)
+
+
+async def test_stop_ends_the_worker_when_the_cancel_lands_with_an_answer(
+    gateway: ModbusSimulator,
+) -> None:
+    # Python 3.11's asyncio.wait_for, with which pymodbus awaits each answer,
+    # returns the answer and drops a cancel that lands as the answer arrives.
+    # The worker must end all the same, or stop() (daemon shutdown, a
+    # supervisor restart) waits for it forever; seen as a hung bench.
+    bus = ModbusBus(tcp_bus_cfg(gateway))
+    await bus.start()
+    await asyncio.wait_for(bus.connected(), 10)
+    worker = next(t for t in asyncio.all_tasks() if t.get_name() == "modbus-bus:gw:worker")
+    client = bus._client
+    assert client is not None
+    original = client.ctx.callback_data
+
+    def answer_then_cancel(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        used = original(data, addr)
+        worker.cancel()  # as stop() does, the moment the answer is in
+        return used
+
+    client.ctx.callback_data = answer_then_cancel  # type: ignore[method-assign]
+    read = asyncio.create_task(bus.read("input", 1, 0, 2), name="test-read")
+    try:
+        done, _ = await asyncio.wait({worker}, timeout=5)
+        assert worker in done, "the worker outlived its cancel"
+    finally:
+        client.ctx.callback_data = original  # type: ignore[method-assign]
+        stopping = asyncio.create_task(bus.stop(), name="test-stop")
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert stopping in done, "stop() hung"
+    with contextlib.suppress(TransportError):
+        await read  # answered, or failed by stop(); never left pending

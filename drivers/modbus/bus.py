@@ -56,6 +56,16 @@ EXCEPTION_NAMES = {
 }
 
 
+def _raise_if_cancelled(task: asyncio.Task[None]) -> None:
+    """Honour a cancel that pymodbus swallowed.  On Python 3.11 asyncio.wait_for,
+    which pymodbus awaits each answer (and a connect) with, returns the result
+    instead of raising when the cancel lands as the result arrives; the task
+    still counts the request (``cancelling()``), so without this the worker
+    would go on to wait for the next job and stop() would wait for it forever."""
+    if task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Priority(IntEnum):
     """Lower runs first."""
 
@@ -320,11 +330,15 @@ class ModbusBus:
 
     async def _link(self) -> None:
         attempt = 0
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             client = self._client
             assert client is not None
             self._lost.clear()
-            if await client.connect():
+            connected = await client.connect()
+            _raise_if_cancelled(task)
+            if connected:
                 if attempt:
                     log.warning("modbus bus %s: %s open again", self.bus_id, self._target())
                 attempt = 0
@@ -348,7 +362,10 @@ class ModbusBus:
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
         while True:
+            _raise_if_cancelled(task)
             job = self._next_job() if self._queue else None
             if job is None:
                 self._queued.clear()
@@ -382,8 +399,13 @@ class ModbusBus:
         where = f"bus {self.bus_id}: {job.describe}"
         try:
             # pymodbus enforces timeout_s itself; this outer bound only guards
-            # against a request that never resolves.
-            response = await asyncio.wait_for(job.operation(self._client), self.cfg.timeout_s * 4)
+            # against a request that never resolves.  asyncio.timeout, not
+            # wait_for: on Python 3.11 wait_for wraps the request in a task of
+            # its own (two more event-loop turns per frame) and swallows a
+            # cancel that lands as the answer arrives, so stop() could wait on
+            # a worker that never ended.
+            async with asyncio.timeout(self.cfg.timeout_s * 4):
+                response = await job.operation(self._client)
         except ConnectionException as exc:
             self._lost.set()
             self._mark_down()
