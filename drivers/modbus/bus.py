@@ -19,41 +19,17 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.backoff import backoff_delay
 from drivers.errors import DeviceRejected, DeviceTimeout, TransportError
+from drivers.modbus.client import EXCEPTION_NAMES, Client, make_client
 from drivers.modbus.config import ModbusBusConfig, ModbusRtuBusConfig, Table
 from drivers.tasks import watch
 
 log = logging.getLogger(__name__)
 
 RECONNECT_BASE_S = 0.1
-
-
-class _QuietTimeouts(logging.Filter):
-    """pymodbus logs every unanswered request at ERROR with a frame dump; a
-    dead slave behind a live gateway would print one every poll.  The device
-    reports the outage itself (one warning on entry, one on recovery)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("No response received")
-
-
-logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())
-
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "slave device failure",
-    5: "acknowledge",
-    6: "slave device busy",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
 
 
 def _raise_if_cancelled(task: asyncio.Task[None]) -> None:
@@ -73,7 +49,6 @@ class Priority(IntEnum):
     POLL = 1
 
 
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 Operation = Callable[[Client], Awaitable[Any]]
 
 
@@ -130,7 +105,7 @@ class ModbusBus:
         if self._tasks:
             return
         self._stopping = False
-        self._client = self._make_client()
+        self._client = make_client(self.cfg, self._on_trace_connect)
         self._tasks = [
             asyncio.create_task(self._link(), name=f"modbus-bus:{self.bus_id}:link"),
             asyncio.create_task(self._work(), name=f"modbus-bus:{self.bus_id}:worker"),
@@ -282,36 +257,6 @@ class ModbusBus:
         return None
 
     # -- internals -----------------------------------------------------------
-    def _make_client(self) -> Client:
-        cfg = self.cfg
-        # retries=0 and no pymodbus auto-reconnect: a dead slave costs exactly
-        # one timeout, and reconnect policy (full jitter) is ours.
-        common: dict[str, Any] = {
-            "timeout": cfg.timeout_s,
-            "retries": 0,
-            "reconnect_delay": 0,
-            "name": f"modbus-{cfg.id}",
-            "trace_connect": self._on_trace_connect,
-        }
-        client: Client
-        if isinstance(cfg, ModbusRtuBusConfig):
-            client = AsyncModbusSerialClient(
-                cfg.port,
-                framer=FramerType.RTU,
-                baudrate=cfg.baudrate,
-                bytesize=cfg.bytesize,
-                parity=cfg.parity,
-                stopbits=cfg.stopbits,
-                **common,
-            )
-        else:
-            client = AsyncModbusTcpClient(cfg.host, port=cfg.port, **common)
-        # pymodbus drops a TCP link after this many unanswered requests in a
-        # row; a success from any slave resets the count, so one dead slave on
-        # a healthy gateway never tears the link down.
-        client.set_max_no_responses(cfg.max_silent_requests)
-        return client
-
     def _on_trace_connect(self, up: bool) -> None:
         if up:
             return  # _link marks the bus up once connect() has returned
