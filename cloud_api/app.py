@@ -12,11 +12,19 @@ from aiohttp import web
 
 from cloud_api.admin_routes import ADMIN_ROUTES
 from cloud_api.auth import Auth
+from cloud_api.batching import Batcher
 from cloud_api.metrics import METRICS_KEY, CloudMetrics, metrics_middleware
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
 from cloud_api.site import setup_site
-from cloud_api.spec import AUTH_KEY, EXECUTOR_KEY, SHOP_KEY, make_handler
+from cloud_api.spec import (
+    AUTH_KEY,
+    EXECUTOR_KEY,
+    ORDERS_KEY,
+    SHOP_KEY,
+    TOKENS_KEY,
+    make_handler,
+)
 from cloud_api.sync_routes import SYNC_ROUTES, register_sync
 from edge.route_table import mount
 from edge.shop import (
@@ -82,6 +90,8 @@ def build_app(
     async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-db")
         app[EXECUTOR_KEY] = pool
+        app[TOKENS_KEY] = Batcher(auth.authenticate_many, pool)
+        app[ORDERS_KEY] = Batcher(shop.create_orders, pool)
         yield
         # Joining the pool's threads blocks: wait for them on another thread.
         await asyncio.get_running_loop().run_in_executor(
