@@ -20,8 +20,6 @@ from cloud_api.batching import Batcher
 from edge import route_table
 from edge.shop import Forbidden, Shop, ValidationFailed
 from edge.shop.inputs import Input, parse, parse_json
-from edge.shop.order_batch import OrderRequest
-from edge.shop.records import Order
 from edge.shop.statuses import OrderStatus, RequestStatus
 
 AuthLevel = Literal["public", "any", "member", "staff", "manager", "admin", "node"]
@@ -30,10 +28,9 @@ T = TypeVar("T")
 SHOP_KEY = web.AppKey("shop", Shop)
 AUTH_KEY = web.AppKey("auth", Auth)
 EXECUTOR_KEY = web.AppKey("executor", Executor)
-# Group commit (cloud_api.batching): bearer tokens of concurrent requests checked in
-# one statement, concurrent orders written in one transaction.
+# Group commit (cloud_api.batching): the bearer tokens of concurrent requests are
+# checked in one statement (orders: cloud_api.group_commit).
 TOKENS_KEY = web.AppKey("tokens", Batcher[str, Principal])
-ORDERS_KEY = web.AppKey("orders", Batcher[OrderRequest, Order])
 
 
 # ---- API-only inputs (the shop's own inputs live in edge.shop.inputs) --------
@@ -114,8 +111,17 @@ class Route(route_table.Route[Handler, AuthLevel]):
     prefix = "/api/v1/"
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     return json.dumps(value, default=lambda o: str(o) if isinstance(o, Decimal) else repr(o))
+
+
+def bearer_token(request: web.Request) -> str:
+    """The request's bearer token (not yet checked)."""
+    header = guard.header(request.headers.get("Authorization", ""), "Authorization")
+    scheme, _, credential = header.partition(" ")
+    if scheme != "Bearer" or not credential:
+        raise Unauthenticated("bearer token required")
+    return credential
 
 
 async def authenticate(request: web.Request, level: AuthLevel, ctx_auth: Auth, ex: Executor) -> (
@@ -123,16 +129,15 @@ async def authenticate(request: web.Request, level: AuthLevel, ctx_auth: Auth, e
 ):  # fmt: skip
     if level == "public":
         return None
-    header = guard.header(request.headers.get("Authorization", ""), "Authorization")
-    scheme, _, credential = header.partition(" ")
     loop = asyncio.get_running_loop()
     if level == "node":
+        header = guard.header(request.headers.get("Authorization", ""), "Authorization")
+        scheme, _, credential = header.partition(" ")
         node_id, _, secret = credential.partition(":")
         if scheme != "Node" or not node_id or not secret:
             raise Unauthenticated("node credentials required (Authorization: Node id:secret)")
         return await loop.run_in_executor(ex, ctx_auth.authenticate_node, node_id, secret)
-    if scheme != "Bearer" or not credential:
-        raise Unauthenticated("bearer token required")
+    credential = bearer_token(request)
     tokens = request.app.get(TOKENS_KEY)
     if tokens is not None:
         who = await tokens.submit(credential)
@@ -187,7 +192,7 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         result = await route.handler(ctx)
         if isinstance(result, web.StreamResponse):
             return result  # a route of another content type answers for itself
-        return web.json_response(result, status=route.status, dumps=_dumps)
+        return web.json_response(result, status=route.status, dumps=dumps)
 
     handle.__name__ = route.handler.__name__
     return handle

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cloud_api.app import build_app
 from cloud_api.auth import Auth, Principal, Unauthenticated
-from cloud_api.spec import ORDERS_KEY, TOKENS_KEY
+from cloud_api.group_commit import ORDERS_KEY
 from edge.shop import NotFound, OutOfStock, Shop, StorageFailure, ValidationFailed
 from edge.shop.numbering import NumberReserve
 from edge.shop.order_batch import OrderRequest
@@ -248,8 +248,17 @@ async def test_concurrent_orders_over_http(
     assert {r["number"] for r in rows} == {b["number"] for b in created}
     batcher = c.server.app[ORDERS_KEY]
     assert batcher.items == 20 and batcher.batches < 20  # concurrent orders went together
-    assert c.server.app[TOKENS_KEY].items == 20
-    r = await c.post("/api/v1/shop/orders", json=order("serum", 1, site),
-                     headers={"Authorization": "Bearer revoked-or-never-issued"})  # fmt: skip
-    assert r.status == 401
+    # Credentials checked in the batch are refused as on any route, and first.
+    staff = Auth(shop.db)
+    staff.create_staff("s@example.com", "S", "pw-long-enough", "staff")
+    staff_token, _, _ = staff.login("s@example.com", "pw-long-enough")
+    for token, body, status in (
+        ("revoked-or-never-issued", order("serum", 1, site), 401),
+        ("revoked-or-never-issued", {"items": "not a list"}, 401),
+        (staff_token, order("serum", 1, site), 403),
+        (tokens["ava"], {"items": "not a list"}, 422),
+    ):
+        assert (await post(token, body))[0] == status
+    assert batcher.items == 22  # the two bodies that parse
+    assert len(stored(shop)["orders"]) == 16
     assert shop.ledger_mismatches() == []
