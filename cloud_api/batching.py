@@ -37,6 +37,7 @@ class Batcher(Generic[I, O]):
         self.max_batch, self.in_flight = max_batch, in_flight
         self._queue: list[tuple[I, asyncio.Future[O]]] = []
         self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.batches = self.items = 0  # counters (tests, tuning)
 
     async def submit(self, item: I) -> O:
@@ -44,7 +45,9 @@ class Batcher(Generic[I, O]):
         self._queue.append((item, future))
         if self._running < self.in_flight:
             self._running += 1
-            asyncio.get_running_loop().create_task(self._drain())
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _drain(self) -> None:
