@@ -12,11 +12,18 @@ from aiohttp import web
 
 from cloud_api.admin_routes import ADMIN_ROUTES
 from cloud_api.auth import Auth
+from cloud_api.batching import Batcher
+from cloud_api.group_commit import ORDERS_KEY, make_route_handler, place_orders
 from cloud_api.metrics import METRICS_KEY, CloudMetrics, metrics_middleware
 from cloud_api.openapi import build_openapi
 from cloud_api.routes import ROUTES
 from cloud_api.site import setup_site
-from cloud_api.spec import AUTH_KEY, EXECUTOR_KEY, SHOP_KEY, make_handler
+from cloud_api.spec import (
+    AUTH_KEY,
+    EXECUTOR_KEY,
+    SHOP_KEY,
+    TOKENS_KEY,
+)
 from cloud_api.sync_routes import SYNC_ROUTES, register_sync
 from edge.route_table import mount
 from edge.shop import (
@@ -82,6 +89,8 @@ def build_app(
     async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cloud-db")
         app[EXECUTOR_KEY] = pool
+        app[TOKENS_KEY] = Batcher(auth.authenticate_many, pool)
+        app[ORDERS_KEY] = Batcher(functools.partial(place_orders, auth, shop), pool)
         yield
         # Joining the pool's threads blocks: wait for them on another thread.
         await asyncio.get_running_loop().run_in_executor(
@@ -95,7 +104,7 @@ def build_app(
         return web.json_response(document)
 
     app.router.add_get("/api/openapi.json", openapi)
-    mount(app, ROUTES + ADMIN_ROUTES, make_handler)
+    mount(app, ROUTES + ADMIN_ROUTES, make_route_handler)
     register_sync(app, compact_every_s, retention_days)
     setup_site(app)  # the members' website (HTML pages, not in the JSON route table)
     return app

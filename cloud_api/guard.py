@@ -26,6 +26,8 @@ _TOKENS = re.compile(rb'\\.|"|[\[\]{}]', re.DOTALL)
 
 def check_depth(raw: bytes, limit: int = MAX_DEPTH) -> None:
     """Refuse JSON nested deeper than ``limit`` (brackets inside strings do not count)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return  # cannot nest deeper than it has openers (most bodies: no scan needed)
     depth, in_string = 0, False
     for m in _TOKENS.finditer(raw):
         token = m.group()

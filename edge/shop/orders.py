@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from edge.shop.base import Change, ShopBase, new_id, where_equal
+from edge.shop.base import Change, ShopBase, SiteRules, new_id, where_equal
 from edge.shop.catalog import CatalogMixin
 from edge.shop.db import Tx
 from edge.shop.errors import Conflict, InvalidTransition, NotFound, OutOfStock, ValidationFailed
@@ -20,6 +20,9 @@ _ORDER_COLUMNS = (
     " total_cents, tax_rate, payment_ref, paid_at, customer_notes, staff_notes,"
     " accounting_synced, invoice_id, accounting_error, created_at, updated_at, site"
 )
+ORDER_FIELDS = [c.strip() for c in _ORDER_COLUMNS.split(",")]
+# A line of a new order: position, product, quantity, unit price, note.
+Line = tuple[int, Product, int, Decimal, str | None]
 
 
 class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
@@ -35,12 +38,12 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
         at_once = at_once and self.db.dialect == "postgres"
         with self.db.autocommit() if at_once else self.db.write() as tx:
             site = self.site_rules(tx, order.site)
-            today, rate = self.today_at(site), site.tax_rate
+            today = self.today_at(site)
             at = site.id if site.own_stock else None  # the site's stock row, or products.stock
             if order.pickup_date is not None and order.pickup_date < today:
                 raise ValidationFailed("pickup_date", "must not be in the past")
             member = self._member(tx, member_id)
-            lines: list[tuple[int, Product, int, Decimal, str | None]] = []
+            lines: list[Line] = []
             for i, item in enumerate(order.items):
                 try:
                     product: Product | None = self._product_by(tx, "slug", item.product)
@@ -52,30 +55,8 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                     )
                 unit = product.price_for(member.active)
                 lines.append((i, product, item.quantity, unit, item.note))
-            subtotal, tax, _ = order_totals(((unit, qty) for _, _, qty, unit, _ in lines), rate)
             number = self.next_number(tx, "PO", today.year)
-            row = {
-                "id": oid, "number": number, "member_id": member.id,
-                "status": OrderStatus.PENDING.value,
-                "pickup_date": None if order.pickup_date is None else order.pickup_date.isoformat(),
-                "booking_ref": order.booking_ref, "subtotal_cents": to_cents(subtotal),
-                "tax_cents": to_cents(tax), "total_cents": to_cents(subtotal + tax),
-                "tax_rate": str(rate), "payment_ref": None, "paid_at": None,
-                "customer_notes": order.customer_notes, "staff_notes": "",
-                "accounting_synced": 0, "invoice_id": None, "accounting_error": None,
-                "created_at": now, "updated_at": now, "site": site.id,
-            }  # fmt: skip
-            names = [c.strip() for c in _ORDER_COLUMNS.split(",")]
-            marks = ", ".join("?" for _ in names)
-            insert_order = (
-                f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES ({marks}, ?)",
-                (*(row[n] for n in names), self.config.node_id),
-            )
-            # The order as written (no read-back: two round trips fewer per order).
-            items = [{"product_id": product.id, "product_name": product.name, "quantity": qty,
-                      "unit_price_cents": to_cents(unit), "line_total_cents": to_cents(unit * qty),
-                      "note": note} for _, product, qty, unit, note in lines]  # fmt: skip
-            result = Order.from_row(row, items)
+            insert_order, result = self._draft(oid, number, member.id, order, site, lines, now)
             if at_once:
                 self._write_at_once(tx, insert_order, lines[0], result, at, actor or member.id)
                 return result
@@ -95,9 +76,38 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
                             self._outbox_insert(changes)])  # fmt: skip
         return result
 
+    def _draft(
+        self, oid: str, number: str, member_id: str, order: OrderInput, site: SiteRules,
+        lines: list[Line], now: str,
+    ) -> tuple[tuple[str, tuple[Any, ...]], Order]:  # fmt: skip
+        """A new order's row (its INSERT) and the order as written (no read-back: two
+        round trips fewer per order)."""
+        subtotal, tax, _ = order_totals(((unit, qty) for _, _, qty, unit, _ in lines),
+                                        site.tax_rate)  # fmt: skip
+        row = {
+            "id": oid, "number": number, "member_id": member_id,
+            "status": OrderStatus.PENDING.value,
+            "pickup_date": None if order.pickup_date is None else order.pickup_date.isoformat(),
+            "booking_ref": order.booking_ref, "subtotal_cents": to_cents(subtotal),
+            "tax_cents": to_cents(tax), "total_cents": to_cents(subtotal + tax),
+            "tax_rate": str(site.tax_rate), "payment_ref": None, "paid_at": None,
+            "customer_notes": order.customer_notes, "staff_notes": "",
+            "accounting_synced": 0, "invoice_id": None, "accounting_error": None,
+            "created_at": now, "updated_at": now, "site": site.id,
+        }  # fmt: skip
+        marks = ", ".join("?" for _ in ORDER_FIELDS)
+        insert_order = (
+            f"INSERT INTO orders ({_ORDER_COLUMNS}, origin_node) VALUES ({marks}, ?)",
+            (*(row[n] for n in ORDER_FIELDS), self.config.node_id),
+        )
+        items = [{"product_id": product.id, "product_name": product.name, "quantity": qty,
+                  "unit_price_cents": to_cents(unit), "line_total_cents": to_cents(unit * qty),
+                  "note": note} for _, product, qty, unit, note in lines]  # fmt: skip
+        return insert_order, Order.from_row(row, items)
+
     def _write_at_once(
         self, tx: Tx, insert_order: tuple[str, tuple[Any, ...]],
-        line: tuple[int, Product, int, Decimal, str | None], order: Order, at: str | None,
+        line: Line, order: Order, at: str | None,
         actor: str,
     ) -> None:  # fmt: skip
         """PostgreSQL, one line: the stock move (guarded), its ledger row, the order, its
@@ -131,9 +141,7 @@ class OrdersMixin(CatalogMixin, MembersMixin, ShopBase):
             raise short
 
     @staticmethod
-    def _items_insert(
-        order_id: str, lines: list[tuple[int, Product, int, Decimal, str | None]]
-    ) -> tuple[str, list[Any]]:
+    def _items_insert(order_id: str, lines: list[Line]) -> tuple[str, list[Any]]:
         """Every line of a new order in one statement."""
         rows = [(new_id(), order_id, position, product.id, product.name, qty, to_cents(unit),
                  to_cents(unit * qty), note)

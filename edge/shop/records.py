@@ -15,8 +15,12 @@ from typing import Any, Generic, TypeVar
 from edge.shop.db import Row
 from edge.shop.money import from_cents, percent_one_decimal
 
+_PLAIN = frozenset({str, int, bool, float, type(None)})
+
 
 def jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # most values: nothing to convert (and cheap to tell)
+        return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, date):
@@ -30,9 +34,15 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 class _Jsonable:
     def to_json(self) -> dict[str, Any]:
-        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        names = _FIELDS.get(type(self))
+        if names is None:  # once per record type (``fields`` is slow to ask every time)
+            names = _FIELDS[type(self)] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        return {name: jsonable(getattr(self, name)) for name in names}
 
 
 def _date(value: str | None) -> date | None:

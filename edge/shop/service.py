@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from edge.shop import numbering
 from edge.shop.concierge import ConciergeMixin
-from edge.shop.orders import OrdersMixin
+from edge.shop.order_batch import BatchOrdersMixin
 from edge.shop.replica import ReplicaMixin
 from edge.shop.schema import migrate_database
 
 
-class Shop(OrdersMixin, ConciergeMixin, ReplicaMixin):
+class Shop(BatchOrdersMixin, ConciergeMixin, ReplicaMixin):
     """Products, stock ledger, members, pickup orders and concierge requests."""
 
     def migrate(self) -> int:
