@@ -15,9 +15,7 @@ from edge.shop.inputs import (
 )
 from edge.shop.money import to_cents
 from edge.shop.records import Page, Product
-from edge.shop.stock import _COLUMNS as _COLUMNS
 from edge.shop.stock import _STORED, StockMixin, _columns_at
-from edge.shop.stock import SELLABLE as SELLABLE
 
 
 def _escape_like(text: str) -> str:

@@ -29,8 +29,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge.shop.base import Change, SiteRules, new_id
-from edge.shop.catalog import _COLUMNS as PRODUCT_COLUMNS
-from edge.shop.catalog import SELLABLE
 from edge.shop.db import Params, Tx
 from edge.shop.errors import NotFound, OutOfStock, ShopError, StorageFailure, ValidationFailed
 from edge.shop.inputs import OrderInput
@@ -38,6 +36,8 @@ from edge.shop.members import _COLUMNS as MEMBER_COLUMNS
 from edge.shop.money import to_cents
 from edge.shop.orders import _ORDER_COLUMNS, ORDER_FIELDS, Line, OrdersMixin
 from edge.shop.records import Member, Order, Product
+from edge.shop.stock import _COLUMNS as PRODUCT_COLUMNS
+from edge.shop.stock import SELLABLE
 
 log = logging.getLogger(__name__)
 
