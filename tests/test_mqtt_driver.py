@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import signal
 import sys
@@ -555,3 +556,28 @@ async def test_two_nodes_of_one_site_keep_their_own_client_ids(mqtt_broker: Brok
         await second.stop()
         await first.stop()
         await clear_retained(cfg, [first.status_topic])
+
+
+async def test_a_frozen_broker_is_noticed_and_does_not_hold_a_stop(
+    mosquitto: MosquittoProcess,
+) -> None:
+    """A broker that stops answering with its socket still open (its process
+    frozen, a hung host behind a live switch): the keepalive notices it, the
+    connection reconnects once the broker answers again, and stopping while it
+    is frozen ends (the last-will publish is bounded) instead of hanging."""
+    conn = MqttConnection(broker_config(mosquitto.broker, "frozen", keepalive=5), site_id="frz")
+    await conn.start()
+    assert mosquitto.proc is not None
+    pid = mosquitto.proc.pid
+    try:
+        await asyncio.wait_for(conn.connected(), WAIT_S)
+        os.kill(pid, signal.SIGSTOP)
+        await asyncio.wait_for(conn.disconnected(), 30)  # paho: 1.5 x keepalive unanswered
+        os.kill(pid, signal.SIGCONT)
+        await asyncio.wait_for(conn.connected(), 30)
+        assert conn.connects == 2
+        os.kill(pid, signal.SIGSTOP)
+        await asyncio.wait_for(conn.stop(), 30)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await conn.stop()
