@@ -193,7 +193,15 @@ class ModbusDeviceConfig(DeviceConfigBase):
     type: Literal["modbus"] = Field(description="Selects the Modbus driver.")
     bus: str = Field(pattern=ID_PATTERN, description="Id of the bus the device is on.")
     unit: int = Field(ge=1, le=247, description="Slave (unit) id, 1-247.")
-    poll_interval_s: float = Field(1.0, ge=0.05, le=3600, description="Seconds between reads.")
+    poll_interval_s: float = Field(
+        1.0,
+        ge=0.05,
+        le=3600,
+        description=(
+            "Seconds between reads. Reads fall on whole multiples of it, so the devices "
+            "of a bus with the same interval are read back to back, one wake-up a round."
+        ),
+    )
     registers: dict[str, RegisterSpec] = Field(
         min_length=1, description="State field name -> register holding it."
     )
