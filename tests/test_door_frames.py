@@ -32,17 +32,25 @@ async def workers() -> AsyncIterator[tuple[VisionWorker, VisionWorker]]:
         await asyncio.gather(embed.stop(), mesh.stop())
 
 
-async def test_the_next_embedding_starts_when_the_last_returns(
-    workers: tuple[VisionWorker, VisionWorker], shared_faces: Path
-) -> None:
-    embed, mesh = workers
+async def enrolled_door(
+    embed: VisionWorker, mesh: VisionWorker, shared_faces: Path
+) -> tuple[np.ndarray, FrameSteps]:
+    """A dev photo of a member enrolled from it, and the door's frame steps
+    (agreement on, liveness off) over the two workers."""
     photos = sorted((shared_faces / "dev" / "barack_obama").iterdir())
     image = np.asarray(cv2.imread(str(photos[0])), np.uint8)
     probe = (await embed.analyze(image)).faces[0].embedding
     assert probe is not None
     await embed.set_gallery(["obama"], probe.vector[None, :], MatchConfig())
     decider = DoorDecider(None, AgreementConfig(), LivenessConfig(mode="off"), 6.0, 8)
-    steps = FrameSteps(decider, embed, mesh)
+    return image, FrameSteps(decider, embed, mesh)
+
+
+async def test_the_next_embedding_starts_when_the_last_returns(
+    workers: tuple[VisionWorker, VisionWorker], shared_faces: Path
+) -> None:
+    embed, mesh = workers
+    image, steps = await enrolled_door(embed, mesh, shared_faces)
     sent: list[int] = []
     analyze = embed.analyze
 
@@ -78,13 +86,7 @@ async def test_an_embedding_back_before_its_frames_mesh_still_votes(
     back before that frame's mesh opened the track.  Its vote waits for the
     track instead of being dropped (which cost one more embedding)."""
     embed, mesh = workers
-    photos = sorted((shared_faces / "dev" / "barack_obama").iterdir())
-    image = np.asarray(cv2.imread(str(photos[0])), np.uint8)
-    probe = (await embed.analyze(image)).faces[0].embedding
-    assert probe is not None
-    await embed.set_gallery(["obama"], probe.vector[None, :], MatchConfig())
-    decider = DoorDecider(None, AgreementConfig(), LivenessConfig(mode="off"), 6.0, 8)
-    steps = FrameSteps(decider, embed, mesh)
+    image, steps = await enrolled_door(embed, mesh, shared_faces)
     sent: list[int] = []
     embedding_tasks: list[asyncio.Task[object]] = []
     first_embedding = asyncio.Event()
