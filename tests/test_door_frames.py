@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge.door.decision import DoorDecider
-from edge.door.frames import FrameSteps
+from edge.door.frames import Decided, FrameSteps
 from tests.edge_site import wait_until
 from vision.camera import Frame
 from vision.liveness import LivenessConfig
@@ -46,6 +46,17 @@ async def enrolled_door(
     return image, FrameSteps(decider, embed, mesh)
 
 
+async def step_until_decided(
+    steps: FrameSteps, image: np.ndarray, *, first_seq: int, within_s: float
+) -> Decided:
+    """Camera frames of ``image`` from ``first_seq`` on until the door decides."""
+    seq = first_seq
+    async with asyncio.timeout(within_s):
+        while (decided := await steps.step(Frame(image, time.time(), seq))) is None:
+            seq += 1
+    return decided
+
+
 async def test_the_next_embedding_starts_when_the_last_returns(
     workers: tuple[VisionWorker, VisionWorker], shared_faces: Path
 ) -> None:
@@ -67,12 +78,7 @@ async def test_the_next_embedding_starts_when_the_last_returns(
         await wait_until(lambda: len(sent) == 2, 30)
         assert sent == [0, 1]
         # Two of three votes in; a third frame completes the agreement and decides.
-        async with asyncio.timeout(30):
-            decided = None
-            seq = 2
-            while decided is None:
-                decided = await steps.step(Frame(image, time.time(), seq))
-                seq += 1
+        decided = await step_until_decided(steps, image, first_seq=2, within_s=30)
         assert decided[0].passed and decided[0].member_id == "obama"
         assert len(sent) == 3  # one embedding per needed vote
     finally:
@@ -111,12 +117,7 @@ async def test_an_embedding_back_before_its_frames_mesh_still_votes(
     embed.analyze = embedded  # type: ignore[method-assign]
     mesh.analyze = meshed  # type: ignore[method-assign]
     try:
-        async with asyncio.timeout(60):
-            decided = None
-            seq = 0
-            while decided is None:
-                decided = await steps.step(Frame(image, time.time(), seq))
-                seq += 1
+        decided = await step_until_decided(steps, image, first_seq=0, within_s=60)
         assert decided[0].passed and decided[0].member_id == "obama"
         assert sent[0] == 0 and len(sent) == 3  # frame 0's vote counted
     finally:
