@@ -17,9 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import traceback
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,34 +216,24 @@ def _asyncio_tasks_report() -> str:
     return "\n".join(out)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
-    """pytest-timeout's signal method, with the failure naming what every
-    asyncio task was waiting on (a hung async teardown shows an idle loop in
-    the thread dump, which says nothing about which fixture it is)."""
-    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
-        return None
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Iterator[None]:
+    """pytest-timeout's own timer, with its signal handler wrapped so the
+    failure also says what every asyncio task was waiting on (a hung async
+    teardown shows an idle loop in the thread dump, which names no fixture)."""
+    yield
+    inner = signal.getsignal(signal.SIGALRM)
+    if settings.method != "signal" or not callable(inner):
+        return
 
-    def on_timeout(signum: int, frame: object) -> None:
+    def on_timeout(signum: int, frame: Any) -> None:
         __tracebackhide__ = True
-        cancel()
-        here = "".join(traceback.format_stack(frame))  # type: ignore[arg-type]
-        report = (
-            f"Timeout (>{settings.timeout}s) from pytest-timeout in {item.nodeid}\n"
-            f"main thread:\n{here}\nasyncio tasks:\n{_asyncio_tasks_report()}"
-        )
+        report = f"asyncio tasks of {item.nodeid}:\n{_asyncio_tasks_report()}"
         # Written at once (an xdist worker's stderr reaches the CI log) and
-        # attached to the test's report: the raise below may surface as a
-        # secondary error of another fixture's teardown.
+        # attached to the test's report: the failure pytest-timeout raises may
+        # surface as a secondary error of another fixture's teardown.
         print(report, file=sys.__stderr__, flush=True)
         item.add_report_section("teardown", "pytest-timeout", report)
-        pytest.fail(report, pytrace=False)
+        inner(signum, frame)
 
-    def cancel() -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-
-    item.cancel_timeout = cancel  # type: ignore[attr-defined]
     signal.signal(signal.SIGALRM, on_timeout)
-    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
-    return True
